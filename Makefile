@@ -1,0 +1,55 @@
+# astcti: two commands on a fresh Debian 12 machine, as root:
+#   make lab    set everything up and run the lab (Asterisk + astcti + phones)
+#   make test   set everything up and run the whole suite, lab included
+SHELL := /bin/bash
+PYTHON ?= /usr/bin/python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PHONES ?= auto
+PYTEST_ARGS ?=
+
+.PHONY: help sysdeps venv lab lab-down lab-status test bench clean
+
+help:
+	@echo "make lab [PHONES=auto|none]  start Asterisk + astcti + SIPp phones (make lab-down stops them)"
+	@echo "make test                    run every test, the real-Asterisk lab included"
+	@echo "make bench                   measure astcti against raw ARI, write docs/benchmarks.md"
+
+# System packages the project needs (installed only when missing, so repeat runs are quick).
+sysdeps:
+	@missing=""; \
+	for pair in mmdebstrap:mmdebstrap sipp:sip-tester unshare:util-linux; do \
+	  cmd=$${pair%%:*}; pkg=$${pair##*:}; \
+	  command -v $$cmd >/dev/null 2>&1 || missing="$$missing $$pkg"; \
+	done; \
+	$(PYTHON) -c 'import venv, ensurepip' >/dev/null 2>&1 || missing="$$missing python3-venv"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+$(VENV)/.stamp: pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	@touch $@
+
+venv: sysdeps $(VENV)/.stamp
+
+lab: venv
+	$(PY) -m tests.lab up --phones $(PHONES)
+
+lab-down:
+	@if [ -x $(PY) ]; then $(PY) -m tests.lab down; else echo "no lab was running"; fi
+
+lab-status: venv
+	$(PY) -m tests.lab status
+
+test: venv
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+bench: venv
+	$(PY) -m tests.bench
+
+clean: lab-down
+	rm -rf $(VENV) .lab build *.egg-info

@@ -1,0 +1,3 @@
+from astcti.cli import main
+
+raise SystemExit(main())

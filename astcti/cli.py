@@ -1,0 +1,95 @@
+"""`astcti serve | init | encrypt-password | version`.
+
+Every failure an operator can cause ends in one line on stderr and a non-zero exit, never a
+traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import logging
+import os
+import sys
+from pathlib import Path
+
+from astcti import __version__
+from astcti.errors import AstctiError
+from astcti.secrets import DEFAULT_KEY_PATH, encrypt, load_key
+from astcti.store import DEFAULT_DB_PATH, Store
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="astcti", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"astcti {__version__}")
+    parser.add_argument("--db", type=Path, default=DEFAULT_DB_PATH,
+                        help=f"parameter store (default {DEFAULT_DB_PATH}, env ASTCTI_DB)")
+    parser.add_argument("--key", type=Path, default=DEFAULT_KEY_PATH,
+                        help=f"secret key file (default {DEFAULT_KEY_PATH}, env ASTCTI_KEY)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    serve = sub.add_parser("serve", help="run the daemon")
+    serve.add_argument("--log-level", default=os.environ.get("ASTCTI_LOG_LEVEL", "info"),
+                       choices=["debug", "info", "warning", "error"])
+    serve.add_argument("--admin-socket", type=Path, default=None,
+                       help="admin API socket (default /run/astcti/admin.sock, env ASTCTI_ADMIN_SOCKET)")
+    sub.add_parser("init", help="create the store and the key file if they do not exist")
+    sub.add_parser("encrypt-password",
+                   help="print a link password encrypted with the key (prompts, or reads stdin)")
+    sub.add_parser("version", help="print the version")
+    return parser
+
+
+def _setup_logging(level: str) -> None:
+    # journald adds its own timestamps; a terminal wants them.
+    fmt = "%(levelname)s %(name)s: %(message)s"
+    if "JOURNAL_STREAM" not in os.environ:
+        fmt = "%(asctime)s " + fmt
+    logging.basicConfig(level=level.upper(), format=fmt, stream=sys.stderr)
+    logging.getLogger("aioswagger11").setLevel(logging.WARNING)
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+
+
+def _read_password() -> str:
+    if sys.stdin.isatty():
+        first = getpass.getpass("ARI password: ")
+        if getpass.getpass("again: ") != first:
+            raise AstctiError("the two passwords differ: nothing encrypted")
+        password = first
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    if not password:
+        raise AstctiError("empty password: nothing encrypted")
+    return password
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command in (None, "version"):
+            print(f"astcti {__version__}")
+            return 0
+        if args.command == "init":
+            existed = args.db.exists()
+            Store.open(args.db, create=True).close()
+            key_existed = args.key.exists()
+            load_key(args.key, create=True)
+            print(f"store {args.db}: {'kept (already there)' if existed else 'created'};"
+                  f" key {args.key}: {'kept' if key_existed else 'created'}")
+            return 0
+        if args.command == "encrypt-password":
+            cipher = load_key(args.key, create=True)
+            print(encrypt(cipher, _read_password()))
+            return 0
+        if args.command == "serve":
+            _setup_logging(args.log_level)
+            from astcti.app import Daemon
+
+            daemon = Daemon(args.db, args.key, admin_socket=args.admin_socket)
+            return asyncio.run(daemon.run())
+    except AstctiError as exc:
+        print(f"astcti: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return 1

@@ -1,0 +1,211 @@
+"""One Asterisk: connect, heartbeat, reconnect with backoff, resubscribe, hand events on.
+
+Asterisk neither queues events for an absent app nor says when it is back, so every (re)connect
+runs the `on_up` hook (resubscribe + resync) before the first event is handed on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+import aiohttp
+
+from astcti.errors import AstctiError
+from astcti.pbx.ari import AriError, AriEvent, AriEventSocket, AriRest
+from astcti.pbx.linkconfig import LinkConfig
+
+log = logging.getLogger(__name__)
+
+BACKOFF_FIRST = 0.5
+BACKOFF_MAX = 15.0
+
+
+class LinkDownError(AstctiError):
+    """A request needs a link whose Asterisk is not connected."""
+
+
+@dataclass
+class LinkStatus:
+    name: str
+    address: str
+    up: bool
+    since: datetime
+    version: str | None
+    last_error: str | None
+
+
+EventHandler = Callable[["AsteriskLink", AriEvent], None]
+UpHook = Callable[["AsteriskLink"], Awaitable[None]]
+DownHook = Callable[["AsteriskLink", str], None]
+
+
+class AsteriskLink:
+    """A supervised ARI connection to one Asterisk."""
+
+    def __init__(self, config: LinkConfig, *, heartbeat: float = 5.0,
+                 on_event: EventHandler | None = None, on_up: UpHook | None = None,
+                 on_down: DownHook | None = None) -> None:
+        self.config = config
+        self.heartbeat = heartbeat
+        self.on_event = on_event
+        self.on_up = on_up
+        self.on_down = on_down
+        self.rest = AriRest(config)
+        self.up = False
+        self.since = datetime.now(timezone.utc)
+        self.version: str | None = None
+        self.last_error: str | None = None
+        self.endpoints: set[str] = set()  # "PJSIP/101" as Asterisk reports them
+        self.sources: set[str] = set()  # event sources kept subscribed across reconnects
+        self._task: asyncio.Task[None] | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self._socket: AriEventSocket | None = None
+        self._up_event = asyncio.Event()
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    def status(self) -> LinkStatus:
+        return LinkStatus(self.name, f"{self.config.host}:{self.config.port}", self.up,
+                          self.since, self.version, self.last_error)
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    def start(self) -> None:
+        self._session = aiohttp.ClientSession()
+        self._task = asyncio.create_task(self._supervise(), name=f"link-{self.name}")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+        await self.rest.close()
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def wait_up(self, timeout: float) -> bool:
+        try:
+            await asyncio.wait_for(self._up_event.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    async def _supervise(self) -> None:
+        delay = BACKOFF_FIRST
+        while True:
+            try:
+                await self._connect()
+                delay = BACKOFF_FIRST
+                await self._pump()
+                reason = "ARI websocket closed (Asterisk stopped or network cut)"
+            except asyncio.CancelledError:
+                await self._teardown()
+                raise
+            except AriError as exc:
+                reason = exc.message
+            except Exception as exc:  # a bug must not kill the link for good
+                log.exception("%s: unexpected error", self.name)
+                reason = f"internal error: {type(exc).__name__}"
+            await self._mark_down(reason)
+            await asyncio.sleep(delay * random.uniform(0.8, 1.2))
+            delay = min(delay * 2, BACKOFF_MAX)
+
+    async def _connect(self) -> None:
+        assert self._session is not None
+        await self.rest.open()
+        info = await self.rest.call("asterisk", "getInfo", only="system")
+        self.version = (info or {}).get("system", {}).get("version")
+        self._socket = AriEventSocket(self.config, self._session, self.heartbeat)
+        await self._socket.open()
+        endpoints = await self.rest.call("endpoints", "list") or []
+        self.endpoints = {f"{e['technology']}/{e['resource']}" for e in endpoints}
+        await self._resubscribe()
+        self.up = True
+        self.since = datetime.now(timezone.utc)
+        self.last_error = None
+        log.info("%s: connected to Asterisk %s at %s:%s (app %s)", self.name, self.version,
+                 self.config.host, self.config.port, self.config.app)
+        if self.on_up is not None:
+            await self.on_up(self)
+        self._up_event.set()
+
+    async def _pump(self) -> None:
+        assert self._socket is not None
+        handler = self.on_event
+        async for event in self._socket:
+            if handler is not None:
+                try:
+                    handler(self, event)
+                except Exception:
+                    log.exception("%s: event handler failed on %s", self.name, event.get("type"))
+
+    async def _teardown(self) -> None:
+        if self._socket is not None:
+            await self._socket.close()
+            self._socket = None
+        await self.rest.close()
+
+    async def _mark_down(self, reason: str) -> None:
+        was_up = self.up
+        self.up = False
+        self._up_event.clear()
+        await self._teardown()
+        if was_up or self.last_error != reason:
+            log.warning("%s: link down: %s; retrying", self.name, reason)
+        if was_up:
+            self.since = datetime.now(timezone.utc)
+        self.last_error = reason
+        if was_up and self.on_down is not None:
+            self.on_down(self, reason)
+
+    # -- requests -----------------------------------------------------------------------------
+    async def call(self, resource: str, operation: str, **params: Any) -> Any:
+        """One ARI operation on this Asterisk; LinkDownError while the link is down."""
+        if not self.up:
+            raise LinkDownError(f"{self.name}: Asterisk link is down ({self.last_error});"
+                                " retry when it is back")
+        return await self.rest.call(resource, operation, **params)
+
+    async def subscribe(self, sources: Iterable[str]) -> None:
+        """Keep these event sources (e.g. endpoint:PJSIP/101) subscribed from now on."""
+        new = [s for s in sources if s not in self.sources]
+        self.sources.update(new)
+        if new and self.up:
+            await self.rest.call("applications", "subscribe", applicationName=self.config.app,
+                                 eventSource=",".join(new))
+
+    async def unsubscribe(self, sources: Iterable[str]) -> None:
+        gone = [s for s in sources if s in self.sources]
+        self.sources.difference_update(gone)
+        if gone and self.up:
+            try:
+                await self.rest.call("applications", "unsubscribe",
+                                     applicationName=self.config.app, eventSource=",".join(gone))
+            except AriError as exc:
+                log.info("%s: unsubscribe %s: %s", self.name, gone, exc.message)
+
+    async def _resubscribe(self) -> None:
+        """Subscribe every kept source; one unknown source must not cost the others."""
+        if not self.sources:
+            return
+        try:
+            await self.rest.call("applications", "subscribe", applicationName=self.config.app,
+                                 eventSource=",".join(sorted(self.sources)))
+        except AriError:
+            for source in sorted(self.sources):
+                try:
+                    await self.rest.call("applications", "subscribe",
+                                         applicationName=self.config.app, eventSource=source)
+                except AriError as exc:
+                    log.warning("%s: cannot subscribe %s: %s", self.name, source, exc.message)

@@ -1,0 +1,53 @@
+"""Versioned schema of the parameter store.
+
+Each migration moves the file from version N-1 to N and is applied in one transaction. The
+version lives in SQLite's ``user_version`` so any tool can read it.
+"""
+
+from collections.abc import Callable
+
+import sqlite_utils
+
+Migration = Callable[[sqlite_utils.Database], None]
+
+#: Parameters every store starts with: name -> (default value, description).
+DEFAULT_PARAMETERS: dict[str, tuple[str, str]] = {
+    "acti_defaultexttype": ("PJSIP", "Technology of extensions added without one (PJSIP, SIP, IAX2)"),
+    "acti_heartbeat": ("5", "Seconds between pings on each ARI websocket; a link is down after 2 missed"),
+    "acti_loginstate": ("notready", "Agent state right after acdlogin: ready or notready"),
+    "acti_acwtimeout": ("30", "Seconds of after-call work before the agent returns to ready (0: stay)"),
+    "acti_autoacw": ("0", "1: put an agent in after-call work when a queue call ends"),
+    "acti_agentgroups": ("", "Queues an agent joins on acdlogin when the request names none (comma list)"),
+    "acti_flavour": ("asterisk", "PBX flavour: asterisk (astcti dialplan) or freepbx (FreePBX contexts)"),
+    "acti_resume_size": ("1000", "Events kept per extension for clients that resume"),
+    "acti_resume_age": ("300", "Seconds events are kept for clients that resume"),
+}
+
+
+def _v1(db: sqlite_utils.Database) -> None:
+    db["parameters"].create(
+        {"name": str, "value": str, "description": str}, pk="name", not_null={"value"}
+    )
+    db["extensions"].create({"number": str, "technology": str}, pk="number",
+                            not_null={"technology"})
+    db["listeners"].create(
+        {"port": int, "bind": str, "allow": str, "protocol": str, "auth": str, "tls": int},
+        pk="port",
+        not_null={"bind", "allow", "protocol", "auth"},
+        defaults={"bind": "127.0.0.1", "allow": "*", "auth": "token", "tls": 0},
+    )
+    db["users"].create(
+        {"username": str, "password_hash": str, "role": str, "created": str},
+        pk="username",
+        not_null={"password_hash", "role"},
+        defaults={"role": "client"},
+    )
+    db["parameters"].insert_all(
+        [{"name": n, "value": v, "description": d} for n, (v, d) in DEFAULT_PARAMETERS.items()]
+    )
+
+
+#: Ordered migrations; index + 1 is the schema version it produces.
+MIGRATIONS: list[Migration] = [_v1]
+
+SCHEMA_VERSION = len(MIGRATIONS)

@@ -1,0 +1,301 @@
+"""Typed access to the parameter store.
+
+One SQLite file shared by the daemon and the admin shell: WAL journal and a busy timeout so
+concurrent writers wait for each other instead of failing or corrupting the file. Every SQLite
+failure is turned into a :class:`StoreError` with one line naming the file, the cause and the fix.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import os
+import re
+import secrets
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from astcti.errors import StoreError
+from astcti.store.schema import MIGRATIONS, SCHEMA_VERSION
+
+DEFAULT_DB_PATH = Path(os.environ.get("ASTCTI_DB", "/var/lib/astcti/astcti.db"))
+BUSY_TIMEOUT_MS = 15000
+LINK_PARAMETER = re.compile(r"^acti_tlink_(\d{2})$")
+
+
+@dataclass(frozen=True)
+class ExtensionRow:
+    number: str
+    technology: str
+
+
+@dataclass(frozen=True)
+class ListenerRow:
+    port: int
+    bind: str
+    allow: str
+    protocol: str
+    auth: str = "token"
+    tls: bool = False
+
+
+@dataclass(frozen=True)
+class UserRow:
+    username: str
+    role: str
+    created: str
+
+
+class Store:
+    """The parameter store. Open it with :meth:`open`; close it with :meth:`close`."""
+
+    def __init__(self, path: Path, db: sqlite_utils.Database) -> None:
+        self.path = path
+        self.db = db
+
+    # -- opening ------------------------------------------------------------------------------
+    @classmethod
+    def open(cls, path: Path | str, *, create: bool = False) -> Store:
+        """Open (and migrate) the store; create it only when asked, so a typo'd path is an error."""
+        path = Path(path)
+        if not path.exists():
+            if not create:
+                raise StoreError(
+                    f"store {path} does not exist: create it with `astcti init --db {path}`"
+                    " or pass the right --db"
+                )
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreError(f"cannot create store directory {path.parent}: {exc.strerror}")
+        try:
+            conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
+                                   check_same_thread=False)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open store {path}: {exc}: check the path and its permissions")
+        store = cls(path, sqlite_utils.Database(conn))
+        try:
+            conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            store._migrate()
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            if "not a database" in str(exc) or "malformed" in str(exc):
+                raise StoreError(
+                    f"store {path} is corrupt or not an astcti store ({exc}): restore it from a"
+                    " backup or move it away and run `astcti init`"
+                )
+            raise StoreError(f"cannot open store {path}: {exc}: check the path and its permissions")
+        except StoreError:
+            conn.close()
+            raise
+        if create:
+            try:
+                os.chmod(path, 0o640)
+            except OSError:
+                pass
+        return store
+
+    def close(self) -> None:
+        self.db.conn.close()
+
+    @property
+    def schema_version(self) -> int:
+        return int(self.db.conn.execute("PRAGMA user_version").fetchone()[0])
+
+    def _migrate(self) -> None:
+        conn = self.db.conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            current = int(conn.execute("PRAGMA user_version").fetchone()[0])
+            if current > SCHEMA_VERSION:
+                raise StoreError(
+                    f"store {self.path} has schema version {current} but this astcti knows only"
+                    f" up to {SCHEMA_VERSION}: upgrade astcti (the file was left untouched)"
+                )
+            for version in range(current + 1, SCHEMA_VERSION + 1):
+                MIGRATIONS[version - 1](self.db)
+                conn.execute(f"PRAGMA user_version={version}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    @contextmanager
+    def _writing(self, what: str) -> Iterator[None]:
+        """One write transaction; SQLite failures become one readable line, data stays intact."""
+        conn = self.db.conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise self._write_failure(what, exc)
+        try:
+            yield
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+            raise self._write_failure(what, exc)
+        except BaseException:
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+            raise
+
+    def _write_failure(self, what: str, exc: sqlite3.Error) -> StoreError:
+        hint = {
+            "readonly": "make the store writable",
+            "full": "free disk space",
+            "locked": "another writer holds the store; retry",
+        }
+        fix = next((v for k, v in hint.items() if k in str(exc)), "check the store file")
+        return StoreError(f"cannot {what}: store {self.path}: {exc}: {fix}; nothing changed")
+
+    def _read(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+        try:
+            return list(self.db.conn.execute(sql, params).fetchall())
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot read store {self.path}: {exc}")
+
+    # -- parameters ---------------------------------------------------------------------------
+    def parameters(self) -> dict[str, str]:
+        return {n: v for n, v in self._read("SELECT name, value FROM parameters ORDER BY name")}
+
+    def parameter_descriptions(self) -> dict[str, str]:
+        rows = self._read("SELECT name, coalesce(description, '') FROM parameters ORDER BY name")
+        return {n: d for n, d in rows}
+
+    def get_parameter(self, name: str, default: str | None = None) -> str | None:
+        rows = self._read("SELECT value FROM parameters WHERE name = ?", (name,))
+        return rows[0][0] if rows else default
+
+    def set_parameter(self, name: str, value: str, description: str | None = None) -> None:
+        with self._writing(f"set parameter {name}"):
+            existing = self._read("SELECT description FROM parameters WHERE name = ?", (name,))
+            desc = description if description is not None else (existing[0][0] if existing else "")
+            self.db.conn.execute(
+                "INSERT INTO parameters(name, value, description) VALUES (?, ?, ?)"
+                " ON CONFLICT(name) DO UPDATE SET value = excluded.value,"
+                " description = excluded.description",
+                (name, value, desc),
+            )
+
+    def delete_parameter(self, name: str) -> bool:
+        with self._writing(f"delete parameter {name}"):
+            cur = self.db.conn.execute("DELETE FROM parameters WHERE name = ?", (name,))
+        return cur.rowcount > 0
+
+    def link_parameters(self) -> dict[str, str]:
+        """`acti_tlink_NN` parameters (one per Asterisk), in NN order."""
+        return {n: v for n, v in self.parameters().items() if LINK_PARAMETER.match(n) and v}
+
+    # -- extensions ---------------------------------------------------------------------------
+    def extensions(self) -> list[ExtensionRow]:
+        rows = self._read("SELECT number, technology FROM extensions ORDER BY number")
+        return [ExtensionRow(n, t) for n, t in rows]
+
+    def add_extension(self, number: str, technology: str) -> None:
+        with self._writing(f"add extension {number}"):
+            self.db.conn.execute(
+                "INSERT INTO extensions(number, technology) VALUES (?, ?)"
+                " ON CONFLICT(number) DO UPDATE SET technology = excluded.technology",
+                (number, technology),
+            )
+
+    def remove_extension(self, number: str) -> bool:
+        with self._writing(f"remove extension {number}"):
+            cur = self.db.conn.execute("DELETE FROM extensions WHERE number = ?", (number,))
+        return cur.rowcount > 0
+
+    # -- listeners ----------------------------------------------------------------------------
+    def listeners(self) -> list[ListenerRow]:
+        rows = self._read(
+            "SELECT port, bind, allow, protocol, auth, tls FROM listeners ORDER BY port"
+        )
+        return [ListenerRow(p, b, a, pr, au, bool(t)) for p, b, a, pr, au, t in rows]
+
+    def add_listener(self, row: ListenerRow) -> None:
+        with self._writing(f"add listener {row.port}"):
+            self.db.conn.execute(
+                "INSERT INTO listeners(port, bind, allow, protocol, auth, tls)"
+                " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(port) DO UPDATE SET bind = excluded.bind,"
+                " allow = excluded.allow, protocol = excluded.protocol, auth = excluded.auth,"
+                " tls = excluded.tls",
+                (row.port, row.bind, row.allow, row.protocol, row.auth, int(row.tls)),
+            )
+
+    def remove_listener(self, port: int) -> bool:
+        with self._writing(f"remove listener {port}"):
+            cur = self.db.conn.execute("DELETE FROM listeners WHERE port = ?", (port,))
+        return cur.rowcount > 0
+
+    # -- users --------------------------------------------------------------------------------
+    def users(self) -> list[UserRow]:
+        rows = self._read("SELECT username, role, coalesce(created, '') FROM users ORDER BY 1")
+        return [UserRow(u, r, c) for u, r, c in rows]
+
+    def set_user(self, username: str, password: str, role: str = "client") -> None:
+        """Create the user or change its password; only a salted scrypt hash is stored."""
+        created = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        with self._writing(f"save user {username}"):
+            self.db.conn.execute(
+                "INSERT INTO users(username, password_hash, role, created) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT(username) DO UPDATE SET password_hash = excluded.password_hash,"
+                " role = excluded.role",
+                (username, hash_password(password), role, created),
+            )
+
+    def remove_user(self, username: str) -> bool:
+        with self._writing(f"remove user {username}"):
+            cur = self.db.conn.execute("DELETE FROM users WHERE username = ?", (username,))
+        return cur.rowcount > 0
+
+    def check_user(self, username: str, password: str) -> UserRow | None:
+        """The user if the password matches; constant-time compare, same cost for unknown users."""
+        rows = self._read(
+            "SELECT username, role, coalesce(created, ''), password_hash FROM users"
+            " WHERE username = ?", (username,)
+        )
+        stored = rows[0][3] if rows else _DUMMY_HASH
+        ok = verify_password(password, stored)
+        if rows and ok:
+            return UserRow(rows[0][0], rows[0][1], rows[0][2])
+        return None
+
+
+# -- password hashing ---------------------------------------------------------------------------
+_SCRYPT_N, _SCRYPT_R, _SCRYPT_P = 2**14, 8, 1
+
+
+def hash_password(password: str) -> str:
+    salt = secrets.token_bytes(16)
+    digest = hashlib.scrypt(password.encode(), salt=salt, n=_SCRYPT_N, r=_SCRYPT_R, p=_SCRYPT_P)
+    b64 = base64.b64encode
+    return f"scrypt${_SCRYPT_N}${_SCRYPT_R}${_SCRYPT_P}${b64(salt).decode()}${b64(digest).decode()}"
+
+
+def verify_password(password: str, stored: str) -> bool:
+    try:
+        scheme, n, r, p, salt, digest = stored.split("$")
+        if scheme != "scrypt":
+            return False
+        computed = hashlib.scrypt(password.encode(), salt=base64.b64decode(salt), n=int(n),
+                                  r=int(r), p=int(p))
+        return hmac.compare_digest(computed, base64.b64decode(digest))
+    except (ValueError, TypeError):
+        return False
+
+
+_DUMMY_HASH = hash_password(secrets.token_hex(8))

@@ -1,0 +1,397 @@
+"""Bring the lab up and down: Asterisk in its chroot, the astcti daemon, SIPp phones.
+
+Everything a script needs to drive the lab is written to `.lab/lab.json`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from astcti import provision
+from astcti.secrets import encrypt, load_key
+from astcti.store import Store
+from astcti.store.store import ListenerRow
+from tests.lab import chroot
+from tests.lab.sipp import Phone, SippProcess, caller_process, phone_process, wait_port_free
+
+REPO = Path(__file__).resolve().parents[2]
+LAB_DIR = Path(os.environ.get("ASTCTI_LAB_DIR", REPO / ".lab"))
+AGENTS = ["101", "102", "103", "104"]
+
+
+class LabError(RuntimeError):
+    """Something the operator must fix; the message says what."""
+
+
+@dataclass
+class LabConfig:
+    """Addresses, ports, credentials and paths of one lab (the content of lab.json)."""
+
+    lab_dir: str = str(LAB_DIR)
+    chroot: str = str(LAB_DIR / "chroot")
+    sip_port: int = 5060
+    ari_port: int = 8088
+    ari_app: str = "astcti"
+    ari_user: str = "astcti"
+    ari_password: str = ""
+    phones: dict[str, int] = field(default_factory=lambda: {e: 5070 + int(e[-1]) for e in AGENTS})
+    trunk_port: int = 5080
+    trunk_ports: list[int] = field(default_factory=lambda: list(range(5080, 5090)))
+    queue: str = "support"
+    queue_number: str = "600"
+    rest_port: int = 9001
+    tcp_port: int = 9002
+    ws_port: int = 9003
+    astcti_user: str = "agent"
+    astcti_password: str = ""
+    admin_user: str = "admin"
+    admin_password: str = ""
+    db: str = str(LAB_DIR / "astcti.db")
+    key: str = str(LAB_DIR / "secret.key")
+    admin_socket: str = str(LAB_DIR / "admin.sock")
+    astcti_log: str = str(LAB_DIR / "astcti.log")
+    phones_mode: str = "auto"
+    pids: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def ari_url(self) -> str:
+        return f"http://127.0.0.1:{self.ari_port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.ws_port}/"
+
+    @classmethod
+    def load(cls, path: Path | None = None) -> LabConfig:
+        path = path or LAB_DIR / "lab.json"
+        data = json.loads(path.read_text())
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+    def save(self) -> None:
+        path = Path(self.lab_dir) / "lab.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(asdict(self), indent=2) + "\n")
+        os.chmod(tmp, 0o600)
+        tmp.replace(path)
+
+
+def _alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # a zombie of ours is not alive
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _kill_group(pid: int, timeout: float = 10.0) -> None:
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except (ProcessLookupError, PermissionError):
+        return
+    deadline = time.monotonic() + timeout
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if _alive(pid):
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+
+
+def _port_in_use(port: int, udp: bool = False) -> bool:
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM if udp else socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        s.bind(("127.0.0.1", port))
+        return False
+    except OSError:
+        return True
+    finally:
+        s.close()
+
+
+class Lab:
+    """One lab on this machine (fixed loopback ports, so one at a time)."""
+
+    def __init__(self, config: LabConfig | None = None, log=print) -> None:
+        self.config = config or LabConfig()
+        self.dir = Path(self.config.lab_dir)
+        self.root = Path(self.config.chroot)
+        self.log = log
+        self.phones: dict[str, SippProcess] = {}
+        self.workdir = self.dir / "sipp"
+
+    # -- status -------------------------------------------------------------------------------
+    @classmethod
+    def running(cls) -> LabConfig | None:
+        """The config of a lab whose Asterisk is still alive, if any."""
+        path = LAB_DIR / "lab.json"
+        if not path.exists():
+            return None
+        try:
+            config = LabConfig.load(path)
+        except (ValueError, TypeError, OSError):
+            return None
+        return config if _alive(config.pids.get("asterisk")) else None
+
+    # -- up -----------------------------------------------------------------------------------
+    def up(self, phones: str = "auto") -> LabConfig:
+        if os.geteuid() != 0:
+            raise LabError("the lab needs root (chroot, mounts): run it as root")
+        running = self.running()
+        if running is not None:
+            raise LabError(f"a lab is already running (Asterisk pid {running.pids['asterisk']},"
+                           f" {running.lab_dir}/lab.json): `make lab-down` first")
+        for port, udp, what in [(self.config.sip_port, True, "SIP"),
+                                (self.config.ari_port, False, "ARI/HTTP"),
+                                (self.config.ws_port, False, "astcti WebSocket"),
+                                (self.config.rest_port, False, "astcti REST"),
+                                (self.config.tcp_port, False, "astcti TCP")]:
+            if _port_in_use(port, udp):
+                raise LabError(f"port {port} ({what}) is in use on 127.0.0.1: stop what holds it"
+                               f" (`ss -lntup | grep {port}`) or `make lab-down`")
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        c = self.config
+        c.phones_mode = phones
+        c.ari_password = c.ari_password or secrets.token_urlsafe(18)
+        c.astcti_password = c.astcti_password or secrets.token_urlsafe(12)
+        c.admin_password = c.admin_password or secrets.token_urlsafe(12)
+        base = chroot.ensure_base(log=self.log)
+        chroot.copy_base(base, self.root)
+        chroot.reset_state(self.root)
+        self.render_config()
+        chroot.prepare_for_asterisk(self.root)
+        try:
+            self.start_asterisk()
+            self.seed_store()
+            self.start_astcti()
+            if phones == "auto":
+                self.start_phones()
+        except BaseException:
+            self.down()
+            raise
+        c.save()
+        return c
+
+    def render_config(self) -> None:
+        c = self.config
+        variables = {
+            "http_bind": "127.0.0.1", "http_port": c.ari_port,
+            "ari_user": c.ari_user, "ari_password": c.ari_password,
+            "sip_port": c.sip_port,
+            "phones": [{"ext": e, "port": p} for e, p in c.phones.items()],
+            "trunk_port": c.trunk_port, "trunk_ports": c.trunk_ports,
+        }
+        provision.write(provision.render("lab", variables), self.root / "etc/asterisk")
+
+    def start_asterisk(self) -> None:
+        log = open(self.dir / "asterisk.out", "wb")
+        proc = subprocess.Popen(chroot.asterisk_command(self.root), stdin=subprocess.DEVNULL,
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.config.pids["asterisk"] = proc.pid
+        self.config.save()
+        self.wait_asterisk()
+
+    def wait_asterisk(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not _alive(self.config.pids.get("asterisk")):
+                tail = (self.dir / "asterisk.out").read_text(errors="replace")[-800:]
+                raise LabError(f"Asterisk exited while starting:\n{tail}")
+            try:
+                out = chroot.rx(self.root, "core waitfullybooted", timeout=5)
+                if "fully booted" in out.lower() and self.ari_ready():
+                    return
+            except (chroot.ChrootError, subprocess.TimeoutExpired):
+                pass
+            time.sleep(0.3)
+        raise LabError(f"Asterisk did not come up within {timeout:.0f} s: see {self.dir}/asterisk.out")
+
+    def ari_ready(self) -> bool:
+        c = self.config
+        req = urllib.request.Request(f"{c.ari_url}/ari/asterisk/info")
+        import base64
+
+        token = base64.b64encode(f"{c.ari_user}:{c.ari_password}".encode()).decode()
+        req.add_header("Authorization", f"Basic {token}")
+        try:
+            with urllib.request.urlopen(req, timeout=2) as resp:
+                return resp.status == 200
+        except OSError:
+            return False
+
+    def restart_asterisk(self, kill: bool = False) -> None:
+        """Stop Asterisk (gracefully or kill -9) and start it again."""
+        self.stop_asterisk(kill=kill)
+        chroot.prepare_for_asterisk(self.root)
+        self.start_asterisk()
+
+    def stop_asterisk(self, kill: bool = False) -> None:
+        pid = self.config.pids.pop("asterisk", None)
+        if pid and _alive(pid):
+            if kill:
+                os.killpg(pid, signal.SIGKILL)
+            else:
+                try:
+                    chroot.rx(self.root, "core stop now", timeout=10)
+                except (chroot.ChrootError, subprocess.TimeoutExpired):
+                    pass
+            _kill_group(pid)
+        self.config.save()
+
+    def rx(self, command: str) -> str:
+        return chroot.rx(self.root, command)
+
+    # -- astcti ---------------------------------------------------------------------------------
+    def seed_store(self) -> None:
+        """A store as an operator would set it up: one link, agents 101-104, the seed's ports."""
+        c = self.config
+        db = Path(c.db)
+        db.unlink(missing_ok=True)
+        for suffix in ("-wal", "-shm"):
+            Path(str(db) + suffix).unlink(missing_ok=True)
+        cipher = load_key(c.key, create=True)
+        store = Store.open(db, create=True)
+        try:
+            token = encrypt(cipher, c.ari_password)
+            store.set_parameter("acti_tlink_01",
+                                f"127.0.0.1#{c.ari_port}#{c.ari_app},{c.ari_user},{token}",
+                                "Asterisk lab")
+            store.set_parameter("acti_heartbeat", "2")
+            for ext in c.phones:
+                store.add_extension(ext, "PJSIP")
+            for port, proto in [(c.rest_port, "astctirest"), (c.tcp_port, "astctiapi"),
+                                (c.ws_port, "astctiws")]:
+                store.add_listener(ListenerRow(port, "127.0.0.1", "*", proto, "token"))
+            store.set_user(c.astcti_user, c.astcti_password, "client")
+            store.set_user(c.admin_user, c.admin_password, "admin")
+        finally:
+            store.close()
+
+    def astcti_command(self) -> list[str]:
+        c = self.config
+        return [sys.executable, "-m", "astcti", "--db", c.db, "--key", c.key, "serve",
+                "--admin-socket", c.admin_socket, "--log-level", os.environ.get("ASTCTI_LAB_LOG", "info")]
+
+    def start_astcti(self, wait: bool = True) -> None:
+        c = self.config
+        log = open(c.astcti_log, "ab")
+        env = dict(os.environ, PYTHONPATH=str(REPO))
+        proc = subprocess.Popen(self.astcti_command(), stdin=subprocess.DEVNULL, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True, env=env,
+                                cwd=str(REPO))
+        c.pids["astcti"] = proc.pid
+        c.save()
+        if wait:
+            self.wait_astcti()
+
+    def wait_astcti(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        marker = "ready:"
+        while time.monotonic() < deadline:
+            if not _alive(self.config.pids.get("astcti")):
+                raise LabError(f"astcti exited while starting: see {self.config.astcti_log}")
+            text = Path(self.config.astcti_log).read_text(errors="replace")
+            starts = text.rsplit("astcti starting", 1)
+            if len(starts) == 2 and marker in starts[1]:
+                return
+            time.sleep(0.2)
+        raise LabError(f"astcti did not become ready within {timeout:.0f} s: see"
+                       f" {self.config.astcti_log}")
+
+    def stop_astcti(self, kill: bool = False) -> None:
+        pid = self.config.pids.pop("astcti", None)
+        if pid and _alive(pid):
+            if kill:
+                os.killpg(pid, signal.SIGKILL)
+            _kill_group(pid)
+        self.config.save()
+
+    # -- phones -------------------------------------------------------------------------------
+    def start_phones(self, behaviour: Phone = Phone(answer_after_ms=1000)) -> None:
+        for ext in self.config.phones:
+            self.start_phone(ext, behaviour)
+
+    def start_phone(self, ext: str, behaviour: Phone = Phone()) -> SippProcess:
+        self.stop_phone(ext)
+        port = self.config.phones[ext]
+        wait_port_free(port)
+        proc = phone_process(ext, port, behaviour, self.workdir, self.config.sip_port,
+                             media_port=6000 + 10 * int(ext[-1])).start()
+        self.phones[ext] = proc
+        self.config.pids[f"phone-{ext}"] = proc.pid
+        self.config.save()
+        return proc
+
+    def stop_phone(self, ext: str) -> None:
+        proc = self.phones.pop(ext, None)
+        if proc is not None:
+            proc.stop()
+        pid = self.config.pids.pop(f"phone-{ext}", None)
+        if pid and _alive(pid):
+            _kill_group(pid)
+
+    def call(self, dest: str, caller: str = "0912345678", talk_ms: int = 2000,
+             local_port: int | None = None, **kwargs) -> SippProcess:
+        """A customer calls `dest` through the trunk (SIPp UAC identified as the trunk)."""
+        port = local_port or self.config.trunk_ports[1]
+        wait_port_free(port)
+        return caller_process(port, caller, dest, self.workdir, self.config.sip_port,
+                              media_port=7000 + 10 * (port - 5080), talk_ms=talk_ms,
+                              **kwargs).start()
+
+    # -- down ---------------------------------------------------------------------------------
+    def down(self) -> None:
+        for ext in list(self.phones):
+            self.stop_phone(ext)
+        for name, pid in list(self.config.pids.items()):
+            if name.startswith("phone-") or name.startswith("sipp-"):
+                if _alive(pid):
+                    _kill_group(pid)
+                self.config.pids.pop(name, None)
+        self.stop_astcti()
+        self.stop_asterisk()
+        # anything still running from the chroot (a crashed start) goes too
+        subprocess.run(["pkill", "-9", "-f", f"chroot {self.root} asterisk"], check=False)
+        lab_json = self.dir / "lab.json"
+        lab_json.unlink(missing_ok=True)
+
+
+def down_running() -> bool:
+    """Stop the lab described by .lab/lab.json, if any. True if something was stopped."""
+    path = LAB_DIR / "lab.json"
+    if not path.exists():
+        return False
+    config = LabConfig.load(path)
+    Lab(config).down()
+    return True
+
+
+def cleanup_workdir() -> None:
+    shutil.rmtree(LAB_DIR / "sipp", ignore_errors=True)

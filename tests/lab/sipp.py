@@ -1,0 +1,332 @@
+"""SIPp as desk phones (UAS) and customers (UAC), scripted from small generated scenarios."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+_UAS_HEAD = """<?xml version="1.0" encoding="ISO-8859-1" ?>
+<!DOCTYPE scenario SYSTEM "sipp.dtd">
+<scenario name="astcti lab phone">
+  <recv request="INVITE" crlf="true" rrs="true">{capture}</recv>
+  <send><![CDATA[
+SIP/2.0 100 Trying
+[last_Via:]
+[last_From:]
+[last_To:];tag=[pid]SIPpTag01[call_number]
+[last_Call-ID:]
+[last_CSeq:]
+Content-Length: 0
+
+]]></send>
+"""
+
+_REPLY = """  <send{attrs}><![CDATA[
+SIP/2.0 {status}
+[last_Via:]
+[last_From:]
+[last_To:];tag=[pid]SIPpTag01[call_number]
+[last_Call-ID:]
+[last_CSeq:]
+Contact: <sip:[service]@[local_ip]:[local_port];transport=[transport]>
+Content-Length: 0
+
+]]></send>
+"""
+
+_OK_SDP = """  <send{attrs}><![CDATA[
+SIP/2.0 200 OK
+[last_Via:]
+[last_From:]
+[last_To:];tag=[pid]SIPpTag01[call_number]
+[last_Call-ID:]
+[last_CSeq:]
+Contact: <sip:[service]@[local_ip]:[local_port];transport=[transport]>
+Content-Type: application/sdp
+Content-Length: [len]
+
+v=0
+o=phone 53655765 2353687637 IN IP[local_ip_type] [local_ip]
+s=-
+c=IN IP[media_ip_type] [media_ip]
+t=0 0
+m=audio [media_port] RTP/AVP 0 101
+a=rtpmap:0 PCMU/8000
+a=rtpmap:101 telephone-event/8000
+a=fmtp:101 0-15
+
+]]></send>
+"""
+
+_TALK = """  <label id="talking"/>
+  <recv request="INVITE" optional="true" next="reinvite"/>
+  <recv request="INFO" optional="true" next="info"/>
+  <recv request="NOTIFY" optional="true" next="notify"/>
+  <recv request="BYE"{bye_attrs}/>
+""" + _REPLY.format(attrs="", status="200 OK") + """  <nop next="end"/>
+  <label id="reinvite"/>
+""" + _OK_SDP.format(attrs="") + """  <recv request="ACK" next="talking"/>
+  <label id="info"/>
+""" + _REPLY.format(attrs=' next="talking"', status="200 OK") + """  <label id="notify"/>
+""" + _REPLY.format(attrs=' next="talking"', status="200 OK")
+
+_CANCELLED = """  <label id="cancelled"/>
+""" + _REPLY.format(attrs="", status="200 OK") + """  <send><![CDATA[
+SIP/2.0 487 Request Terminated
+[last_Via:]
+[last_From:]
+[last_To:];tag=[pid]SIPpTag01[call_number]
+[last_Call-ID:]
+CSeq: [last_cseq_number] INVITE
+Content-Length: 0
+
+]]></send>
+  <recv request="ACK" next="end"/>
+"""
+
+_HANGUP_BY_PHONE = """  <label id="hangup"/>
+  <send><![CDATA[
+BYE [next_url] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: <sip:[service]@[local_ip]:[local_port]>;tag=[pid]SIPpTag01[call_number]
+To: [$remote_from]
+[last_Call-ID:]
+CSeq: 2 BYE
+Contact: <sip:[service]@[local_ip]:[local_port]>
+Max-Forwards: 70
+Content-Length: 0
+
+]]></send>
+  <recv response="200" next="end"/>
+"""
+
+
+@dataclass(frozen=True)
+class Phone:
+    """How a SIPp desk phone behaves on each incoming call."""
+
+    answer_after_ms: int | None = 1000  # None: ring until cancelled
+    reject: int | None = None  # e.g. 486 to answer busy
+    hangup_after_ms: int | None = None  # phone hangs up itself after this talk time
+
+
+def uas_scenario(phone: Phone) -> str:
+    """Generated scenario XML for one phone behaviour."""
+    capture = ""
+    if phone.hangup_after_ms is not None:  # the BYE we send needs the caller's From
+        capture = ('\n    <action><ereg regexp=".*" search_in="hdr" header="From:"'
+                   ' assign_to="remote_from"/></action>\n  ')
+    parts = [_UAS_HEAD.replace("{capture}", capture)]
+    if phone.reject is not None:
+        reason = {486: "Busy Here", 480: "Temporarily Unavailable", 603: "Decline"}.get(
+            phone.reject, "Rejected")
+        parts.append(_REPLY.format(attrs="", status=f"{phone.reject} {reason}"))
+        parts.append('  <recv request="ACK" next="end"/>\n')
+        parts.append('  <label id="end"/>\n</scenario>\n')
+        return "".join(parts)
+    parts.append(_REPLY.format(attrs="", status="180 Ringing"))
+    if phone.answer_after_ms is None:
+        parts.append('  <recv request="CANCEL" next="cancelled"/>\n')
+    else:
+        parts.append(f'  <recv request="CANCEL" optional="false" timeout="{max(phone.answer_after_ms, 1)}"'
+                     ' ontimeout="answer" next="cancelled"/>\n')
+        parts.append('  <label id="answer"/>\n')
+        parts.append(_OK_SDP.format(attrs=""))
+        parts.append('  <recv request="ACK"/>\n')
+        bye_attrs = ""
+        if phone.hangup_after_ms is not None:
+            bye_attrs = f' timeout="{phone.hangup_after_ms}" ontimeout="hangup"'
+        parts.append(_TALK.format(bye_attrs=bye_attrs))
+        if phone.hangup_after_ms is not None:
+            parts.append(_HANGUP_BY_PHONE)
+    parts.append(_CANCELLED)
+    parts.append('  <label id="end"/>\n</scenario>\n')
+    return "".join(parts)
+
+
+_UAC = """<?xml version="1.0" encoding="ISO-8859-1" ?>
+<!DOCTYPE scenario SYSTEM "sipp.dtd">
+<scenario name="astcti lab caller">
+  <send retrans="500"><![CDATA[
+INVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: "{name}" <sip:{caller}@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+To: <sip:[service]@[remote_ip]:[remote_port]>
+Call-ID: [call_id]
+CSeq: 1 INVITE
+Contact: <sip:{caller}@[local_ip]:[local_port]>
+Max-Forwards: 70
+Content-Type: application/sdp
+Content-Length: [len]
+
+v=0
+o=caller 53655765 2353687637 IN IP[local_ip_type] [local_ip]
+s=-
+c=IN IP[media_ip_type] [media_ip]
+t=0 0
+m=audio [media_port] RTP/AVP 0 101
+a=rtpmap:0 PCMU/8000
+a=rtpmap:101 telephone-event/8000
+a=fmtp:101 0-15
+
+]]></send>
+  <recv response="100" optional="true"/>
+  <recv response="180" optional="true"/>
+  <recv response="183" optional="true"/>
+  <recv response="200" rrs="true" next="answered"/>
+  <label id="answered"/>
+  <send><![CDATA[
+ACK [next_url] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: "{name}" <sip:{caller}@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+[last_To:]
+[routes]
+Call-ID: [call_id]
+CSeq: 1 ACK
+Contact: <sip:{caller}@[local_ip]:[local_port]>
+Max-Forwards: 70
+Content-Length: 0
+
+]]></send>
+  <recv request="BYE" timeout="{talk_ms}" ontimeout="hangup" next="byereceived"/>
+  <label id="hangup"/>
+  <send retrans="500"><![CDATA[
+BYE [next_url] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: "{name}" <sip:{caller}@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+[last_To:]
+[routes]
+Call-ID: [call_id]
+CSeq: 2 BYE
+Contact: <sip:{caller}@[local_ip]:[local_port]>
+Max-Forwards: 70
+Content-Length: 0
+
+]]></send>
+  <recv response="200" next="end"/>
+  <label id="byereceived"/>
+  <send><![CDATA[
+SIP/2.0 200 OK
+[last_Via:]
+[last_From:]
+[last_To:]
+[last_Call-ID:]
+[last_CSeq:]
+Content-Length: 0
+
+]]></send>
+  <label id="end"/>
+</scenario>
+"""
+
+
+def uac_scenario(caller: str, talk_ms: int, name: str = "") -> str:
+    return _UAC.format(caller=caller, talk_ms=max(talk_ms, 1), name=name or caller)
+
+
+class SippProcess:
+    """One SIPp process; its message trace is kept for the test to inspect."""
+
+    def __init__(self, args: list[str], workdir: Path, tag: str) -> None:
+        self.workdir = workdir
+        self.tag = tag
+        self.message_file = workdir / f"{tag}.messages.log"
+        self.error_file = workdir / f"{tag}.errors.log"
+        self.args = args + ["-nostdin", "-trace_msg", "-message_file", str(self.message_file),
+                            "-trace_err", "-error_file", str(self.error_file)]
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> SippProcess:
+        self.message_file.unlink(missing_ok=True)
+        self.error_file.unlink(missing_ok=True)
+        self.proc = subprocess.Popen(["sipp", *self.args], cwd=self.workdir,
+                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL, start_new_session=True)
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def wait(self, timeout: float) -> int:
+        assert self.proc is not None
+        return self.proc.wait(timeout)
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(5)
+
+    def messages(self) -> str:
+        try:
+            return self.message_file.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def received(self, method: str) -> list[str]:
+        """Messages (requests or responses, e.g. "INVITE" or "SIP/2.0 200") SIPp received."""
+        out = []
+        for block in self.messages().split("----------------------------------------------- ")[1:]:
+            head, _, body = block.partition("\n")
+            kind, _, body = body.partition("\n")
+            if "message received" not in kind:
+                continue
+            if body.lstrip().startswith(method):
+                out.append(body.lstrip())
+        return out
+
+
+def wait_port_free(port: int, timeout: float = 5.0) -> None:
+    """SIPp binds UDP ports; give a just-stopped instance time to release its port."""
+    import socket
+
+    deadline = time.monotonic() + timeout
+    while True:
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            s.bind(("127.0.0.1", port))
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+        finally:
+            s.close()
+
+
+def phone_process(ext: str, port: int, phone: Phone, workdir: Path, sip_port: int,
+                  media_port: int) -> SippProcess:
+    scenario = workdir / f"phone-{ext}.xml"
+    scenario.write_text(uas_scenario(phone))
+    args = ["-sf", str(scenario), "-i", "127.0.0.1", "-p", str(port), "-mp", str(media_port),
+            "-s", ext, f"127.0.0.1:{sip_port}"]
+    return SippProcess(args, workdir, f"phone-{ext}")
+
+
+def caller_process(local_port: int, caller: str, dest: str, workdir: Path, sip_port: int,
+                   media_port: int, talk_ms: int = 2000, calls: int = 1, rate: float = 1.0,
+                   name: str = "", tag: str | None = None) -> SippProcess:
+    tag = tag or f"caller-{local_port}"
+    scenario = workdir / f"{tag}.xml"
+    scenario.write_text(uac_scenario(caller, talk_ms, name))
+    args = ["-sf", str(scenario), "-i", "127.0.0.1", "-p", str(local_port), "-mp",
+            str(media_port), "-s", dest, "-m", str(calls), "-r", str(rate),
+            f"127.0.0.1:{sip_port}"]
+    return SippProcess(args, workdir, tag)

@@ -1,0 +1,84 @@
+"""AsteriskLink against the lab's real Asterisk: events of a real SIPp call, bad credentials."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+from astcti.pbx.link import AsteriskLink, LinkDownError
+from astcti.pbx.linkconfig import LinkConfig
+from tests.lab import Lab
+
+import pytest
+
+pytestmark = pytest.mark.lab
+
+
+def _config(lab: Lab, *, password: str | None = None, port: int | None = None,
+            app: str = "astcti-test") -> LinkConfig:
+    c = lab.config
+    return LinkConfig("acti_tlink_99", "127.0.0.1", port or c.ari_port, app, c.ari_user,
+                      c.ari_password if password is None else password)
+
+
+async def _until(predicate, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.05)
+
+
+async def test_link_receives_the_events_of_a_real_call(lab: Lab) -> None:
+    events: list[dict] = []
+    link = AsteriskLink(_config(lab), heartbeat=2, on_event=lambda _l, e: events.append(e))
+    link.start()
+    try:
+        assert await link.wait_up(20), link.last_error
+        assert link.version and link.version.startswith("22.")
+        assert "PJSIP/102" in link.endpoints
+        await link.subscribe(["endpoint:PJSIP/102", "deviceState:PJSIP/102"])
+        lab.start_phone("102")
+        caller = lab.call("102", talk_ms=1000)
+        assert await asyncio.to_thread(caller.wait, 30) == 0
+        await _until(lambda: any(e["type"] == "ChannelDestroyed" for e in events))
+        types = [e["type"] for e in events]
+        for expected in ("ChannelCreated", "ChannelStateChange", "DeviceStateChanged",
+                         "ChannelDestroyed"):
+            assert expected in types, types
+        states = [e["channel"]["state"] for e in events if e["type"] == "ChannelStateChange"]
+        assert "Up" in states
+        assert lab.phones["102"].received("INVITE")
+    finally:
+        lab.stop_phone("102")
+        await link.stop()
+
+
+async def test_wrong_password_is_reported_not_raised(lab: Lab) -> None:
+    link = AsteriskLink(_config(lab, password="wrong"), heartbeat=2)
+    link.start()
+    try:
+        assert not await link.wait_up(3)
+        assert "rejected ARI user 'astcti'" in (link.last_error or "")
+        assert "wrong" not in (link.last_error or "")
+        with pytest.raises(LinkDownError, match="link is down"):
+            await link.call("asterisk", "getInfo")
+    finally:
+        await link.stop()
+
+
+async def test_unreachable_asterisk_is_retried_and_reported(lab: Lab) -> None:
+    link = AsteriskLink(_config(lab, port=1), heartbeat=2)
+    link.start()
+    try:
+        assert not await link.wait_up(2)
+        assert "cannot reach Asterisk ARI at http://127.0.0.1:1" in (link.last_error or "")
+    finally:
+        await link.stop()
+
+
+def test_lab_daemon_connected_to_asterisk(lab: Lab) -> None:
+    text = Path(lab.config.astcti_log).read_text()
+    assert "acti_tlink_01: connected to Asterisk 22." in text
+    assert lab.config.ari_password not in text

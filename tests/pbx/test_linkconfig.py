@@ -1,0 +1,55 @@
+from pathlib import Path
+
+import pytest
+
+from astcti.errors import ConfigError, SecretError
+from astcti.pbx.linkconfig import parse_link
+from astcti.secrets import encrypt, load_key
+
+
+@pytest.fixture
+def cipher(tmp_path: Path):
+    return load_key(tmp_path / "k", create=True)
+
+
+def test_seed_format(cipher) -> None:
+    token = encrypt(cipher, "pw")
+    link = parse_link("acti_tlink_01", f"192.168.1.10#8088#astcti,ariuser,{token}", cipher)
+    assert (link.host, link.port, link.app, link.username, link.password) == (
+        "192.168.1.10", 8088, "astcti", "ariuser", "pw")
+    assert link.base_url == "http://192.168.1.10:8088"
+    assert "pw" not in repr(link).replace("password", "")
+
+
+def test_hostname_and_ipv6(cipher) -> None:
+    token = encrypt(cipher, "pw")
+    assert parse_link("l", f"pbx.example.org#8089#a,u,{token}", cipher).host == "pbx.example.org"
+    assert parse_link("l", f"::1#8088#a,u,{token}", cipher).base_url == "http://[::1]:8088"
+
+
+@pytest.mark.parametrize("value, why", [
+    ("127.0.0.1:8088:astcti,u,t", "two '#' separators"),
+    ("#8088#a,u,t", "host is empty"),
+    ("bad host#8088#a,u,t", "neither an IP address"),
+    ("127.0.0.1#80x#a,u,t", "not a number"),
+    ("127.0.0.1#70000#a,u,t", "not a number between 1 and 65535"),
+    ("127.0.0.1#8088#a,u", "app,username,encryptedpassword"),
+    ("127.0.0.1#8088#a b,u,t", "app name"),
+    ("127.0.0.1#8088#a,,t", "username is empty"),
+    ("127.0.0.1#8088#a,u,", "encrypted password is empty"),
+])
+def test_malformed_values_name_parameter_and_format(cipher, value: str, why: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_link("acti_tlink_03", value, cipher)
+    message = str(info.value)
+    assert message.startswith("acti_tlink_03: ") and why in message
+    assert "ip#port#app,username,encryptedpassword" in message
+
+
+def test_undecryptable_password(cipher, tmp_path: Path) -> None:
+    other = load_key(tmp_path / "other", create=True)
+    token = encrypt(other, "pw")
+    with pytest.raises(SecretError, match="acti_tlink_01"):
+        parse_link("acti_tlink_01", f"127.0.0.1#8088#a,u,{token}", cipher)
+    # format-only check leaves the token as is
+    assert parse_link("acti_tlink_01", f"127.0.0.1#8088#a,u,{token}", None).password == token

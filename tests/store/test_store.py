@@ -1,0 +1,125 @@
+import multiprocessing
+import os
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from astcti.errors import StoreError
+from astcti.store import Store
+from astcti.store.schema import DEFAULT_PARAMETERS, SCHEMA_VERSION
+from astcti.store.store import ListenerRow
+
+
+def test_create_seeds_defaults_and_schema_version(tmp_path: Path) -> None:
+    store = Store.open(tmp_path / "a.db", create=True)
+    assert store.schema_version == SCHEMA_VERSION
+    assert store.get_parameter("acti_defaultexttype") == "PJSIP"
+    assert set(DEFAULT_PARAMETERS) <= set(store.parameters())
+    assert store.db.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    store.close()
+
+
+def test_missing_store_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match=r"does not exist: create it with `astcti init"):
+        Store.open(tmp_path / "nope.db")
+    assert not (tmp_path / "nope.db").exists()
+
+
+def test_corrupt_store_is_a_clear_error_and_left_alone(tmp_path: Path) -> None:
+    path = tmp_path / "bad.db"
+    junk = b"this is not sqlite" * 100
+    path.write_bytes(junk)
+    with pytest.raises(StoreError, match="corrupt or not an astcti store"):
+        Store.open(path)
+    assert path.read_bytes() == junk
+
+
+def test_newer_schema_is_refused_without_damage(tmp_path: Path) -> None:
+    path = tmp_path / "new.db"
+    Store.open(path, create=True).close()
+    conn = sqlite3.connect(path)
+    conn.execute(f"PRAGMA user_version={SCHEMA_VERSION + 5}")
+    conn.execute("INSERT INTO extensions VALUES ('999', 'PJSIP')")
+    conn.commit()
+    conn.close()
+    with pytest.raises(StoreError, match="upgrade astcti"):
+        Store.open(path)
+    conn = sqlite3.connect(path)
+    assert conn.execute("SELECT number FROM extensions").fetchall() == [("999",)]
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION + 5
+
+
+def test_migration_from_empty_file_and_reopen_is_idempotent(tmp_path: Path) -> None:
+    path = tmp_path / "m.db"
+    sqlite3.connect(path).close()  # an empty SQLite file: version 0
+    store = Store.open(path)
+    store.set_parameter("acti_defaultexttype", "SIP")
+    store.close()
+    store = Store.open(path)
+    assert store.schema_version == SCHEMA_VERSION
+    assert store.get_parameter("acti_defaultexttype") == "SIP"  # not reset by a second migrate
+    store.close()
+
+
+def test_typed_accessors_round_trip(tmp_path: Path) -> None:
+    store = Store.open(tmp_path / "t.db", create=True)
+    store.add_extension("101", "PJSIP")
+    store.add_extension("102", "PJSIP")
+    store.add_extension("101", "SIP")  # update, not duplicate
+    assert [(e.number, e.technology) for e in store.extensions()] == [("101", "SIP"), ("102", "PJSIP")]
+    assert store.remove_extension("102") and not store.remove_extension("102")
+    store.add_listener(ListenerRow(9001, "127.0.0.1", "*", "astctirest", "none"))
+    assert store.listeners() == [ListenerRow(9001, "127.0.0.1", "*", "astctirest", "none", False)]
+    store.set_parameter("acti_tlink_01", "1.2.3.4#8088#a,b,c")
+    store.set_parameter("acti_tlink_x", "ignored")
+    assert list(store.link_parameters()) == ["acti_tlink_01"]
+    store.set_user("alice", "s3cret!")
+    assert store.check_user("alice", "s3cret!") is not None
+    assert store.check_user("alice", "wrong") is None
+    assert store.check_user("bob", "s3cret!") is None
+    hashed = store.db.conn.execute("SELECT password_hash FROM users").fetchone()[0]
+    assert "s3cret" not in hashed and hashed.startswith("scrypt$")
+    store.close()
+
+
+def _writer(path: str, worker: int, count: int) -> None:
+    store = Store.open(path)
+    for i in range(count):
+        store.set_parameter(f"p_{worker}_{i}", str(i))
+        store.add_extension(f"{worker}{i:04d}", "PJSIP")
+    store.close()
+
+
+def test_concurrent_writers_lose_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "c.db"
+    Store.open(path, create=True).close()
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_writer, args=(str(path), w, 150)) for w in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+        assert p.exitcode == 0
+    store = Store.open(path)
+    params = store.parameters()
+    assert all(params[f"p_{w}_{i}"] == str(i) for w in range(4) for i in range(150))
+    assert len(store.extensions()) == 600
+    assert store.db.conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    store.close()
+
+
+def test_write_failure_is_one_line_and_keeps_data(tmp_path: Path) -> None:
+    path = tmp_path / "ro.db"
+    store = Store.open(path, create=True)
+    store.set_parameter("keep", "me")
+    # a read-only connection stands for a read-only or full disk: the write must fail cleanly
+    store.db.conn.execute("PRAGMA query_only=ON")
+    with pytest.raises(StoreError) as info:
+        store.set_parameter("new", "value")
+    message = str(info.value)
+    assert "cannot set parameter new" in message and "nothing changed" in message
+    assert "\n" not in message
+    store.db.conn.execute("PRAGMA query_only=OFF")
+    assert store.get_parameter("keep") == "me" and store.get_parameter("new") is None
+    store.close()

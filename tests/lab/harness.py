@@ -187,6 +187,7 @@ class Lab:
         chroot.reset_state(self.root)
         self.render_config()
         chroot.prepare_for_asterisk(self.root)
+        Path(c.astcti_log).write_text("")
         try:
             self.start_asterisk()
             self.seed_store()

@@ -146,8 +146,8 @@ class Daemon:
     async def _filter_events(self, link: AsteriskLink) -> None:
         """ChannelVarset is two thirds of the stream and the tracker reads channelvars instead."""
         try:
-            await link.rest.call("applications", "filter", applicationName=link.config.app,
-                                 filter={"disallowed": [{"type": "ChannelVarset"}]})
+            await link.rest.send_json("PUT", f"applications/{link.config.app}/eventFilter",
+                                      {"disallowed": [{"type": "ChannelVarset"}]})
         except AriError as exc:
             log.info("%s: event filter not applied (%s)", link.name, exc.message)
 

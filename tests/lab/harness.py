@@ -62,7 +62,19 @@ class LabConfig:
     admin_socket: str = str(LAB_DIR / "admin.sock")
     astcti_log: str = str(LAB_DIR / "astcti.log")
     phones_mode: str = "auto"
+    port_offset: int = 0
     pids: dict[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls) -> LabConfig:
+        """The fixed topology, shifted by ASTCTI_LAB_PORT_OFFSET so two labs can share a host."""
+        o = int(os.environ.get("ASTCTI_LAB_PORT_OFFSET", "0"))
+        return cls(
+            sip_port=5060 + o, ari_port=8088 + o,
+            phones={e: 5070 + int(e[-1]) + o for e in AGENTS},
+            trunk_port=5080 + o, trunk_ports=list(range(5080 + o, 5090 + o)),
+            rest_port=9001 + o, tcp_port=9002 + o, ws_port=9003 + o, port_offset=o,
+        )
 
     @property
     def ari_url(self) -> str:
@@ -139,7 +151,7 @@ class Lab:
     """One lab on this machine (fixed loopback ports, so one at a time)."""
 
     def __init__(self, config: LabConfig | None = None, log=print) -> None:
-        self.config = config or LabConfig()
+        self.config = config or LabConfig.from_env()
         self.dir = Path(self.config.lab_dir)
         self.root = Path(self.config.chroot)
         self.log = log
@@ -208,6 +220,7 @@ class Lab:
             "sip_port": c.sip_port,
             "phones": [{"ext": e, "port": p} for e, p in c.phones.items()],
             "trunk_port": c.trunk_port, "trunk_ports": c.trunk_ports,
+            "rtp_start": 20000 + 10 * c.port_offset, "rtp_end": 20999 + 10 * c.port_offset,
         }
         provision.write(provision.render("lab", variables), self.root / "etc/asterisk")
 
@@ -344,7 +357,7 @@ class Lab:
         port = self.config.phones[ext]
         wait_port_free(port)
         proc = phone_process(ext, port, behaviour, self.workdir, self.config.sip_port,
-                             media_port=6000 + 10 * int(ext[-1])).start()
+                             media_port=30000 + 10 * (self.config.phones[ext] - 5000)).start()
         self.phones[ext] = proc
         self.config.pids[f"phone-{ext}"] = proc.pid
         self.config.save()
@@ -364,8 +377,17 @@ class Lab:
         port = local_port or self.config.trunk_ports[1]
         wait_port_free(port)
         return caller_process(port, caller, dest, self.workdir, self.config.sip_port,
-                              media_port=7000 + 10 * (port - 5080), talk_ms=talk_ms,
+                              media_port=30000 + 10 * (port - 5000), talk_ms=talk_ms,
                               **kwargs).start()
+
+    def dial_from(self, ext: str, dest: str, talk_ms: int = 2000) -> SippProcess:
+        """Extension `ext`'s phone dials `dest` (a SIPp UAC on that phone's port; its UAS stops)."""
+        self.stop_phone(ext)
+        port = self.config.phones[ext]
+        wait_port_free(port)
+        return caller_process(port, ext, dest, self.workdir, self.config.sip_port,
+                              media_port=30000 + 10 * (port - 5000), talk_ms=talk_ms,
+                              name=f"Agent {ext}", tag=f"dial-{ext}").start()
 
     # -- down ---------------------------------------------------------------------------------
     def down(self) -> None:

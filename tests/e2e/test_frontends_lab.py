@@ -1,0 +1,198 @@
+"""Every front end against the real lab: a real SIPp call seen over WebSocket, TCP and REST
+(SSE), listeners opened in the running daemon, and the CRM click-to-call URL."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import aiohttp
+import pytest
+
+from astcti.api.protocol import REQUESTS
+from astcti.client import CtiClient, CtiError
+from astcti.store import Store
+from astcti.store.store import ListenerRow
+from tests.lab import Lab
+from tests.lab.sipp import Phone
+
+pytestmark = pytest.mark.lab
+
+import astcti.api.requests  # noqa: E402,F401  (registers the requests that exist on this branch)
+
+NEEDS_MAKECALL = pytest.mark.skipif(
+    "makecall" not in REQUESTS,
+    reason="makecall is built by issue 4 (call control, branch `control`), not merged here yet")
+
+Connect = Callable[[Lab], Awaitable[CtiClient]]
+
+
+async def _ws(lab: Lab) -> CtiClient:
+    c = lab.config
+    return await CtiClient.websocket(c.ws_url, c.astcti_user, c.astcti_password)
+
+
+async def _tcp(lab: Lab) -> CtiClient:
+    c = lab.config
+    return await CtiClient.tcp("127.0.0.1", c.tcp_port, c.astcti_user, c.astcti_password)
+
+
+async def _rest(lab: Lab) -> CtiClient:
+    c = lab.config
+    return await CtiClient.rest(f"http://127.0.0.1:{c.rest_port}", c.astcti_user,
+                                c.astcti_password)
+
+
+TRANSPORTS = {"ws": _ws, "tcp": _tcp, "rest": _rest}
+
+
+async def _until(predicate: Callable[[], bool], timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.1)
+
+
+async def test_a_real_inbound_call_is_seen_over_every_transport(lab: Lab) -> None:
+    lab.start_phone("101", Phone(answer_after_ms=500))
+    clients = {name: await connect(lab) for name, connect in TRANSPORTS.items()}
+    try:
+        for cti in clients.values():
+            await cti.request("startmonitor", extension="101")
+        caller = lab.call("101", talk_ms=1500)
+        for name, cti in clients.items():
+            delivered = await cti.expect("delivered", extension="101", timeout=20)
+            established = await cti.expect("established", extension="101", timeout=20)
+            cleared = await cti.expect("connectioncleared", extension="101", timeout=20)
+            assert delivered["callid"] == established["callid"] == cleared["callid"], name
+            assert delivered["calling"] == "0912345678", (name, delivered)
+        callids = {cti.events[-1]["callid"] for cti in clients.values()}
+        assert len(callids) == 1  # one call, the same id on every transport
+        assert await asyncio.to_thread(caller.wait, 30) == 0
+        assert lab.phones["101"].received("INVITE")
+        snap = await clients["rest"].request("snapshot", extension="101")
+        assert snap["calls"] == []
+    finally:
+        for cti in clients.values():
+            await cti.close()
+        lab.stop_phone("101")
+
+
+def _hup(lab: Lab) -> None:
+    os.kill(lab.config.pids["astcti"], signal.SIGHUP)
+
+
+@pytest.fixture
+async def extra_listener(lab: Lab) -> AsyncIterator[Callable[[ListenerRow], Awaitable[None]]]:
+    """Add listener rows to the running daemon's store (then SIGHUP); removed afterwards."""
+    added: list[int] = []
+
+    async def add(row: ListenerRow) -> None:
+        store = Store.open(lab.config.db)
+        try:
+            store.add_listener(row)
+        finally:
+            store.close()
+        added.append(row.port)
+        _hup(lab)
+        await _until(lambda: f"listening: {row.protocol} on {row.bind}:{row.port}"
+                     in open(lab.config.astcti_log).read())
+
+    yield add
+    store = Store.open(lab.config.db)
+    try:
+        for port in added:
+            store.remove_listener(port)
+    finally:
+        store.close()
+    _hup(lab)
+
+
+async def test_listener_added_and_removed_in_the_running_daemon(
+        lab: Lab, extra_listener) -> None:
+    port = 9010 + lab.config.port_offset
+    async with await _tcp(lab) as other:
+        await extra_listener(ListenerRow(port, "127.0.0.1", "*", "astctiws", "token"))
+        async with await CtiClient.websocket(f"ws://127.0.0.1:{port}/", lab.config.astcti_user,
+                                             lab.config.astcti_password) as fresh:
+            assert (await fresh.request("startmonitor", extension="102"))["result"] == "success"
+        store = Store.open(lab.config.db)
+        try:
+            store.remove_listener(port)
+        finally:
+            store.close()
+        _hup(lab)
+        await _until(lambda: f"closed listener {port}" in open(lab.config.astcti_log).read())
+        with pytest.raises(OSError):
+            await asyncio.open_connection("127.0.0.1", port)
+        # the other listener's client kept its connection all along
+        assert not other.closed.is_set()
+        assert (await other.request("startmonitor", extension="103"))["result"] == "success"
+
+
+async def test_port_in_use_is_logged_and_the_daemon_keeps_serving(lab: Lab) -> None:
+    port = lab.config.ws_port  # taken by the daemon's own WebSocket listener... on another row
+    busy = 9011 + lab.config.port_offset
+    holder = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", busy)
+    try:
+        store = Store.open(lab.config.db)
+        try:
+            store.add_listener(ListenerRow(busy, "127.0.0.1", "*", "astctirest", "token"))
+        finally:
+            store.close()
+        _hup(lab)
+        await _until(lambda: f"listener {busy} (astctirest) cannot open on 127.0.0.1: port in"
+                     " use" in open(lab.config.astcti_log).read())
+        async with await CtiClient.websocket(f"ws://127.0.0.1:{port}/", lab.config.astcti_user,
+                                             lab.config.astcti_password) as cti:
+            await cti.request("snapshot", extension="101")
+    finally:
+        holder.close()
+        store = Store.open(lab.config.db)
+        try:
+            store.remove_listener(busy)
+        finally:
+            store.close()
+        _hup(lab)
+
+
+@NEEDS_MAKECALL
+async def test_crm_click_to_call_url_places_a_real_call(lab: Lab, extra_listener) -> None:
+    """The CRM module's URL, unchanged, on an `auth=none` listener restricted by `allow`."""
+    port = 9012 + lab.config.port_offset
+    await extra_listener(ListenerRow(port, "127.0.0.1", "127.0.0.1/32", "astctirest", "none"))
+    phone = lab.start_phone("101", Phone(answer_after_ms=None))  # rings: the INVITE is enough
+    try:
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"http://127.0.0.1:{port}/makecall?extension=101"
+                                "&destination=0912345678&payload=json&callto=true") as resp:
+                body = await resp.json(content_type=None)
+        assert body["result"] == "success", body
+        await _until(lambda: bool(phone.received("INVITE")), timeout=20)
+    finally:
+        lab.stop_phone("101")
+
+
+@NEEDS_MAKECALL
+@pytest.mark.parametrize("transport", list(TRANSPORTS))
+async def test_monitor_and_makecall_over_each_transport(lab: Lab, transport: str) -> None:
+    lab.start_phone("101", Phone(answer_after_ms=300))
+    lab.start_phone("102", Phone(answer_after_ms=500))
+    cti = await TRANSPORTS[transport](lab)
+    try:
+        await cti.request("startmonitor", extension="101")
+        reply = await cti.request("makecall", extension="101", destination="102")
+        assert reply["result"] == "success"
+        established = await cti.expect("established", extension="101", timeout=30)
+        assert established["callid"]
+        assert lab.phones["101"].received("INVITE")
+        await _until(lambda: bool(lab.phones["102"].received("INVITE")), timeout=20)
+        with pytest.raises(CtiError):
+            await cti.request("makecall", extension="999", destination="102")
+    finally:
+        await cti.close()
+        lab.stop_phone("101")
+        lab.stop_phone("102")

@@ -196,3 +196,36 @@ async def test_monitor_and_makecall_over_each_transport(lab: Lab, transport: str
         await cti.close()
         lab.stop_phone("101")
         lab.stop_phone("102")
+
+
+async def test_the_documented_tcp_example_client_works_as_written(lab: Lab, tmp_path) -> None:
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[2] / "docs/frontends.md").read_text()
+    code = re.search(r"<!-- tcp-example -->\n```python\n(.*?)```", doc, re.S).group(1)
+    assert len(code.strip().splitlines()) <= 25
+    script = tmp_path / "client.py"
+    script.write_text(code)
+    c = lab.config
+    lab.start_phone("101", Phone(answer_after_ms=300))
+    try:
+        proc = subprocess.Popen([sys.executable, str(script), "127.0.0.1", str(c.tcp_port),
+                                 c.astcti_user, c.astcti_password, "101"],
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        assert proc.stdout is not None
+        first = [await asyncio.to_thread(proc.stdout.readline) for _ in range(2)]
+        caller = lab.call("101", talk_ms=1000)  # the monitor is in place (both answers read)
+        rest, _ = await asyncio.to_thread(proc.communicate, timeout=40)
+        out = "".join(first) + rest
+        assert proc.returncode == 0, out
+        lines = out.splitlines()
+        assert lines[:2] == ["response success  ", "response success  "], out
+        assert any(line.startswith("event delivered ") for line in lines), out
+        assert any(line.startswith("event established ") for line in lines), out
+        assert lines[-1].startswith("event connectioncleared "), out
+        await asyncio.to_thread(caller.wait, 30)
+    finally:
+        lab.stop_phone("101")

@@ -39,6 +39,9 @@ def _rest_factory(dispatcher: Dispatcher, auth_required: bool) -> web.Applicatio
 
 #: protocol -> aiohttp application factory. Transports register here.
 HTTP_PROTOCOLS: dict[str, AppFactory] = {"astctiws": _ws_factory, "astctirest": _rest_factory}
+#: an HTTP connection idle (or sending a request slower) than this is closed (slowloris);
+#: WebSocket and event streams are not idle while their handler runs
+HTTP_IDLE_TIMEOUT = 15.0
 #: parameters naming the PEM files of listeners with tls on
 TLS_CERT_PARAMETER = "acti_tls_cert"
 TLS_KEY_PARAMETER = "acti_tls_key"
@@ -185,7 +188,7 @@ class Listeners:
 
         app.middlewares.insert(0, allow_list)
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0,
-                               handle_signals=False)
+                               handle_signals=False, keepalive_timeout=HTTP_IDLE_TIMEOUT)
         await runner.setup()
         site = web.TCPSite(runner, bind, row.port, reuse_address=True, ssl_context=context)
         try:

@@ -183,6 +183,8 @@ class RestFrontEnd:
         reply, status = await self.dispatcher.handle(session, message)
         if rs is not None and name == "logout" and reply.get("result") == "success":
             self.end(rs)
+            if rs.key.startswith("token:"):  # HTTP has no connection to forget: the token goes
+                self.dispatcher.services.auth.revoke(rs.key[6:])
         return _json(reply, 200 if compat else status)
 
     async def fields_of(self, request: web.Request) -> dict[str, Any]:

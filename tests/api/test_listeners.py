@@ -31,19 +31,22 @@ async def test_add_and_remove_a_listener_while_others_keep_their_clients(
         # what `add tcp PORT 127.0.0.1 * custom astctiws` does: a store row, then a reload
         d.daemon.store.add_listener(ListenerRow(port, "127.0.0.1", "*", "astctiws", "token"))
         assert await d.daemon.reload_listeners() == {}
-        async with await CtiClient.websocket(f"ws://127.0.0.1:{port}/", d.user,
-                                             d.password) as fresh:
-            await _alive(fresh)
+        fresh = await CtiClient.websocket(f"ws://127.0.0.1:{port}/", d.user, d.password)
+        await _alive(fresh)
         await _alive(ws)
         await _alive(tcp)
-        # a changed row reopens that listener only
+        # a changed row reopens that listener only: its own clients go, the others stay
         d.daemon.store.remove_listener(port)
         d.daemon.store.add_listener(ListenerRow(port, "127.0.0.1", "*", "astctiapi", "token"))
         assert await d.daemon.reload_listeners() == {}
-        async with await CtiClient.tcp("127.0.0.1", port, d.user, d.password) as fresh:
-            await _alive(fresh)
+        await asyncio.wait_for(fresh.closed.wait(), 10)
+        await fresh.close()
+        fresh = await CtiClient.tcp("127.0.0.1", port, d.user, d.password)
+        await _alive(fresh)
         d.daemon.store.remove_listener(port)
         await d.daemon.reload_listeners()
+        await asyncio.wait_for(fresh.closed.wait(), 10)
+        await fresh.close()
         with pytest.raises(OSError):
             await asyncio.open_connection("127.0.0.1", port)
         await _alive(ws)

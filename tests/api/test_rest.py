@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import aiohttp
@@ -151,3 +152,31 @@ async def test_toolbar_is_served(local_daemon: LocalDaemon) -> None:
             assert resp.status == 200 and "astcti" in (await resp.text()).lower()
         async with http.get(f"{d.rest_url}/toolbar/astcti.js") as resp:
             assert resp.status == 200 and "AstCti" in await resp.text()
+
+
+async def test_logout_revokes_the_token(local_daemon: LocalDaemon) -> None:
+    d = local_daemon
+    async with aiohttp.ClientSession() as http:
+        token = await _login(http, d)
+        h = {"Authorization": f"Bearer {token}"}
+        async with http.post(f"{d.rest_url}/api/v1/requests/logout", headers=h) as resp:
+            assert (await resp.json())["result"] == "success"
+        async with http.delete(f"{d.rest_url}/api/v1/extensions/101/monitor", headers=h) as resp:
+            assert resp.status == 401
+            assert (await resp.json())["error"] == "invalid or expired token: log in again"
+
+
+async def test_slow_partial_http_request_is_cut(local_daemon: LocalDaemon,
+                                                monkeypatch) -> None:
+    from astcti.api import listeners
+
+    monkeypatch.setattr(listeners, "HTTP_IDLE_TIMEOUT", 0.5)
+    port = free_port()
+    await local_daemon.daemon.listeners.open(ListenerRow(port, "127.0.0.1", "*", "astctirest"))
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(b"GET /api/v1/requests HTTP/1.1\r\nHost: x")  # and never the rest
+        await writer.drain()
+        assert await asyncio.wait_for(reader.read(), 10) == b""  # closed by the server
+    finally:
+        writer.close()

@@ -116,19 +116,39 @@ def _alive(pid: int | None) -> bool:
         return False
 
 
+def _group_members(pgid: int) -> list[int]:
+    """Live (non-zombie) processes of a process group."""
+    members = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            members.append(int(entry))
+    return members
+
+
 def _kill_group(pid: int, timeout: float = 10.0) -> None:
+    """SIGTERM the process group, SIGKILL what is left, and wait until every member is gone."""
     try:
         os.killpg(pid, signal.SIGTERM)
     except (ProcessLookupError, PermissionError):
-        return
+        pass
     deadline = time.monotonic() + timeout
-    while _alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    if _alive(pid):
+    while _group_members(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if _group_members(pid):
         try:
             os.killpg(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+        deadline = time.monotonic() + 5
+        while _group_members(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
     try:
         os.waitpid(pid, os.WNOHANG)
     except ChildProcessError:
@@ -268,7 +288,7 @@ class Lab:
 
     def stop_asterisk(self, kill: bool = False) -> None:
         pid = self.config.pids.pop("asterisk", None)
-        if pid and _alive(pid):
+        if pid and _group_members(pid):
             if kill:
                 os.killpg(pid, signal.SIGKILL)
             else:
@@ -315,6 +335,7 @@ class Lab:
 
     def start_astcti(self, wait: bool = True) -> None:
         c = self.config
+        self._log_offset = Path(c.astcti_log).stat().st_size if Path(c.astcti_log).exists() else 0
         log = open(c.astcti_log, "ab")
         env = dict(os.environ, PYTHONPATH=str(REPO))
         proc = subprocess.Popen(self.astcti_command(), stdin=subprocess.DEVNULL, stdout=log,
@@ -331,9 +352,10 @@ class Lab:
         while time.monotonic() < deadline:
             if not _alive(self.config.pids.get("astcti")):
                 raise LabError(f"astcti exited while starting: see {self.config.astcti_log}")
-            text = Path(self.config.astcti_log).read_text(errors="replace")
-            starts = text.rsplit("astcti starting", 1)
-            if len(starts) == 2 and marker in starts[1]:
+            with open(self.config.astcti_log, "rb") as fh:
+                fh.seek(getattr(self, "_log_offset", 0))
+                text = fh.read().decode(errors="replace")
+            if "astcti starting" in text and marker in text.split("astcti starting", 1)[1]:
                 return
             time.sleep(0.2)
         raise LabError(f"astcti did not become ready within {timeout:.0f} s: see"
@@ -341,7 +363,7 @@ class Lab:
 
     def stop_astcti(self, kill: bool = False) -> None:
         pid = self.config.pids.pop("astcti", None)
-        if pid and _alive(pid):
+        if pid and _group_members(pid):
             if kill:
                 os.killpg(pid, signal.SIGKILL)
             _kill_group(pid)

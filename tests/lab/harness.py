@@ -428,6 +428,67 @@ class Lab:
         lab_json.unlink(missing_ok=True)
 
 
+class ExtraDaemon:
+    """A second astcti process against the lab, with its own store (e.g. linked via a proxy)."""
+
+    def __init__(self, lab: Lab, workdir: Path, *, ari_port: int, ws_port: int,
+                 heartbeat: float = 1.0, extensions: tuple[str, ...] = ("101", "102"),
+                 parameters: dict[str, str] | None = None) -> None:
+        self.lab = lab
+        self.workdir = workdir
+        self.ws_port = ws_port
+        self.db = workdir / "extra.db"
+        self.key = workdir / "extra.key"
+        self.log_path = workdir / "extra.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+        c = lab.config
+        cipher = load_key(self.key, create=True)
+        store = Store.open(self.db, create=True)
+        try:
+            store.set_parameter("acti_tlink_01", f"127.0.0.1#{ari_port}#astcti-extra,"
+                                                 f"{c.ari_user},{encrypt(cipher, c.ari_password)}")
+            store.set_parameter("acti_heartbeat", str(heartbeat))
+            for name, value in (parameters or {}).items():
+                store.set_parameter(name, value)
+            for ext in extensions:
+                store.add_extension(ext, "PJSIP")
+            store.add_listener(ListenerRow(ws_port, "127.0.0.1", "*", "astctiws", "token"))
+            store.set_user(c.astcti_user, c.astcti_password)
+        finally:
+            store.close()
+
+    def start(self) -> ExtraDaemon:
+        offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+        log = open(self.log_path, "ab")
+        env = dict(os.environ, PYTHONPATH=str(REPO))
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "astcti", "--db", str(self.db), "--key", str(self.key),
+             "serve", "--admin-socket", str(self.workdir / "extra-admin.sock")],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True, env=env, cwd=str(REPO))
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with open(self.log_path, "rb") as fh:
+                fh.seek(offset)
+                if b"ready:" in fh.read():
+                    return self
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.1)
+        raise LabError(f"extra astcti did not start: see {self.log_path}")
+
+    def stop(self, kill: bool = False) -> None:
+        if self.proc is not None:
+            if kill:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            _kill_group(self.proc.pid)
+            self.proc.wait(5)
+            self.proc = None
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
 def down_running() -> bool:
     """Stop the lab described by .lab/lab.json, if any. True if something was stopped."""
     path = LAB_DIR / "lab.json"

@@ -45,7 +45,7 @@ class CtiClient:
                         *, token: str | None = None, ssl: Any = None) -> CtiClient:
         session = aiohttp.ClientSession()
         try:
-            ws = await session.ws_connect(url, heartbeat=30, ssl=True if ssl is None else ssl)
+            ws = await session.ws_connect(url, heartbeat=30, **({"ssl": ssl} if ssl else {}))
         except BaseException:
             await session.close()
             raise
@@ -75,7 +75,7 @@ class CtiClient:
     async def tcp(cls, host: str, port: int, username: str | None = None,
                   password: str | None = None, *, token: str | None = None,
                   ssl: Any = None) -> CtiClient:
-        reader, writer = await asyncio.open_connection(host, port, ssl=ssl, limit=2**20)
+        reader, writer = await asyncio.open_connection(host, port, ssl=ssl or None, limit=2**20)
 
         async def send(text: str) -> None:
             writer.write(text.encode() + b"\n")
@@ -112,12 +112,13 @@ class CtiClient:
         url = url.rstrip("/")
         session = aiohttp.ClientSession()
         state: dict[str, Any] = {"token": token, "stream": None}
+        tls: dict[str, Any] = {"ssl": ssl} if ssl else {}
 
         async def stream() -> None:
             headers = {"Accept": "text/event-stream",
                        "Authorization": f"Bearer {state['token']}"}
             try:
-                async with session.get(f"{url}/api/v1/events", headers=headers, ssl=ssl,
+                async with session.get(f"{url}/api/v1/events", headers=headers, **tls,
                                        timeout=aiohttp.ClientTimeout(total=None)) as resp:
                     async for raw in resp.content:
                         line = raw.decode().rstrip("\r\n")
@@ -133,7 +134,7 @@ class CtiClient:
             name = message.pop("request")
             headers = {"Authorization": f"Bearer {state['token']}"} if state["token"] else {}
             async with session.post(f"{url}/api/v1/requests/{name}", json=message,
-                                    headers=headers, ssl=ssl) as resp:
+                                    headers=headers, **tls) as resp:
                 reply = await resp.json(content_type=None)
             if name == "login" and reply.get("token"):
                 state["token"] = reply["token"]

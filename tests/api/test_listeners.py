@@ -1,113 +1,94 @@
-"""Listeners opened and closed at run time, without disturbing the other listeners' clients."""
+"""Listeners on real sockets (no PBX needed): port in use, allow lists, validation."""
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import socket
+from pathlib import Path
 
 import aiohttp
 import pytest
 
-from astcti.client import CtiClient, CtiError
+from astcti.api.auth import Auth
+from astcti.api.dispatch import Dispatcher, Services
+from astcti.api.listeners import Listeners, allowed, parse_allow, validate
+from astcti.cti.directory import Directory
+from astcti.cti.hub import Hub
+from astcti.cti.tracker import Tracker
 from astcti.errors import ConfigError
+from astcti.store import Store
 from astcti.store.store import ListenerRow
-from tests.api.conftest import LocalDaemon, free_port
 
 
-async def _alive(cti: CtiClient) -> None:
-    """The connection still answers requests."""
-    with pytest.raises(CtiError, match="not monitored by this connection"):
-        await cti.request("stopmonitor", extension="101")
+def free_port() -> int:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
 
 
-async def test_add_and_remove_a_listener_while_others_keep_their_clients(
-        local_daemon: LocalDaemon) -> None:
-    d = local_daemon
-    ws = await CtiClient.websocket(f"ws://127.0.0.1:{d.ports['astctiws']}/", d.user, d.password)
-    tcp = await CtiClient.tcp("127.0.0.1", d.ports["astctiapi"], d.user, d.password)
-    try:
-        port = free_port()
-        # what `add tcp PORT 127.0.0.1 * custom astctiws` does: a store row, then a reload
-        d.daemon.store.add_listener(ListenerRow(port, "127.0.0.1", "*", "astctiws", "token"))
-        assert await d.daemon.reload_listeners() == {}
-        fresh = await CtiClient.websocket(f"ws://127.0.0.1:{port}/", d.user, d.password)
-        await _alive(fresh)
-        await _alive(ws)
-        await _alive(tcp)
-        # a changed row reopens that listener only: its own clients go, the others stay
-        d.daemon.store.remove_listener(port)
-        d.daemon.store.add_listener(ListenerRow(port, "127.0.0.1", "*", "astctiapi", "token"))
-        assert await d.daemon.reload_listeners() == {}
-        await asyncio.wait_for(fresh.closed.wait(), 10)
-        await fresh.close()
-        fresh = await CtiClient.tcp("127.0.0.1", port, d.user, d.password)
-        await _alive(fresh)
-        d.daemon.store.remove_listener(port)
-        await d.daemon.reload_listeners()
-        await asyncio.wait_for(fresh.closed.wait(), 10)
-        await fresh.close()
-        with pytest.raises(OSError):
-            await asyncio.open_connection("127.0.0.1", port)
-        await _alive(ws)
-        await _alive(tcp)
-        assert not ws.closed.is_set() and not tcp.closed.is_set()
-    finally:
-        await ws.close()
-        await tcp.close()
+@pytest.fixture
+def listeners(tmp_path: Path):
+    store = Store.open(tmp_path / "s.db", create=True)
+    store.set_user("agent", "pw")
+    directory = Directory()
+    services = Services(store, directory, Tracker(directory.resolve), Hub(), Auth(store))
+    yield Listeners(Dispatcher(services))
+    store.close()
 
 
-async def test_port_in_use_is_a_clear_error_and_others_stay(local_daemon: LocalDaemon) -> None:
-    d = local_daemon
+async def test_port_in_use_is_one_line_and_others_keep_running(listeners: Listeners) -> None:
+    good, busy = free_port(), free_port()
     holder = socket.socket()
-    holder.bind(("127.0.0.1", 0))
+    holder.bind(("127.0.0.1", busy))
     holder.listen()
-    port = holder.getsockname()[1]
     try:
-        with pytest.raises(ConfigError) as caught:
-            await d.daemon.listeners.open(ListenerRow(port, "127.0.0.1", "*", "astctirest"))
-        assert str(caught.value) == (f"listener {port} (astctirest) cannot open on 127.0.0.1:"
-                                     " port in use: stop what holds it or choose another port")
-        assert d.daemon.listeners.errors[port] == str(caught.value)
-        assert set(d.daemon.listeners.running) == set(d.ports.values())
-        async with await CtiClient.tcp("127.0.0.1", d.ports["astctiapi"], d.user,
-                                       d.password) as cti:
-            await _alive(cti)
+        await listeners.open(ListenerRow(good, "127.0.0.1", "*", "astctiws"))
+        with pytest.raises(ConfigError) as info:
+            await listeners.open(ListenerRow(busy, "127.0.0.1", "*", "astctiws"))
+        assert str(info.value) == (f"listener {busy} (astctiws) cannot open on 127.0.0.1: port in"
+                                   " use: stop what holds it or choose another port")
+        assert listeners.errors[busy] == str(info.value)
+        async with aiohttp.ClientSession() as s, s.ws_connect(f"ws://127.0.0.1:{good}/") as ws:
+            await ws.send_json({"id": "1", "request": "login", "username": "agent",
+                                "password": "pw"})
+            assert (await ws.receive_json())["result"] == "success"
     finally:
         holder.close()
+        await listeners.close_all()
 
 
-async def test_allow_list_refuses_with_a_logged_reason(local_daemon: LocalDaemon,
-                                                       caplog: pytest.LogCaptureFixture) -> None:
-    d = local_daemon
-    caplog.set_level(logging.WARNING, logger="astcti.api.listeners")
-    rest, tcp = free_port(), free_port()
-    await d.daemon.listeners.open(ListenerRow(rest, "127.0.0.1", "10.0.0.0/8", "astctirest"))
-    await d.daemon.listeners.open(ListenerRow(tcp, "127.0.0.1", "10.0.0.0/8,192.168.0.0/16",
-                                              "astctiapi"))
-    async with aiohttp.ClientSession() as http:
-        async with http.get(f"http://127.0.0.1:{rest}/api/v1/requests") as resp:
-            assert resp.status == 403
-    reader, writer = await asyncio.open_connection("127.0.0.1", tcp)
-    line = await asyncio.wait_for(reader.readline(), 5)
-    assert b"address not allowed" in line
-    assert await asyncio.wait_for(reader.read(), 5) == b""
-    writer.close()
-    refusals = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
-    assert f"listener {rest}: refused 127.0.0.1 (not in allow 10.0.0.0/8)" in refusals
-    assert f"listener {tcp}: refused 127.0.0.1 (not in allow 10.0.0.0/8,192.168.0.0/16)" \
-        in refusals
-
-
-async def test_bad_rows_are_refused_with_words(local_daemon: LocalDaemon,
-                                               caplog: pytest.LogCaptureFixture) -> None:
-    listeners = local_daemon.daemon.listeners
-    with pytest.raises(ConfigError, match="unknown protocol 'http'"):
-        await listeners.open(ListenerRow(free_port(), "127.0.0.1", "*", "http"))
-    with pytest.raises(ConfigError, match="allow list: 'nonsense' is not an address or CIDR"):
-        await listeners.open(ListenerRow(free_port(), "127.0.0.1", "nonsense", "astctiapi"))
-    caplog.set_level(logging.WARNING, logger="astcti.api.listeners")
+async def test_allow_list_refuses_with_403(listeners: Listeners) -> None:
     port = free_port()
-    await listeners.open(ListenerRow(port, "0.0.0.0", "127.0.0.1", "astctirest", "none"))
-    assert any("has auth=none on 0.0.0.0" in r.getMessage() for r in caplog.records)
-    await listeners.close(port)
+    await listeners.open(ListenerRow(port, "127.0.0.1", "10.0.0.0/8", "astctiws"))
+    try:
+        async with aiohttp.ClientSession() as s:
+            async with s.get(f"http://127.0.0.1:{port}/") as resp:
+                assert resp.status == 403
+    finally:
+        await listeners.close_all()
+
+
+async def test_auth_none_needs_no_login(listeners: Listeners) -> None:
+    port = free_port()
+    await listeners.open(ListenerRow(port, "127.0.0.1", "127.0.0.0/8", "astctiws", "none"))
+    try:
+        async with aiohttp.ClientSession() as s, s.ws_connect(f"ws://127.0.0.1:{port}/") as ws:
+            await ws.send_json({"id": "1", "request": "startmonitor", "extension": "101"})
+            reply = await ws.receive_json()
+            assert reply["error"].startswith("unknown extension 101")  # past the login check
+    finally:
+        await listeners.close_all()
+
+
+def test_validation_and_allow_parsing() -> None:
+    with pytest.raises(ConfigError, match="unknown protocol"):
+        validate(ListenerRow(9001, "127.0.0.1", "*", "telnet"))
+    with pytest.raises(ConfigError, match="not between 1 and 65535"):
+        validate(ListenerRow(70000, "127.0.0.1", "*", "astctiws"))
+    with pytest.raises(ConfigError, match="is not an address or CIDR"):
+        parse_allow("10.0.0.0/8, nonsense")
+    nets = parse_allow("10.0.0.0/8,192.168.1.5")
+    assert allowed(nets, "10.1.2.3") and allowed(nets, "192.168.1.5")
+    assert not allowed(nets, "127.0.0.1") and allowed(None, "1.2.3.4")
+    assert allowed(parse_allow("127.0.0.0/8"), "::ffff:127.0.0.1")

@@ -177,7 +177,10 @@ def document(server_url: str | None = None) -> dict[str, Any]:
                     "allOf": [{"$ref": "#/components/schemas/Response"}, {
                         "type": "object", "required": ["events", "last"],
                         "properties": {"events": {"type": "array", "items": {"type": "object"}},
-                                       "last": {"type": "integer"}}}],
+                                       "last": {"type": "integer"},
+                                       "lost": {"type": "integer", "description":
+                                                "events no longer buffered: resynchronise"
+                                                " with snapshot"}}}],
                 },
                 "RequestList": {
                     "type": "object", "required": ["requests"],

@@ -67,6 +67,11 @@ class RestSession:
     def after(self, n: int) -> list[tuple[int, str]]:
         return [(i, text) for i, text in self.events if i > n]
 
+    def lost_after(self, n: int) -> int:
+        """How many events after `n` are no longer buffered (the client must resynchronise)."""
+        oldest = self.events[0][0] if self.events else self.counter + 1
+        return max(0, min(oldest - 1, self.counter) - n)
+
 
 class RestFrontEnd:
     """The state of one REST listener: its sessions and their expiry."""
@@ -276,7 +281,8 @@ class RestFrontEnd:
             rs.last_used = time.monotonic()
         batch = rs.after(after)
         return _json(response("", events=[json.loads(t) for _, t in batch],
-                              last=batch[-1][0] if batch else max(after, 0)), 200)
+                              last=batch[-1][0] if batch else max(after, 0),
+                              lost=rs.lost_after(after)), 200)
 
     async def _sse(self, request: web.Request, rs: RestSession,
                    after: int) -> web.StreamResponse:
@@ -290,6 +296,12 @@ class RestFrontEnd:
             await stream.write(b"retry: 3000\n\n")
             sent = after
             while not self.closing.is_set() and rs.key in self.sessions:
+                lost = rs.lost_after(sent)
+                if lost:
+                    notice = json.dumps({"msgtype": "lost", "count": lost,
+                                         "error": f"{lost} events were dropped: send snapshot"
+                                                  " to resynchronise"})
+                    await stream.write(f"event: lost\ndata: {notice}\n\n".encode())
                 batch = rs.after(sent)
                 if batch:
                     chunk = "".join(f"id: {i}\ndata: {text}\n\n" for i, text in batch)

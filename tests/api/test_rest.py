@@ -180,3 +180,16 @@ async def test_slow_partial_http_request_is_cut(local_daemon: LocalDaemon,
         assert await asyncio.wait_for(reader.read(), 10) == b""  # closed by the server
     finally:
         writer.close()
+
+
+def test_dropped_events_are_counted() -> None:
+    from astcti.api.dispatch import Session
+    from astcti.api.rest import EVENT_BUFFER, RestSession
+
+    rs = RestSession("k", Session("rest", "127.0.0.1", lambda text: None))
+    for i in range(EVENT_BUFFER + 5):
+        rs.push(f'{{"n":{i}}}')
+    assert rs.lost_after(0) == 5 and rs.lost_after(5) == 0 and rs.lost_after(3) == 2
+    assert rs.after(EVENT_BUFFER + 4) == [(EVENT_BUFFER + 5, f'{{"n":{EVENT_BUFFER + 4}}}')]
+    empty = RestSession("e", Session("rest", "127.0.0.1", lambda text: None))
+    assert empty.lost_after(0) == 0

@@ -229,3 +229,35 @@ async def test_the_documented_tcp_example_client_works_as_written(lab: Lab, tmp_
         await asyncio.to_thread(caller.wait, 30)
     finally:
         lab.stop_phone("101")
+
+
+async def test_long_poll_delivers_the_events_of_a_real_call(lab: Lab) -> None:
+    """A REST-only client without SSE: compat login, resource startmonitor, long-poll."""
+    c = lab.config
+    base = f"http://127.0.0.1:{c.rest_port}"
+    lab.start_phone("102", Phone(answer_after_ms=300))
+    try:
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"{base}/login", params={"username": c.astcti_user,
+                                                         "password": c.astcti_password}) as resp:
+                token = (await resp.json())["token"]
+            h = {"Authorization": f"Bearer {token}"}
+            async with http.post(f"{base}/api/v1/extensions/102/monitor", headers=h) as resp:
+                assert resp.status == 200, await resp.text()
+            caller = lab.call("102", talk_ms=1000)
+            events: list[dict] = []
+            last = 0
+            while not any(e["event"] == "connectioncleared" for e in events):
+                async with http.get(f"{base}/api/v1/events", params={"after": last, "wait": 20},
+                                    headers=h) as resp:
+                    batch = await resp.json()
+                assert batch["events"], "a 20 s long-poll ended without the call's events"
+                events += batch["events"]
+                last = batch["last"]
+            names = [e["event"] for e in events]
+            assert names.index("delivered") < names.index("established") < \
+                names.index("connectioncleared"), names
+            assert {e["extension"] for e in events} == {"102"}
+            await asyncio.to_thread(caller.wait, 30)
+    finally:
+        lab.stop_phone("102")

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import hashlib
 import itertools
 import json
 import logging
@@ -42,7 +41,6 @@ WEB_DIR = Path(__file__).with_name("web")
 IDLE_TIMEOUT = 600.0  # a REST session without requests or an open stream ends after this
 EVENT_BUFFER = 1000  # events kept per REST session for SSE reconnects and long-polls
 KEEPALIVE = 15.0  # SSE comment line this often, so proxies keep the stream open
-BASIC_CACHE_TTL = 60.0  # a checked Basic credential is trusted this long (scrypt is slow)
 _rest_ids = itertools.count(1)
 
 
@@ -80,7 +78,6 @@ class RestFrontEnd:
         self.dispatcher = dispatcher
         self.auth_required = auth_required
         self.sessions: dict[str, RestSession] = {}
-        self.basic_cache: dict[str, tuple[Identity, float]] = {}
         self.closing = asyncio.Event()
         self._sweeper: asyncio.Task[None] | None = None
 
@@ -116,25 +113,17 @@ class RestFrontEnd:
                 return None, None, RequestError("invalid or expired token: log in again", 401)
             return self._session(f"token:{token}", peer, identity), None, None
         if scheme.lower() == "basic" and value:
-            digest = hashlib.sha256(value.encode()).hexdigest()
-            cached = self.basic_cache.get(digest)
-            if cached and cached[1] > time.monotonic():
-                identity = cached[0]
-            else:
-                try:
-                    user, sep, password = base64.b64decode(value, validate=True).decode() \
-                        .partition(":")
-                except (ValueError, UnicodeDecodeError):
-                    return None, None, RequestError("malformed Authorization header", 400)
-                if not sep:
-                    return None, None, RequestError("malformed Authorization header", 400)
-                try:
-                    identity = await auth.login(peer, user, password, None)
-                except RequestError as exc:
-                    return None, None, exc
-                if len(self.basic_cache) > 1000:
-                    self.basic_cache.clear()
-                self.basic_cache[digest] = (identity, time.monotonic() + BASIC_CACHE_TTL)
+            try:
+                user, sep, password = base64.b64decode(value, validate=True).decode() \
+                    .partition(":")
+            except (ValueError, UnicodeDecodeError):
+                sep = ""
+            if not sep:
+                return None, None, RequestError("malformed Authorization header", 400)
+            try:  # Auth remembers verified credentials: no scrypt per request
+                identity = await auth.login(peer, user, password, None)
+            except RequestError as exc:
+                return None, None, exc
             return self._session(f"basic:{identity.username}", peer, identity), None, None
         if header:
             return None, None, RequestError("unsupported Authorization header: use Bearer"

@@ -172,6 +172,10 @@ async def test_crm_click_to_call_url_places_a_real_call(lab: Lab, extra_listener
                 body = await resp.json(content_type=None)
         assert body["result"] == "success", body
         await _until(lambda: bool(phone.received("INVITE")), timeout=20)
+        async with aiohttp.ClientSession() as http:  # and the same legacy form hangs it up
+            async with http.get(f"http://127.0.0.1:{port}/hangup?extension=101"
+                                f"&callid={body['callid']}") as resp:
+                assert (await resp.json(content_type=None))["result"] == "success"
     finally:
         lab.stop_phone("101")
 
@@ -190,8 +194,11 @@ async def test_monitor_and_makecall_over_each_transport(lab: Lab, transport: str
         assert established["callid"]
         assert lab.phones["101"].received("INVITE")
         await _until(lambda: bool(lab.phones["102"].received("INVITE")), timeout=20)
-        with pytest.raises(CtiError):
+        with pytest.raises(CtiError, match="unknown extension 999"):
             await cti.request("makecall", extension="999", destination="102")
+        await cti.request("hangup", extension="101", callid=established["callid"])
+        await cti.expect("connectioncleared", extension="101", callid=established["callid"],
+                         timeout=20)
     finally:
         await cti.close()
         lab.stop_phone("101")

@@ -69,19 +69,21 @@ async def test_toolbar_shows_a_real_inbound_call(page, lab: Lab) -> None:
     try:
         await _log_in_and_monitor(page, lab, "101")
         caller = lab.call("101", talk_ms=4000)
-        await page.wait_for_selector('#calls tr[data-state="established"]', timeout=20000)
+        await page.wait_for_selector('#calls tr[data-state="connected"]', timeout=20000)
         await page.wait_for_selector('#log li[data-event="delivered"]')
         ARTIFACTS.mkdir(exist_ok=True)
         await page.screenshot(path=str(ARTIFACTS / "toolbar-inbound.png"), full_page=True)
-        row = await page.text_content('#calls tr[data-state="established"]')
+        row = await page.text_content('#calls tr[data-state="connected"]')
         assert "0912345678" in (row or "")
+        callid = await page.get_attribute('#calls tr[data-state="connected"]', "data-callid")
         # the snapshot button goes through the same generated form
         await page.click('#requests button[data-request="snapshot"]')
         assert await page.input_value("#field-extension") == "101"
         await page.click("#send")
         await page.wait_for_selector('#last-response:has-text("calls")')
         caller.wait(30)
-        await page.wait_for_selector('#calls tbody tr', state="detached", timeout=20000)
+        await page.wait_for_selector(f'#calls tr[data-callid="{callid}"]', state="detached",
+                                     timeout=20000)
     finally:
         lab.stop_phone("101")
 
@@ -98,10 +100,19 @@ async def test_toolbar_make_call_shows_the_call_established(page, lab: Lab) -> N
         await page.fill("#field-destination", "102")
         await page.click("#send")
         await page.wait_for_selector('#last-response:has-text("success")')
-        await page.wait_for_selector('#calls tr[data-state="established"]', timeout=30000)
+        row = '#calls tr[data-state="connected"][data-called="102"]'
+        await page.wait_for_selector(row, timeout=30000)
         ARTIFACTS.mkdir(exist_ok=True)
         await page.screenshot(path=str(ARTIFACTS / "toolbar-makecall.png"), full_page=True)
         assert lab.phones["102"].received("INVITE")
+        # Hang up from the toolbar: the call's id is filled in from the selected row
+        callid = await page.get_attribute(row, "data-callid")
+        await page.click(row)
+        await page.click('#requests button[data-request="hangup"]')
+        assert await page.input_value("#field-callid") == callid
+        await page.click("#send")
+        await page.wait_for_selector(f'#calls tr[data-callid="{callid}"]', state="detached",
+                                     timeout=20000)
     finally:
         lab.stop_phone("101")
         lab.stop_phone("102")

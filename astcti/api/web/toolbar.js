@@ -31,6 +31,7 @@
       const tr = document.createElement("tr");
       tr.dataset.callid = call.callid;
       tr.dataset.state = call.state;
+      tr.dataset.called = call.called || "";
       if (call.callid === selectedCall) tr.className = "selected";
       for (const key of ["callid", "state", "direction", "calling", "called"]) {
         const td = document.createElement("td");
@@ -42,14 +43,16 @@
     }
   }
 
-  const STATE_OF = {originated: "originated", delivered: "delivered", established: "established",
-                    held: "held", retrieved: "established", conferenced: "established",
-                    diverted: "diverted", queued: "queued", failed: "failed"};
+  // events -> the CSTA local connection states that `snapshot` reports (astcti/cti/model.py)
+  const STATE_OF = {serviceinitiated: "initiated", originated: "initiated", delivered: "alerting",
+                    established: "connected", held: "held", retrieved: "connected",
+                    conferenced: "connected", transferred: "connected", queued: "queued",
+                    failed: "failed"};
 
   cti.onEvent(event => {
     log(event);
     if (!event.callid || event.extension !== $("extension").value.trim()) return;
-    if (event.event === "connectioncleared" || event.event === "callcleared") {
+    if (["connectioncleared", "callcleared", "diverted"].includes(event.event)) {
       calls.delete(event.callid);
     } else if (STATE_OF[event.event]) {
       const call = calls.get(event.callid) || {callid: event.callid};

@@ -49,7 +49,7 @@ async def measure(lab: Lab) -> str:
                 trips[name].append((time.perf_counter() - start) * 1000)
         stamps: dict[str, list[tuple[dict, float]]] = {name: [] for name in clients}
         for name, cti in clients.items():
-            original = cti._received  # noqa: SLF001  (stamp the receipt time of each event)
+            original = cti._received
 
             def stamped(text: str, _name: str = name, _original=original) -> None:
                 at = time.time()

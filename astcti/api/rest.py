@@ -31,8 +31,14 @@ from aiohttp import web
 
 from astcti.api.auth import Identity
 from astcti.api.dispatch import Dispatcher, Session
-from astcti.api.openapi import API_PREFIX, EVENTS_PATH, MAX_WAIT, REQUESTS_PATH, document, \
-    request_list
+from astcti.api.openapi import (
+    API_PREFIX,
+    EVENTS_PATH,
+    MAX_WAIT,
+    REQUESTS_PATH,
+    document,
+    request_list,
+)
 from astcti.api.protocol import MAX_REQUEST_BYTES, REQUESTS, RequestError, response
 
 log = logging.getLogger(__name__)
@@ -263,7 +269,7 @@ class RestFrontEnd:
                 rs.wakeup.clear()
                 try:
                     await asyncio.wait_for(rs.wakeup.wait(), remaining)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     break
         finally:
             rs.streams -= 1
@@ -300,7 +306,7 @@ class RestFrontEnd:
                 rs.wakeup.clear()
                 try:
                     await asyncio.wait_for(rs.wakeup.wait(), KEEPALIVE)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     await stream.write(b": keepalive\n\n")
         except (ConnectionError, asyncio.CancelledError):
             pass

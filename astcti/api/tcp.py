@@ -58,7 +58,7 @@ class TcpServer:
         if self.server is not None:
             try:
                 await asyncio.wait_for(self.server.wait_closed(), 5)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
     async def _connected(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -74,7 +74,7 @@ class TcpServer:
             writer.close()
             try:
                 await asyncio.wait_for(writer.wait_closed(), 2)
-            except (ConnectionError, OSError, asyncio.TimeoutError, ssl.SSLError):
+            except (TimeoutError, ConnectionError, OSError, ssl.SSLError):
                 pass
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -84,7 +84,7 @@ class TcpServer:
             writer.write((_line(response("", "address not allowed")) + "\n").encode())
             try:
                 await asyncio.wait_for(writer.drain(), 2)
-            except (ConnectionError, asyncio.TimeoutError):
+            except (TimeoutError, ConnectionError):
                 pass
             return
 
@@ -146,7 +146,7 @@ class TcpServer:
             try:
                 chunk = await asyncio.wait_for(reader.read(READ_CHUNK),
                                                max(timeout, 0) if timeout is not None else None)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 outbox.put(_line(response("", why)))
                 return why.split(":")[0]
             if not chunk:
@@ -160,6 +160,6 @@ class TcpServer:
 async def _flush(outbox: Outbox, timeout: float = 2.0) -> None:
     """Give the outbox a moment to write what is queued, then stop it."""
     deadline = time.monotonic() + timeout
-    while outbox._queue and time.monotonic() < deadline:  # noqa: SLF001
+    while outbox._queue and time.monotonic() < deadline:
         await asyncio.sleep(0.01)
     await outbox.close()

@@ -7,6 +7,7 @@ import asyncio
 import os
 import signal
 import time
+from pathlib import Path
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import aiohttp
@@ -21,7 +22,7 @@ from tests.lab.sipp import Phone
 
 pytestmark = pytest.mark.lab
 
-import astcti.api.requests  # noqa: E402,F401  (registers the requests that exist on this branch)
+import astcti.api.requests  # noqa: F401  (registers the requests that exist on this branch)
 
 NEEDS_MAKECALL = pytest.mark.skipif(
     "makecall" not in REQUESTS,
@@ -99,7 +100,7 @@ async def extra_listener(lab: Lab) -> AsyncIterator[Callable[[ListenerRow], Awai
         added.append(row.port)
         _hup(lab)
         await _until(lambda: f"listening: {row.protocol} on {row.bind}:{row.port}"
-                     in open(lab.config.astcti_log).read())
+                     in Path(lab.config.astcti_log).read_text())
 
     yield add
     store = Store.open(lab.config.db)
@@ -125,7 +126,7 @@ async def test_listener_added_and_removed_in_the_running_daemon(
         finally:
             store.close()
         _hup(lab)
-        await _until(lambda: f"closed listener {port}" in open(lab.config.astcti_log).read())
+        await _until(lambda: f"closed listener {port}" in Path(lab.config.astcti_log).read_text())
         with pytest.raises(OSError):
             await asyncio.open_connection("127.0.0.1", port)
         # the other listener's client kept its connection all along
@@ -145,7 +146,7 @@ async def test_port_in_use_is_logged_and_the_daemon_keeps_serving(lab: Lab) -> N
             store.close()
         _hup(lab)
         await _until(lambda: f"listener {busy} (astctirest) cannot open on 127.0.0.1: port in"
-                     " use" in open(lab.config.astcti_log).read())
+                     " use" in Path(lab.config.astcti_log).read_text())
         async with await CtiClient.websocket(f"ws://127.0.0.1:{port}/", lab.config.astcti_user,
                                              lab.config.astcti_password) as cti:
             await cti.request("snapshot", extension="101")
@@ -209,10 +210,9 @@ async def test_the_documented_tcp_example_client_works_as_written(lab: Lab, tmp_
     import re
     import subprocess
     import sys
-    from pathlib import Path
 
     doc = (Path(__file__).resolve().parents[2] / "docs/frontends.md").read_text()
-    code = re.search(r"<!-- tcp-example -->\n```python\n(.*?)```", doc, re.S).group(1)
+    code = re.search(r"<!-- tcp-example -->\n```python\n(.*?)```", doc, re.DOTALL).group(1)
     assert len(code.strip().splitlines()) <= 25
     script = tmp_path / "client.py"
     script.write_text(code)

@@ -15,7 +15,7 @@ from tests.lab.sipp import Phone
 
 pytestmark = pytest.mark.lab
 
-import astcti.api.requests  # noqa: E402,F401
+import astcti.api.requests  # noqa: F401
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"

@@ -8,6 +8,7 @@ import json
 import ssl
 from pathlib import Path
 
+import aiohttp
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -135,6 +136,11 @@ async def test_tls_listener(local_daemon: LocalDaemon, tmp_path: Path) -> None:
     async with await CtiClient.tcp("127.0.0.1", port, d.user, d.password, ssl=context) as cti:
         with pytest.raises(CtiError, match="not monitored"):
             await cti.request("stopmonitor", extension="101")
+    https = free_port()  # the same parameters serve HTTPS on a REST listener
+    await d.daemon.listeners.open(ListenerRow(https, "127.0.0.1", "*", "astctirest", tls=True))
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"https://127.0.0.1:{https}/api/v1/requests", ssl=context) as resp:
+            assert resp.status == 200 and (await resp.json())["requests"]
     with pytest.raises((ssl.SSLError, ConnectionError, asyncio.IncompleteReadError)):
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(b'{"id":"1","request":"login"}\n')

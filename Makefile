@@ -18,11 +18,12 @@ help:
 # System packages the project needs (installed only when missing, so repeat runs are quick).
 sysdeps:
 	@missing=""; \
-	for pair in mmdebstrap:mmdebstrap sipp:sip-tester unshare:util-linux chromium:chromium; do \
+	for pair in mmdebstrap:mmdebstrap sipp:sip-tester unshare:util-linux; do \
 	  cmd=$${pair%%:*}; pkg=$${pair##*:}; \
 	  command -v $$cmd >/dev/null 2>&1 || missing="$$missing $$pkg"; \
 	done; \
 	$(PYTHON) -c 'import venv, ensurepip' >/dev/null 2>&1 || missing="$$missing python3-venv"; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \

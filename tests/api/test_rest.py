@@ -193,3 +193,27 @@ def test_dropped_events_are_counted() -> None:
     assert rs.after(EVENT_BUFFER + 4) == [(EVENT_BUFFER + 5, f'{{"n":{EVENT_BUFFER + 4}}}')]
     empty = RestSession("e", Session("rest", "127.0.0.1", lambda text: None))
     assert empty.lost_after(0) == 0
+
+
+async def test_event_stream_outlives_the_idle_timeout(local_daemon: LocalDaemon,
+                                                      monkeypatch) -> None:
+    from astcti.api import listeners, rest
+
+    monkeypatch.setattr(listeners, "HTTP_IDLE_TIMEOUT", 0.3)
+    monkeypatch.setattr(rest, "KEEPALIVE", 0.2)
+    port = free_port()
+    await local_daemon.daemon.listeners.open(ListenerRow(port, "127.0.0.1", "*", "astctirest"))
+    async with aiohttp.ClientSession() as http:
+        async with http.post(f"http://127.0.0.1:{port}/api/v1/login",
+                             json={"username": local_daemon.user,
+                                   "password": local_daemon.password}) as resp:
+            token = (await resp.json())["token"]
+        async with http.get(f"http://127.0.0.1:{port}/api/v1/events",
+                            headers={"Accept": "text/event-stream",
+                                     "Authorization": f"Bearer {token}"}) as resp:
+            assert resp.headers["Content-Type"] == "text/event-stream"
+            keepalives = 0
+            while keepalives < 8:  # well past the idle timeout, still streaming
+                line = await asyncio.wait_for(resp.content.readline(), 5)
+                assert line, "the stream was closed"
+                keepalives += line.startswith(b": keepalive")

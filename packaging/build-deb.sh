@@ -48,5 +48,5 @@ rm -f dist/astcti_*.deb dist/astcti_*.deb.inputs
 mv "$build/astcti_${debver}_${arch}.deb" "$deb"
 echo "$key" > "$deb.inputs"
 echo "built $deb in $(( $(date +%s) - start )) s (inputs $key)"
-lintian --fail-on error --suppress-tags-from-file packaging/lintian-suppress "$deb" \
+lintian --fail-on error "$deb" \
   || die "lintian found errors in $deb (see above)"

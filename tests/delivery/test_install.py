@@ -260,6 +260,35 @@ def test_playbook_provisions_both_hosts(world: World) -> None:
     assert oct((world.pbx / "etc/asterisk/ari.conf").stat().st_mode & 0o777) == "0o640"
 
 
+def test_astcti_role_installs_on_a_fresh_host_check_mode_first(world: World) -> None:
+    """The role's own install path (copy + apt), after a --check run that must not fail."""
+    fresh = chroots.fresh_copy(chroots.ensure("bookworm", chroots.BOOKWORM_PACKAGES),
+                               WORK / "cti-fresh")
+    try:
+        inv = world.inventory(WORK / "inv-fresh.json", cti={"ansible_host": str(fresh)})
+        env_roots = (world.pbx, world.cti)
+        world.cti = fresh  # the playbook mounts /proc and /dev in this one instead
+        try:
+            proc = world.playbook("fresh-check", inv, "--check", "--diff", "--limit", "cti")
+            assert proc.returncode == 0, proc.stdout[-3000:]
+            assert recap(proc)["cti1"]["changed"] > 0
+            assert not (fresh / "opt/venvs/astcti").exists(), "check mode installed the package"
+            proc = world.playbook("fresh", inv, "--limit", "cti")
+            assert proc.returncode == 0, proc.stdout[-3000:]
+        finally:
+            world.pbx, world.cti = env_roots
+        assert (fresh / "opt/venvs/astcti/bin/python").exists()
+        out = chroots.run_in(fresh, ["/opt/venvs/astcti/bin/python", "-c",
+                                     "from astcti.store import Store; s = Store.open("
+                                     "'/var/lib/astcti/astcti.db'); print(sorted(s.link_parameters()),"
+                                     " [l.port for l in s.listeners()])"]).stdout.strip()
+        assert out == f"['acti_tlink_01'] [{WS_PORT}]", out
+    finally:
+        import shutil
+
+        shutil.rmtree(fresh, ignore_errors=True)
+
+
 def test_packaged_daemon_runs_with_the_units_command(world: World) -> None:
     root = world.cti
     unit = unit_settings((root / "lib/systemd/system/astcti.service").read_text())

@@ -1,6 +1,7 @@
 """Composition root: builds the store, the Asterisk links and the services, and runs them.
 
-Lifecycle only; the logic lives in `pbx`, `cti` and `api`.
+Events: link -> tracker -> hub -> client transports. Requests: transport -> dispatcher ->
+services -> link. This module only wires them and runs their lifecycle.
 """
 
 from __future__ import annotations
@@ -9,18 +10,31 @@ import asyncio
 import logging
 import os
 import signal
+from datetime import datetime, timezone
 from pathlib import Path
 
 from cryptography.fernet import Fernet
 
 from astcti import __version__
+from astcti.api.auth import Auth
+from astcti.api.dispatch import Dispatcher, Services
+from astcti.api.listeners import Listeners
+from astcti.cti.directory import Directory
+from astcti.cti.events import LinkDown, LinkUp
+from astcti.cti.hub import Hub
+from astcti.cti.tracker import Tracker
 from astcti.errors import AstctiError
+from astcti.pbx.ari import AriError, AriEvent
 from astcti.pbx.link import AsteriskLink
 from astcti.pbx.linkconfig import parse_link
 from astcti.secrets import load_key
 from astcti.store import Store
 
 log = logging.getLogger("astcti")
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
 class Daemon:
@@ -35,14 +49,37 @@ class Daemon:
         self.cipher: Fernet | None = None
         self.links: dict[str, AsteriskLink] = {}
         self.link_errors: dict[str, str] = {}  # misconfigured links: parameter -> error line
+        self.directory = Directory()
+        self.tracker = Tracker(self.directory.resolve)
+        self.hub = Hub()
+        self.services: Services | None = None
+        self.dispatcher: Dispatcher | None = None
+        self.listeners: Listeners | None = None
         self._stopping = asyncio.Event()
 
+    # -- lifecycle --------------------------------------------------------------------------------
     async def start(self) -> None:
         log.info("astcti starting (version %s)", __version__)
         self.store = Store.open(self.db_path)
         self.cipher = load_key(self.key_path)
+        params = self.store.parameters()
+        self.hub.buffer_size = int(params.get("acti_resume_size") or 1000)
+        self.hub.buffer_age = float(params.get("acti_resume_age") or 300)
+        for ext in self.store.extensions():
+            await self.directory.add(ext.number, ext.technology)
+        self.services = Services(self.store, self.directory, self.tracker, self.hub,
+                                 Auth(self.store))
+        self.dispatcher = Dispatcher(self.services)
         self._start_links()
-        log.info("ready: store %s, %d link(s)", self.db_path, len(self.links))
+        self.listeners = Listeners(self.dispatcher)
+        for row in self.store.listeners():
+            try:
+                await self.listeners.open(row)
+            except AstctiError as exc:
+                log.error("%s", exc)
+        ports = ", ".join(f"{r.row.protocol}:{p}" for p, r in self.listeners.running.items())
+        log.info("ready: store %s, %d link(s), listeners %s", self.db_path, len(self.links),
+                 ports or "none")
 
     def _start_links(self) -> None:
         assert self.store is not None
@@ -54,14 +91,18 @@ class Daemon:
                 self.link_errors[name] = str(exc)
                 log.error("%s", exc)
                 continue
-            link = AsteriskLink(config, heartbeat=heartbeat)
+            link = AsteriskLink(config, heartbeat=heartbeat, on_event=self._on_ari_event,
+                                on_up=self._on_link_up, on_down=self._on_link_down)
             self.links[name] = link
+            self.directory.add_link(link)
             link.start()
         if not self.links:
             log.warning("no usable Asterisk link: set one with `astcti-shell -c \"update parameter"
                         " acti_tlink_01 IP#PORT#APP,USER,ENCRYPTEDPASSWORD\"`")
 
     async def stop(self) -> None:
+        if self.listeners is not None:
+            await self.listeners.close_all()
         for link in self.links.values():
             await link.stop()
         self.links.clear()
@@ -82,3 +123,35 @@ class Daemon:
         log.info("stopping")
         await self.stop()
         return 0
+
+    # -- the event flow -------------------------------------------------------------------------
+    def _on_ari_event(self, link: AsteriskLink, event: AriEvent) -> None:
+        for cti_event in self.tracker.handle(link.name, event):
+            self.hub.publish(cti_event)
+
+    async def _on_link_up(self, link: AsteriskLink) -> None:
+        """Resubscribe the configured extensions and resynchronise calls after any connect."""
+        await self.directory.link_up(link)
+        await self._filter_events(link)
+        try:
+            channels = await link.rest.call("channels", "list") or []
+        except AriError as exc:
+            log.warning("%s: cannot list channels to resync: %s", link.name, exc.message)
+            channels = []
+        self.hub.publish_all(self.tracker.resync(link.name, channels, _now()))
+        for ext, name in self.directory.serving.items():
+            if name == link.name:
+                self.hub.publish(LinkUp(ext, "", _now(), link=link.name))
+
+    async def _filter_events(self, link: AsteriskLink) -> None:
+        """ChannelVarset is two thirds of the stream and the tracker reads channelvars instead."""
+        try:
+            await link.rest.send_json("PUT", f"applications/{link.config.app}/eventFilter",
+                                      {"disallowed": [{"type": "ChannelVarset"}]})
+        except AriError as exc:
+            log.info("%s: event filter not applied (%s)", link.name, exc.message)
+
+    def _on_link_down(self, link: AsteriskLink, reason: str) -> None:
+        for ext, name in self.directory.serving.items():
+            if name == link.name:
+                self.hub.publish(LinkDown(ext, "", _now(), link=link.name, reason=reason))

@@ -97,6 +97,27 @@ class AriRest:
             resp.release()
 
 
+    async def send_json(self, method: str, path: str, body: Any) -> Any:
+        """A request whose JSON body is the object itself (aioari would wrap it in a field)."""
+        if self._client is None:
+            raise AriError(503, f"{self.config.name}: not connected to Asterisk")
+        session: aiohttp.ClientSession = self._client.swagger.http_client.session
+        url = f"{self.config.base_url}/ari/{path.lstrip('/')}"
+        try:
+            async with session.request(method, url, json=body,
+                                       headers={"Authorization": _auth_header(self.config)}) as resp:
+                text = await resp.text()
+                if resp.status >= 400:
+                    try:
+                        text = json.loads(text).get("message", text)
+                    except (ValueError, AttributeError):
+                        pass
+                    raise AriError(resp.status, f"{resp.status} {text}".strip())
+                return json.loads(text) if text else None
+        except aiohttp.ClientError as exc:
+            raise _translate(exc, self.config) from None
+
+
 def _translate(exc: BaseException, config: LinkConfig) -> BaseException:
     """Turn aioari/aiohttp failures into AriError with a readable line and no secrets."""
     if isinstance(exc, web_exceptions.HTTPException):

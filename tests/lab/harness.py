@@ -62,7 +62,19 @@ class LabConfig:
     admin_socket: str = str(LAB_DIR / "admin.sock")
     astcti_log: str = str(LAB_DIR / "astcti.log")
     phones_mode: str = "auto"
+    port_offset: int = 0
     pids: dict[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls) -> LabConfig:
+        """The fixed topology, shifted by ASTCTI_LAB_PORT_OFFSET so two labs can share a host."""
+        o = int(os.environ.get("ASTCTI_LAB_PORT_OFFSET", "0"))
+        return cls(
+            sip_port=5060 + o, ari_port=8088 + o,
+            phones={e: 5070 + int(e[-1]) + o for e in AGENTS},
+            trunk_port=5080 + o, trunk_ports=list(range(5080 + o, 5090 + o)),
+            rest_port=9001 + o, tcp_port=9002 + o, ws_port=9003 + o, port_offset=o,
+        )
 
     @property
     def ari_url(self) -> str:
@@ -104,19 +116,39 @@ def _alive(pid: int | None) -> bool:
         return False
 
 
+def _group_members(pgid: int) -> list[int]:
+    """Live (non-zombie) processes of a process group."""
+    members = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            members.append(int(entry))
+    return members
+
+
 def _kill_group(pid: int, timeout: float = 10.0) -> None:
+    """SIGTERM the process group, SIGKILL what is left, and wait until every member is gone."""
     try:
         os.killpg(pid, signal.SIGTERM)
     except (ProcessLookupError, PermissionError):
-        return
+        pass
     deadline = time.monotonic() + timeout
-    while _alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    if _alive(pid):
+    while _group_members(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if _group_members(pid):
         try:
             os.killpg(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+        deadline = time.monotonic() + 5
+        while _group_members(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
     try:
         os.waitpid(pid, os.WNOHANG)
     except ChildProcessError:
@@ -139,7 +171,7 @@ class Lab:
     """One lab on this machine (fixed loopback ports, so one at a time)."""
 
     def __init__(self, config: LabConfig | None = None, log=print) -> None:
-        self.config = config or LabConfig()
+        self.config = config or LabConfig.from_env()
         self.dir = Path(self.config.lab_dir)
         self.root = Path(self.config.chroot)
         self.log = log
@@ -187,6 +219,7 @@ class Lab:
         chroot.reset_state(self.root)
         self.render_config()
         chroot.prepare_for_asterisk(self.root)
+        Path(c.astcti_log).write_text("")
         try:
             self.start_asterisk()
             self.seed_store()
@@ -207,6 +240,7 @@ class Lab:
             "sip_port": c.sip_port,
             "phones": [{"ext": e, "port": p} for e, p in c.phones.items()],
             "trunk_port": c.trunk_port, "trunk_ports": c.trunk_ports,
+            "rtp_start": 20000 + 10 * c.port_offset, "rtp_end": 20999 + 10 * c.port_offset,
         }
         provision.write(provision.render("lab", variables), self.root / "etc/asterisk")
 
@@ -254,7 +288,7 @@ class Lab:
 
     def stop_asterisk(self, kill: bool = False) -> None:
         pid = self.config.pids.pop("asterisk", None)
-        if pid and _alive(pid):
+        if pid and _group_members(pid):
             if kill:
                 os.killpg(pid, signal.SIGKILL)
             else:
@@ -301,6 +335,7 @@ class Lab:
 
     def start_astcti(self, wait: bool = True) -> None:
         c = self.config
+        self._log_offset = Path(c.astcti_log).stat().st_size if Path(c.astcti_log).exists() else 0
         log = open(c.astcti_log, "ab")
         env = dict(os.environ, PYTHONPATH=str(REPO))
         proc = subprocess.Popen(self.astcti_command(), stdin=subprocess.DEVNULL, stdout=log,
@@ -317,9 +352,10 @@ class Lab:
         while time.monotonic() < deadline:
             if not _alive(self.config.pids.get("astcti")):
                 raise LabError(f"astcti exited while starting: see {self.config.astcti_log}")
-            text = Path(self.config.astcti_log).read_text(errors="replace")
-            starts = text.rsplit("astcti starting", 1)
-            if len(starts) == 2 and marker in starts[1]:
+            with open(self.config.astcti_log, "rb") as fh:
+                fh.seek(getattr(self, "_log_offset", 0))
+                text = fh.read().decode(errors="replace")
+            if "astcti starting" in text and marker in text.split("astcti starting", 1)[1]:
                 return
             time.sleep(0.2)
         raise LabError(f"astcti did not become ready within {timeout:.0f} s: see"
@@ -327,7 +363,7 @@ class Lab:
 
     def stop_astcti(self, kill: bool = False) -> None:
         pid = self.config.pids.pop("astcti", None)
-        if pid and _alive(pid):
+        if pid and _group_members(pid):
             if kill:
                 os.killpg(pid, signal.SIGKILL)
             _kill_group(pid)
@@ -343,7 +379,7 @@ class Lab:
         port = self.config.phones[ext]
         wait_port_free(port)
         proc = phone_process(ext, port, behaviour, self.workdir, self.config.sip_port,
-                             media_port=6000 + 10 * int(ext[-1])).start()
+                             media_port=30000 + 10 * (self.config.phones[ext] - 5000)).start()
         self.phones[ext] = proc
         self.config.pids[f"phone-{ext}"] = proc.pid
         self.config.save()
@@ -363,8 +399,17 @@ class Lab:
         port = local_port or self.config.trunk_ports[1]
         wait_port_free(port)
         return caller_process(port, caller, dest, self.workdir, self.config.sip_port,
-                              media_port=7000 + 10 * (port - 5080), talk_ms=talk_ms,
+                              media_port=30000 + 10 * (port - 5000), talk_ms=talk_ms,
                               **kwargs).start()
+
+    def dial_from(self, ext: str, dest: str, talk_ms: int = 2000) -> SippProcess:
+        """Extension `ext`'s phone dials `dest` (a SIPp UAC on that phone's port; its UAS stops)."""
+        self.stop_phone(ext)
+        port = self.config.phones[ext]
+        wait_port_free(port)
+        return caller_process(port, ext, dest, self.workdir, self.config.sip_port,
+                              media_port=30000 + 10 * (port - 5000), talk_ms=talk_ms,
+                              name=f"Agent {ext}", tag=f"dial-{ext}").start()
 
     # -- down ---------------------------------------------------------------------------------
     def down(self) -> None:
@@ -381,6 +426,67 @@ class Lab:
         subprocess.run(["pkill", "-9", "-f", f"chroot {self.root} asterisk"], check=False)
         lab_json = self.dir / "lab.json"
         lab_json.unlink(missing_ok=True)
+
+
+class ExtraDaemon:
+    """A second astcti process against the lab, with its own store (e.g. linked via a proxy)."""
+
+    def __init__(self, lab: Lab, workdir: Path, *, ari_port: int, ws_port: int,
+                 heartbeat: float = 1.0, extensions: tuple[str, ...] = ("101", "102"),
+                 parameters: dict[str, str] | None = None) -> None:
+        self.lab = lab
+        self.workdir = workdir
+        self.ws_port = ws_port
+        self.db = workdir / "extra.db"
+        self.key = workdir / "extra.key"
+        self.log_path = workdir / "extra.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+        c = lab.config
+        cipher = load_key(self.key, create=True)
+        store = Store.open(self.db, create=True)
+        try:
+            store.set_parameter("acti_tlink_01", f"127.0.0.1#{ari_port}#astcti-extra,"
+                                                 f"{c.ari_user},{encrypt(cipher, c.ari_password)}")
+            store.set_parameter("acti_heartbeat", str(heartbeat))
+            for name, value in (parameters or {}).items():
+                store.set_parameter(name, value)
+            for ext in extensions:
+                store.add_extension(ext, "PJSIP")
+            store.add_listener(ListenerRow(ws_port, "127.0.0.1", "*", "astctiws", "token"))
+            store.set_user(c.astcti_user, c.astcti_password)
+        finally:
+            store.close()
+
+    def start(self) -> ExtraDaemon:
+        offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+        log = open(self.log_path, "ab")
+        env = dict(os.environ, PYTHONPATH=str(REPO))
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "astcti", "--db", str(self.db), "--key", str(self.key),
+             "serve", "--admin-socket", str(self.workdir / "extra-admin.sock")],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True, env=env, cwd=str(REPO))
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with open(self.log_path, "rb") as fh:
+                fh.seek(offset)
+                if b"ready:" in fh.read():
+                    return self
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.1)
+        raise LabError(f"extra astcti did not start: see {self.log_path}")
+
+    def stop(self, kill: bool = False) -> None:
+        if self.proc is not None:
+            if kill:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            _kill_group(self.proc.pid)
+            self.proc.wait(5)
+            self.proc = None
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
 
 
 def down_running() -> bool:

@@ -1,0 +1,1 @@
+"""Client-facing API: the protocol, its one dispatcher, and the transports that carry it."""

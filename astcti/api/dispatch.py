@@ -1,0 +1,90 @@
+"""The one request dispatcher: every transport hands it raw requests and gets responses.
+
+Transports only parse frames, authenticate and frame; what a request does is decided here and
+in the services it calls.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from astcti.api.protocol import (
+    NOT_LOGGED_IN, REQUESTS, EnvelopeError, RequestError, parse_envelope, response,
+)
+from astcti.errors import AstctiError
+
+if TYPE_CHECKING:
+    from astcti.api.auth import Auth, Identity
+    from astcti.cti.directory import Directory
+    from astcti.cti.hub import Hub
+    from astcti.cti.tracker import Tracker
+    from astcti.store import Store
+
+log = logging.getLogger(__name__)
+_ids = itertools.count(1)
+
+
+@dataclass
+class Services:
+    """What request handlers may use (built by app.py)."""
+
+    store: Store
+    directory: Directory
+    tracker: Tracker
+    hub: Hub
+    auth: Auth
+    extra: dict[str, Any] = field(default_factory=dict)  # feature services (control, acd...)
+
+
+class Session:
+    """One client connection, whatever its transport. It is the hub's subscriber."""
+
+    def __init__(self, transport: str, peer: str, sink: Callable[[str], None]) -> None:
+        self.id = next(_ids)
+        self.transport = transport
+        self.peer = peer
+        self.identity: Identity | None = None
+        self._sink = sink
+
+    def deliver(self, text: str) -> None:
+        self._sink(text)
+
+    def __repr__(self) -> str:
+        user = self.identity.username if self.identity else "-"
+        return f"<session {self.id} {self.transport} {self.peer} {user}>"
+
+
+class Dispatcher:
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        import astcti.api.requests  # noqa: F401  (registers every request)
+
+    async def handle(self, session: Session, raw: str | bytes | dict[str, Any]
+                     ) -> tuple[dict[str, Any], int]:
+        """The response to one request and the HTTP status that fits it."""
+        try:
+            env = parse_envelope(raw)
+        except EnvelopeError as exc:
+            return response(exc.id, exc.error), exc.status
+        spec = REQUESTS[env.name]
+        if spec.login and session.identity is None:
+            return response(env.id, NOT_LOGGED_IN), 401
+        try:
+            args = spec.validate(env.message)
+            extra = await spec.handler(self.services, session, args) or {}
+        except RequestError as exc:
+            return response(env.id, exc.error), exc.status
+        except AstctiError as exc:  # e.g. link down, store failure: words for the client
+            return response(env.id, str(exc)), 503
+        except Exception:
+            log.exception("request %s from %r failed", env.name, session)
+            return response(env.id, "internal error: see the astcti log"), 500
+        return response(env.id, **extra), 200
+
+    def closed(self, session: Session) -> None:
+        """A transport's connection ended: its monitors end with it."""
+        self.services.hub.detach_all(session)

@@ -1,0 +1,1 @@
+"""The CTI domain: call model, event catalogue, ARI-to-CTI tracking, fan-out to monitors."""

@@ -1,0 +1,213 @@
+"""The CTI event catalogue: one dataclass per event, and its JSON form on the wire.
+
+Every event goes to the monitors of one extension. `docs/protocol.md` is generated from the
+classes below (their docstrings and fields), so this file is the reference.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+
+@dataclass
+class CtiEvent:
+    """Fields common to every event."""
+
+    NAME: ClassVar[str] = ""
+    extension: str
+    callid: str
+    timestamp: str
+
+    def to_wire(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"msgtype": "event", "event": self.NAME}
+        for f in _fields(type(self)):
+            out[f] = getattr(self, f)
+        return out
+
+
+_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
+def _fields(cls: type) -> tuple[str, ...]:
+    names = _FIELDS.get(cls)
+    if names is None:
+        names = _FIELDS[cls] = tuple(f.name for f in dataclasses.fields(cls))
+    return names
+
+
+@dataclass
+class ServiceInitiated(CtiEvent):
+    """The extension started a call (off-hook / dialling begins)."""
+
+    NAME: ClassVar[str] = "serviceinitiated"
+
+
+@dataclass
+class Originated(CtiEvent):
+    """The extension's call is proceeding to the number it dialled."""
+
+    NAME: ClassVar[str] = "originated"
+    calling: str = ""
+    called: str = ""
+    userdata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Delivered(CtiEvent):
+    """A device is alerted: the extension itself (incoming) or the far end (outgoing)."""
+
+    NAME: ClassVar[str] = "delivered"
+    alerting: str = ""
+    calling: str = ""
+    called: str = ""
+    lastredirection: str = ""
+    userdata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Established(CtiEvent):
+    """The call is answered; `answering` is the device that answered."""
+
+    NAME: ClassVar[str] = "established"
+    answering: str = ""
+    calling: str = ""
+    called: str = ""
+    lastredirection: str = ""
+    userdata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Held(CtiEvent):
+    """The extension's connection is on hold."""
+
+    NAME: ClassVar[str] = "held"
+    holding: str = ""
+
+
+@dataclass
+class Retrieved(CtiEvent):
+    """The extension's held connection is back."""
+
+    NAME: ClassVar[str] = "retrieved"
+    retrieving: str = ""
+
+
+@dataclass
+class ConnectionCleared(CtiEvent):
+    """The extension's connection to the call ended (`cause`: why)."""
+
+    NAME: ClassVar[str] = "connectioncleared"
+    releasing: str = ""
+    cause: str = "normal"
+    userdata: dict[str, Any] = field(default_factory=dict)
+    resync: bool = False  # true when astcti learnt it on reconnecting to Asterisk
+
+
+@dataclass
+class CallCleared(CtiEvent):
+    """The call no longer has any party astcti tracks."""
+
+    NAME: ClassVar[str] = "callcleared"
+    cause: str = "normal"
+
+
+@dataclass
+class Failed(CtiEvent):
+    """The call could not reach `called` (busy, no answer, not obtainable...)."""
+
+    NAME: ClassVar[str] = "failed"
+    failing: str = ""
+    called: str = ""
+    cause: str = ""
+
+
+@dataclass
+class Diverted(CtiEvent):
+    """A call that was alerting the extension went elsewhere."""
+
+    NAME: ClassVar[str] = "diverted"
+    diverting: str = ""
+    newdestination: str = ""
+
+
+@dataclass
+class Transferred(CtiEvent):
+    """The call was transferred: `transferring` left, the other parties are joined."""
+
+    NAME: ClassVar[str] = "transferred"
+    transferring: str = ""
+    transferred: str = ""
+    parties: list[str] = field(default_factory=list)
+    userdata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Conferenced(CtiEvent):
+    """The call became a conference of `parties`."""
+
+    NAME: ClassVar[str] = "conferenced"
+    controller: str = ""
+    parties: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Queued(CtiEvent):
+    """The call waits in a queue the extension's agent serves."""
+
+    NAME: ClassVar[str] = "queued"
+    queue: str = ""
+    position: int = 0
+    calling: str = ""
+
+
+@dataclass
+class LinkStatus(CtiEvent):
+    """The Asterisk link serving the extension went down or came back (callid is empty)."""
+
+    link: str = ""
+    reason: str = ""
+
+
+@dataclass
+class LinkUp(LinkStatus):
+    """The Asterisk link serving the extension is back; astcti resynchronised its calls."""
+
+    NAME: ClassVar[str] = "linkup"
+
+
+@dataclass
+class LinkDown(LinkStatus):
+    """The Asterisk link serving the extension is down; call control fails until `linkup`."""
+
+    NAME: ClassVar[str] = "linkdown"
+
+
+CATALOGUE: tuple[type[CtiEvent], ...] = (
+    ServiceInitiated, Originated, Delivered, Established, Held, Retrieved, ConnectionCleared,
+    CallCleared, Failed, Diverted, Transferred, Conferenced, Queued, LinkDown, LinkUp,
+)
+
+#: Q.850 cause codes (as Asterisk reports them) -> CSTA cause names.
+CAUSES: dict[int, str] = {
+    0: "normal", 16: "normal", 17: "busy", 18: "noanswer", 19: "noanswer", 21: "callrejected",
+    1: "destnotobtainable", 3: "destnotobtainable", 20: "destnotobtainable",
+    22: "destnotobtainable", 27: "destnotobtainable", 28: "invalidnumber",
+    34: "networkcongestion", 38: "networkcongestion", 41: "networkcongestion",
+    42: "networkcongestion", 26: "callpickup", 31: "normal", 58: "resourcesnotavailable",
+    127: "normal",
+}
+
+#: Dial's DIALSTATUS -> CSTA cause names.
+DIAL_STATUS_CAUSES: dict[str, str] = {
+    "BUSY": "busy", "NOANSWER": "noanswer", "CHANUNAVAIL": "destnotobtainable",
+    "CONGESTION": "networkcongestion", "CANCEL": "callcancelled", "INVALIDARGS":
+    "destnotobtainable",
+}
+
+
+def cause_name(code: int | None) -> str:
+    if code is None:
+        return "normal"
+    return CAUSES.get(code, "normal")

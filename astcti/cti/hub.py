@@ -1,0 +1,114 @@
+"""Who monitors what, per-extension sequence numbers and the resume buffer, fan-out.
+
+Each event is serialised once and handed to every subscriber of its extension. Subscribers
+never block the hub: a transport queues the text and drops a client that falls too far behind.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Protocol
+
+from astcti.cti.events import CtiEvent
+
+
+class Subscriber(Protocol):
+    """A client connection as the hub sees it."""
+
+    def deliver(self, text: str) -> None:
+        """Queue one serialised event (must not block)."""
+
+
+@dataclass
+class Buffered:
+    seq: int
+    at: float
+    text: str
+
+
+class Hub:
+    """Monitors and event fan-out."""
+
+    def __init__(self, buffer_size: int = 1000, buffer_age: float = 300.0) -> None:
+        self.buffer_size = buffer_size
+        self.buffer_age = buffer_age
+        self.monitors: dict[str, set[Subscriber]] = {}
+        self.seq: dict[str, int] = {}
+        self.buffers: dict[str, deque[Buffered]] = {}
+        self.published = 0
+
+    # -- monitors -------------------------------------------------------------------------------
+    def attach(self, subscriber: Subscriber, extension: str) -> bool:
+        """False if it already monitors the extension."""
+        subs = self.monitors.setdefault(extension, set())
+        if subscriber in subs:
+            return False
+        subs.add(subscriber)
+        return True
+
+    def detach(self, subscriber: Subscriber, extension: str) -> bool:
+        subs = self.monitors.get(extension)
+        if not subs or subscriber not in subs:
+            return False
+        subs.discard(subscriber)
+        if not subs:
+            del self.monitors[extension]
+        return True
+
+    def detach_all(self, subscriber: Subscriber) -> list[str]:
+        gone = [ext for ext, subs in self.monitors.items() if subscriber in subs]
+        for ext in gone:
+            self.detach(subscriber, ext)
+        return gone
+
+    def monitored_by(self, subscriber: Subscriber) -> list[str]:
+        return sorted(ext for ext, subs in self.monitors.items() if subscriber in subs)
+
+    def monitor_counts(self) -> dict[str, int]:
+        return {ext: len(subs) for ext, subs in sorted(self.monitors.items())}
+
+    # -- events ---------------------------------------------------------------------------------
+    def publish(self, event: CtiEvent) -> None:
+        ext = event.extension
+        seq = self.seq.get(ext, 0) + 1
+        self.seq[ext] = seq
+        wire = event.to_wire()
+        wire["seq"] = seq
+        text = json.dumps(wire, separators=(",", ":"))
+        buf = self.buffers.get(ext)
+        if buf is None:
+            buf = self.buffers[ext] = deque(maxlen=self.buffer_size)
+        now = time.monotonic()
+        buf.append(Buffered(seq, now, text))
+        while buf and now - buf[0].at > self.buffer_age:
+            buf.popleft()
+        self.published += 1
+        for sub in tuple(self.monitors.get(ext, ())):
+            sub.deliver(text)
+
+    def publish_all(self, events: Iterable[CtiEvent]) -> None:
+        for event in events:
+            self.publish(event)
+
+    def missed(self, extension: str, lastseq: int) -> list[str] | None:
+        """Events after `lastseq`, or None if some of them are no longer buffered."""
+        current = self.seq.get(extension, 0)
+        if lastseq > current:
+            return None
+        if lastseq == current:
+            return []
+        buf = self.buffers.get(extension)
+        now = time.monotonic()
+        if not buf:
+            return None
+        items = [b for b in buf if now - b.at <= self.buffer_age]
+        if not items or items[0].seq > lastseq + 1:
+            return None
+        return [b.text for b in items if b.seq > lastseq]
+
+    def last_seq(self, extension: str) -> int:
+        return self.seq.get(extension, 0)

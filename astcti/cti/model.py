@@ -1,0 +1,69 @@
+"""Calls and connections as a CTI client sees them (CSTA terms). Plain data, no I/O."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+
+class ConnectionState(str, Enum):
+    """CSTA local connection states."""
+
+    INITIATED = "initiated"  # the device went off-hook / started a call
+    ALERTING = "alerting"  # ringing (incoming) or ringing the far end (outgoing)
+    CONNECTED = "connected"
+    HELD = "held"
+    QUEUED = "queued"
+    FAILED = "failed"
+
+
+class Direction(str, Enum):
+    INCOMING = "incoming"
+    OUTGOING = "outgoing"
+
+
+@dataclass
+class Connection:
+    """One monitored extension's leg in a call (one Asterisk channel)."""
+
+    link: str
+    channel_id: str
+    channel_name: str
+    extension: str
+    callid: str
+    direction: Direction
+    state: ConnectionState
+    calling: str = ""
+    called: str = ""
+    since: str = ""
+    lastredirection: str = ""
+    userdata: dict[str, Any] = field(default_factory=dict)
+    answered: bool = False
+    originated: bool = False
+    delivered: bool = False
+    failed_cause: str | None = None
+    hangup_cause: int | None = None
+    held_by_astcti: bool = False
+
+    def view(self) -> dict[str, Any]:
+        """The connection as `snapshot` reports it."""
+        return {
+            "callid": self.callid,
+            "state": self.state.value,
+            "direction": self.direction.value,
+            "calling": self.calling,
+            "called": self.called,
+            "since": self.since,
+            "lastredirection": self.lastredirection,
+            "userdata": dict(self.userdata),
+        }
+
+
+@dataclass
+class Call:
+    """A call (Asterisk linkedid) and the monitored connections astcti tracks in it."""
+
+    callid: str
+    connections: dict[str, Connection] = field(default_factory=dict)  # channel id -> connection
+    extensions: set[str] = field(default_factory=set)  # every monitored extension that took part

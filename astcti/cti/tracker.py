@@ -1,0 +1,318 @@
+"""ARI events -> call model -> CTI events. Pure: no I/O, so recorded ARI streams test it.
+
+Only channels of watched endpoints (configured extensions) are tracked. The callid is the
+channel's Asterisk linkedid (from ari.conf `channelvars`), shared by every leg of a call.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from astcti.cti.events import (
+    DIAL_STATUS_CAUSES, CallCleared, ConnectionCleared, CtiEvent, Delivered, Established,
+    Failed, Held, Originated, Retrieved, ServiceInitiated, cause_name,
+)
+from astcti.cti.model import Call, Connection, ConnectionState, Direction
+from astcti.pbx.dialplan import LINKEDID_VAR, USERDATA_VAR
+
+log = logging.getLogger(__name__)
+
+AriEvent = dict[str, Any]
+Resolver = Callable[[str, str], str | None]  # (link, "PJSIP/101") -> extension or None
+
+
+def endpoint_of(channel_name: str) -> str:
+    """'PJSIP/101-0000000a' -> 'PJSIP/101'."""
+    base, sep, _suffix = channel_name.rpartition("-")
+    return base if sep else channel_name
+
+
+def parse_userdata(raw: str | None) -> dict[str, Any]:
+    """User data set in the dialplan (a JSON object); anything else is ignored."""
+    if not raw:
+        return {}
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {str(k): v for k, v in data.items() if isinstance(v, (str, int, float))}
+
+
+class Tracker:
+    """The calls of watched extensions, kept up to date from ARI events."""
+
+    def __init__(self, resolve: Resolver) -> None:
+        self.resolve = resolve
+        self.connections: dict[tuple[str, str], Connection] = {}  # (link, channel id)
+        self.calls: dict[str, Call] = {}
+        self._warned_linkedid = False
+        self._handlers: dict[str, Callable[[str, AriEvent], list[CtiEvent]]] = {
+            "ChannelCreated": self._on_created,
+            "ChannelStateChange": self._on_state,
+            "ChannelDialplan": self._on_dialplan,
+            "ChannelConnectedLine": self._on_connected_line,
+            "ChannelCallerId": self._on_connected_line,
+            "Dial": self._on_dial,
+            "ChannelHold": self._on_hold,
+            "ChannelUnhold": self._on_unhold,
+            "ChannelHangupRequest": self._on_hangup_request,
+            "ChannelDestroyed": self._on_destroyed,
+        }
+
+    # -- queries --------------------------------------------------------------------------------
+    def connections_of(self, extension: str) -> list[Connection]:
+        return [c for c in self.connections.values() if c.extension == extension]
+
+    def snapshot(self, extension: str) -> list[dict[str, Any]]:
+        return [c.view() for c in self.connections_of(extension)]
+
+    def find(self, extension: str, callid: str) -> Connection | None:
+        for conn in self.connections.values():
+            if conn.extension == extension and conn.callid == callid:
+                return conn
+        return None
+
+    # -- events ---------------------------------------------------------------------------------
+    def handle(self, link: str, event: AriEvent) -> list[CtiEvent]:
+        handler = self._handlers.get(event.get("type", ""))
+        if handler is None:
+            return []
+        ts = event.get("timestamp")
+        if ts and ts[-5] in "+-":  # ARI's +0000 -> ISO-8601 extended +00:00
+            event["timestamp"] = f"{ts[:-2]}:{ts[-2:]}"
+        return handler(link, event)
+
+    def _conn(self, link: str, event: AriEvent) -> Connection | None:
+        channel = event.get("channel")
+        if not channel:
+            return None
+        return self.connections.get((link, channel["id"]))
+
+    def _callid(self, channel: dict[str, Any]) -> str:
+        linkedid = (channel.get("channelvars") or {}).get(LINKEDID_VAR)
+        if linkedid:
+            return linkedid
+        if not self._warned_linkedid:
+            self._warned_linkedid = True
+            log.warning("channel snapshots lack %s: add `channelvars = %s,%s` to ari.conf"
+                        " [general] (asterisk-conf does); call ids now differ per leg",
+                        LINKEDID_VAR, LINKEDID_VAR, USERDATA_VAR)
+        return channel["id"]
+
+    def _new_connection(self, link: str, channel: dict[str, Any], ts: str) -> Connection | None:
+        extension = self.resolve(link, endpoint_of(channel["name"]))
+        if extension is None:
+            return None
+        state = channel.get("state", "")
+        outgoing = state == "Ring" or (state == "Up" and (channel.get("dialplan") or {})
+                                       .get("app_name") not in ("AppDial", "AppQueue"))
+        conn = Connection(
+            link=link, channel_id=channel["id"], channel_name=channel["name"],
+            extension=extension, callid=self._callid(channel),
+            direction=Direction.OUTGOING if outgoing else Direction.INCOMING,
+            state=ConnectionState.INITIATED, since=ts,
+            userdata=parse_userdata((channel.get("channelvars") or {}).get(USERDATA_VAR)),
+        )
+        if conn.direction is Direction.OUTGOING:
+            conn.calling = extension
+        else:
+            conn.called = extension
+            conn.calling = (channel.get("connected") or {}).get("number", "")
+        self.connections[(link, conn.channel_id)] = conn
+        call = self.calls.setdefault(conn.callid, Call(conn.callid))
+        call.connections[conn.channel_id] = conn
+        call.extensions.add(extension)
+        return conn
+
+    def _refresh(self, conn: Connection, channel: dict[str, Any]) -> None:
+        data = parse_userdata((channel.get("channelvars") or {}).get(USERDATA_VAR))
+        if data:
+            conn.userdata.update(data)
+        connected = (channel.get("connected") or {}).get("number", "")
+        if conn.direction is Direction.INCOMING and connected and not conn.answered:
+            conn.calling = connected
+
+    def _on_created(self, link: str, event: AriEvent) -> list[CtiEvent]:
+        channel = event["channel"]
+        if (link, channel["id"]) in self.connections:
+            return []
+        conn = self._new_connection(link, channel, event.get("timestamp", ""))
+        if conn is None:
+            return []
+        ts = event.get("timestamp", "")
+        if conn.direction is Direction.OUTGOING:
+            out: list[CtiEvent] = [ServiceInitiated(conn.extension, conn.callid, ts)]
+            if channel.get("state") == "Up":
+                out += self._establish(conn, ts)
+            return out
+        return self._apply_state(conn, channel.get("state", ""), ts)
+
+    def _on_state(self, link: str, event: AriEvent) -> list[CtiEvent]:
+        conn = self._conn(link, event)
+        if conn is None:
+            return self._on_created(link, event)
+        self._refresh(conn, event["channel"])
+        return self._apply_state(conn, event["channel"].get("state", ""), event.get("timestamp", ""))
+
+    def _apply_state(self, conn: Connection, state: str, ts: str) -> list[CtiEvent]:
+        if state == "Ringing" and conn.direction is Direction.INCOMING and not conn.delivered:
+            conn.delivered = True
+            conn.state = ConnectionState.ALERTING
+            return [Delivered(conn.extension, conn.callid, ts, alerting=conn.extension,
+                              calling=conn.calling, called=conn.called,
+                              lastredirection=conn.lastredirection, userdata=dict(conn.userdata))]
+        if state == "Up" and not conn.answered:
+            return self._establish(conn, ts)
+        return []
+
+    def _establish(self, conn: Connection, ts: str) -> list[CtiEvent]:
+        conn.answered = True
+        conn.state = ConnectionState.CONNECTED
+        answering = conn.extension if conn.direction is Direction.INCOMING else conn.called
+        return [Established(conn.extension, conn.callid, ts, answering=answering,
+                            calling=conn.calling, called=conn.called,
+                            lastredirection=conn.lastredirection, userdata=dict(conn.userdata))]
+
+    def _on_dialplan(self, link: str, event: AriEvent) -> list[CtiEvent]:
+        conn = self._conn(link, event)
+        if conn is None:
+            return []
+        channel = event["channel"]
+        self._refresh(conn, channel)
+        if conn.direction is Direction.OUTGOING and not conn.originated:
+            exten = (channel.get("dialplan") or {}).get("exten", "")
+            if exten and exten != "s":
+                conn.originated = True
+                conn.called = exten
+                return [Originated(conn.extension, conn.callid, event.get("timestamp", ""),
+                                   calling=conn.extension, called=exten,
+                                   userdata=dict(conn.userdata))]
+        return []
+
+    def _on_connected_line(self, link: str, event: AriEvent) -> list[CtiEvent]:
+        conn = self._conn(link, event)
+        if conn is not None:
+            self._refresh(conn, event["channel"])
+        return []
+
+    def _on_dial(self, link: str, event: AriEvent) -> list[CtiEvent]:
+        caller = event.get("caller")
+        if not caller:
+            return []
+        conn = self.connections.get((link, caller["id"]))
+        if conn is None or conn.direction is not Direction.OUTGOING:
+            return []
+        status = event.get("dialstatus", "")
+        ts = event.get("timestamp", "")
+        if status == "RINGING" and not conn.delivered:
+            conn.delivered = True
+            conn.state = ConnectionState.ALERTING
+            peer = event.get("peer") or {}
+            alerting = conn.called or (peer.get("caller") or {}).get("number", "")
+            return [Delivered(conn.extension, conn.callid, ts, alerting=alerting,
+                              calling=conn.extension, called=conn.called,
+                              lastredirection=conn.lastredirection, userdata=dict(conn.userdata))]
+        cause = DIAL_STATUS_CAUSES.get(status)
+        if cause and not conn.answered and conn.failed_cause is None:
+            if status == "CANCEL":
+                return []
+            conn.failed_cause = cause
+            conn.state = ConnectionState.FAILED
+            return [Failed(conn.extension, conn.callid, ts, failing=conn.called,
+                           called=conn.called, cause=cause)]
+        return []
+
+    def _on_hold(self, link: str, event: AriEvent) -> list[CtiEvent]:
+        conn = self._conn(link, event)
+        if conn is None or conn.state is ConnectionState.HELD:
+            return []
+        conn.state = ConnectionState.HELD
+        return [Held(conn.extension, conn.callid, event.get("timestamp", ""),
+                     holding=conn.extension)]
+
+    def _on_unhold(self, link: str, event: AriEvent) -> list[CtiEvent]:
+        conn = self._conn(link, event)
+        if conn is None or conn.state is not ConnectionState.HELD:
+            return []
+        conn.state = ConnectionState.CONNECTED
+        return [Retrieved(conn.extension, conn.callid, event.get("timestamp", ""),
+                          retrieving=conn.extension)]
+
+    def _on_hangup_request(self, link: str, event: AriEvent) -> list[CtiEvent]:
+        conn = self._conn(link, event)
+        if conn is not None and conn.hangup_cause is None and event.get("cause") is not None:
+            conn.hangup_cause = int(event["cause"])
+        return []
+
+    def _on_destroyed(self, link: str, event: AriEvent) -> list[CtiEvent]:
+        conn = self._conn(link, event)
+        if conn is None:
+            return []
+        code = event.get("cause")
+        code = int(code) if code is not None else conn.hangup_cause
+        ts = event.get("timestamp", "")
+        out: list[CtiEvent] = []
+        if conn.failed_cause is not None:
+            cause = conn.failed_cause
+        elif conn.answered:
+            cause = "normal" if code in (None, 0, 16, 31, 127) else cause_name(code)
+        else:
+            cause = cause_name(code)
+            if conn.direction is Direction.INCOMING and code in (0, None) and conn.delivered:
+                cause = "noanswer"
+            if cause not in ("normal", "noanswer"):
+                out.append(Failed(conn.extension, conn.callid, ts, failing=conn.extension,
+                                  called=conn.called, cause=cause))
+        out += self._clear(conn, ts, cause)
+        return out
+
+    def _clear(self, conn: Connection, ts: str, cause: str,
+               resync: bool = False) -> list[CtiEvent]:
+        del self.connections[(conn.link, conn.channel_id)]
+        out: list[CtiEvent] = [ConnectionCleared(conn.extension, conn.callid, ts,
+                                                 releasing=conn.extension, cause=cause,
+                                                 userdata=dict(conn.userdata), resync=resync)]
+        call = self.calls.get(conn.callid)
+        if call is not None:
+            call.connections.pop(conn.channel_id, None)
+            if not call.connections:
+                del self.calls[conn.callid]
+                out += [CallCleared(ext, conn.callid, ts, cause=cause)
+                        for ext in sorted(call.extensions)]
+        return out
+
+    # -- reconnects -------------------------------------------------------------------------------
+    def resync(self, link: str, channels: list[dict[str, Any]], ts: str) -> list[CtiEvent]:
+        """Make the model match Asterisk's channels after a (re)connect; events for the gap."""
+        current = {c["id"]: c for c in channels}
+        out: list[CtiEvent] = []
+        for (conn_link, channel_id), conn in list(self.connections.items()):
+            if conn_link == link and channel_id not in current:
+                out += self._clear(conn, ts, "normal", resync=True)
+        for channel in channels:
+            conn = self.connections.get((link, channel["id"]))
+            if conn is None:
+                out += self._on_created(link, {"channel": channel, "timestamp": ts})
+                conn = self.connections.get((link, channel["id"]))
+                if conn is not None and conn.direction is Direction.OUTGOING:
+                    out += self._on_dialplan(link, {"channel": channel, "timestamp": ts})
+            else:
+                self._refresh(conn, channel)
+                out += self._apply_state(conn, channel.get("state", ""), ts)
+        return out
+
+    def drop_extension(self, extension: str) -> None:
+        """Forget an extension that is no longer configured (no events: nobody monitors it)."""
+        for key, conn in list(self.connections.items()):
+            if conn.extension == extension:
+                del self.connections[key]
+                call = self.calls.get(conn.callid)
+                if call is not None:
+                    call.connections.pop(conn.channel_id, None)
+                    if not call.connections:
+                        del self.calls[conn.callid]

@@ -1,0 +1,12 @@
+"""Names shared with the dialplan and ARI configuration rendered from `asterisk-conf/`.
+
+Change a name here and in the templates together.
+"""
+
+#: ari.conf `channelvars` astcti needs in every channel snapshot.
+LINKEDID_VAR = "CHANNEL(linkedid)"  # one id for every leg of a call: astcti's callid
+USERDATA_VAR = "ASTCTI_USERDATA"  # JSON object set by an IVR, delivered as user data
+
+#: Context of the queue membership helper (originated as Local/<action>@astcti-queue).
+QUEUE_HELPER_CONTEXT = "astcti-queue"
+QUEUE_USEREVENT = "astcti_queue"

@@ -1,0 +1,105 @@
+"""Record the ARI event stream of lab scenarios, for the tracker's unit tests and the replay bench.
+
+`python -m tests.lab.record` (lab up with --phones none) writes tests/cti/recordings/*.jsonl.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+
+from astcti.pbx.link import AsteriskLink
+from astcti.pbx.linkconfig import LinkConfig
+from tests.lab.harness import Lab, LabConfig
+from tests.lab.sipp import Phone, caller_process
+
+OUT = Path(__file__).resolve().parents[1] / "cti" / "recordings"
+SOURCES = [f"{kind}:PJSIP/{e}" for e in ("101", "102", "103", "104")
+           for kind in ("endpoint", "deviceState")]
+
+
+async def record(lab: Lab, name: str, scenario) -> None:
+    c = lab.config
+    events: list[dict] = []
+    link = AsteriskLink(LinkConfig("rec", "127.0.0.1", c.ari_port, "astcti-rec", c.ari_user,
+                                   c.ari_password), on_event=lambda _l, e: events.append(e))
+    link.start()
+    assert await link.wait_up(10)
+    await link.subscribe(SOURCES)
+    await scenario(lab)
+    await asyncio.sleep(1.5)
+    await link.stop()
+    OUT.mkdir(parents=True, exist_ok=True)
+    with open(OUT / f"{name}.jsonl", "w") as fh:
+        for e in events:
+            fh.write(json.dumps(e, sort_keys=True) + "\n")
+    print(name, len(events), "events")
+
+
+async def inbound_answered(lab: Lab) -> None:
+    lab.start_phone("101", Phone(answer_after_ms=500))
+    p = lab.call("101", caller="0912345678", talk_ms=1500)
+    await asyncio.to_thread(p.wait, 30)
+    lab.stop_phone("101")
+
+
+async def internal_101_to_102(lab: Lab) -> None:
+    lab.start_phone("102", Phone(answer_after_ms=500))
+    p = caller_process(lab.config.phones["101"], "101", "102", lab.workdir, lab.config.sip_port,
+                       media_port=6610, talk_ms=1500, tag="rec-101").start()
+    await asyncio.to_thread(p.wait, 30)
+    lab.stop_phone("102")
+
+
+async def inbound_busy(lab: Lab) -> None:
+    lab.start_phone("103", Phone(reject=486))
+    p = lab.call("103", talk_ms=1000)
+    await asyncio.to_thread(p.wait, 30)
+    lab.stop_phone("103")
+
+
+async def inbound_noanswer(lab: Lab) -> None:
+    lab.start_phone("104", Phone(answer_after_ms=None))
+    p = lab.call("104", talk_ms=1000)
+    await asyncio.to_thread(p.wait, 40)
+    lab.stop_phone("104")
+
+
+async def inbound_caller_abandons(lab: Lab) -> None:
+    lab.start_phone("101", Phone(answer_after_ms=None))
+    p = lab.call("101", talk_ms=1000)
+    await asyncio.sleep(2)
+    p.stop()
+    await asyncio.sleep(1)
+    lab.stop_phone("101")
+
+
+async def _internal(lab: Lab, callee: str, phone: Phone, wait: float = 30) -> None:
+    lab.start_phone(callee, phone)
+    p = caller_process(lab.config.phones["101"], "101", callee, lab.workdir, lab.config.sip_port,
+                       media_port=6610, talk_ms=1500, tag="rec-101").start()
+    await asyncio.to_thread(p.wait, wait)
+    lab.stop_phone(callee)
+
+
+async def internal_101_to_103_busy(lab: Lab) -> None:
+    await _internal(lab, "103", Phone(reject=486))
+
+
+async def internal_101_to_104_noanswer(lab: Lab) -> None:
+    await _internal(lab, "104", Phone(answer_after_ms=None), wait=40)
+
+
+async def main() -> None:
+    lab = Lab(LabConfig.load())
+    which = sys.argv[1:] or ["inbound_answered", "internal_101_to_102", "inbound_busy",
+                             "inbound_noanswer", "inbound_caller_abandons",
+                             "internal_101_to_103_busy", "internal_101_to_104_noanswer"]
+    for name in which:
+        await record(lab, name, globals()[name])
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -31,8 +31,11 @@ from tests.lab.sipp import Phone, caller_process, phone_process, wait_port_free
 
 REPO = Path(__file__).resolve().parents[2]
 ANSIBLE = REPO / "ansible"
-SIP_PORT, ARI_PORT, WS_PORT, PHONE_PORT, TRUNK_PORT = 5160, 8188, 9103, 5171, 5180
-BUSY_PORT = 9104
+# Shifted by ASTCTI_DELIVERY_PORT_OFFSET when another lab already uses these.
+_O = int(os.environ.get("ASTCTI_DELIVERY_PORT_OFFSET", "0"))
+SIP_PORT, ARI_PORT, WS_PORT, PHONE_PORT, TRUNK_PORT = (p + _O for p in (5160, 8188, 9103, 5171, 5180))
+BUSY_PORT = 9104 + _O
+MEDIA_PHONE, MEDIA_CALLER = 6510 + 10 * _O // 100, 7510 + 10 * _O // 100
 WORK = Path(os.environ.get("ASTCTI_DELIVERY_DIR", REPO / ".delivery"))
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (chroot, mounts)")
@@ -162,8 +165,8 @@ def world() -> Iterator[World]:
     for port, udp in [(SIP_PORT, True), (ARI_PORT, False), (WS_PORT, False),
                       (PHONE_PORT, True), (TRUNK_PORT, True), (BUSY_PORT, False)]:
         if not port_free(port, udp):
-            pytest.fail(f"port {port} is in use on 127.0.0.1: a previous delivery test is still"
-                        f" running? stop it (`ss -lntup | grep {port}`)")
+            pytest.fail(f"port {port} is in use on 127.0.0.1: stop what holds it (`ss -lntup |"
+                        f" grep {port}`) or shift this test with ASTCTI_DELIVERY_PORT_OFFSET=1000")
     debs = sorted((REPO / "dist").glob("astcti_*.deb"))
     if not debs:
         pytest.fail("no dist/astcti_*.deb: run `make deb` (make test-delivery does)")
@@ -338,11 +341,11 @@ def test_second_run_changes_nothing(world: World) -> None:
 def test_demo_trunk_call_rings_the_demo_phone(world: World) -> None:
     """The demo endpoints the role wrote carry a real call (what the WebSocket check needs)."""
     phone = phone_process("101", PHONE_PORT, Phone(answer_after_ms=300), WORK, SIP_PORT,
-                          media_port=6510).start()
+                          media_port=MEDIA_PHONE).start()
     try:
         wait_port_free(TRUNK_PORT)
         caller = caller_process(TRUNK_PORT, "0912345678", "101", WORK, SIP_PORT,
-                                media_port=7510, talk_ms=1000, tag="demo-call").start()
+                                media_port=MEDIA_CALLER, talk_ms=1000, tag="demo-call").start()
         try:
             assert caller.wait(30) == 0, caller.messages()[-2000:]
         finally:
@@ -357,7 +360,7 @@ async def _ws_call(world: World) -> list[dict]:
     import aiohttp
 
     phone = phone_process("101", PHONE_PORT, Phone(answer_after_ms=500), WORK, SIP_PORT,
-                          media_port=6510).start()
+                          media_port=MEDIA_PHONE).start()
     events: list[dict] = []
     try:
         async with aiohttp.ClientSession() as session:
@@ -377,7 +380,7 @@ async def _ws_call(world: World) -> list[dict]:
                 assert monitor["result"] == "success", monitor
                 wait_port_free(TRUNK_PORT)
                 caller = caller_process(TRUNK_PORT, "0912345678", "101", WORK, SIP_PORT,
-                                        media_port=7510, talk_ms=1500).start()
+                                        media_port=MEDIA_CALLER, talk_ms=1500).start()
                 try:
                     deadline = time.monotonic() + 30
                     while time.monotonic() < deadline:

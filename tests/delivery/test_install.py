@@ -183,6 +183,11 @@ def world() -> Iterator[World]:
                 subprocess.run(["chroot", str(w.pbx), "asterisk", "-rx", "core stop now"],
                                capture_output=True, timeout=15)
             w.stop(name)
+        if not os.environ.get("ASTCTI_KEEP_DELIVERY"):  # logs stay in .delivery/, chroots go
+            import shutil
+
+            for root in (w.cti, w.pbx):
+                shutil.rmtree(root, ignore_errors=True)
 
 
 # -- 1. the package on a clean Debian 12 -------------------------------------------------------

@@ -11,8 +11,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 # a literal secret after password/secret keys (templates and examples must use variables)
 LITERAL_SECRET = re.compile(
-    r"""(?ix)^\s*[\w.-]*(password|passwd|secret)\s*[:=]\s*["']?
-        (?!\{\{|\$|<|%|!vault|\s*$|["']\s*$|null|none|~|CHANGE)(\S{3,})""")
+    r"""(?ix)^\s*[\w.-]*(password|passwd|secret)\s*[:=]\s*
+        (?!["']?(?:\{\{|\$|<|%|!vault|null\b|none\b|~|CHANGE))["']?([^\s"']{3,})""")
 KNOWN_DEFAULTS = ("tcpgate01", "changeme", "admin123", "password123")
 
 

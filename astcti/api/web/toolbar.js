@@ -55,7 +55,10 @@
     if (["connectioncleared", "callcleared", "diverted"].includes(event.event)) {
       calls.delete(event.callid);
     } else if (STATE_OF[event.event]) {
-      const call = calls.get(event.callid) || {callid: event.callid};
+      const call = calls.get(event.callid) || {callid: event.callid,
+        // a call this extension starts begins with serviceinitiated/originated
+        direction: ["serviceinitiated", "originated"].includes(event.event) ? "outgoing"
+                                                                             : "incoming"};
       call.state = STATE_OF[event.event];
       for (const key of ["direction", "calling", "called"]) if (event[key]) call[key] = event[key];
       calls.set(event.callid, call);

@@ -74,7 +74,7 @@ async def test_toolbar_shows_a_real_inbound_call(page, lab: Lab) -> None:
         ARTIFACTS.mkdir(exist_ok=True)
         await page.screenshot(path=str(ARTIFACTS / "toolbar-inbound.png"), full_page=True)
         row = await page.text_content('#calls tr[data-state="connected"]')
-        assert "0912345678" in (row or "")
+        assert "0912345678" in (row or "") and "incoming" in (row or "")
         callid = await page.get_attribute('#calls tr[data-state="connected"]', "data-callid")
         # the snapshot button goes through the same generated form
         await page.click('#requests button[data-request="snapshot"]')

@@ -493,7 +493,10 @@ async def _update_parameter(ctx: Context, args: dict[str, Any]) -> str:
         _known_parameter(ctx, name)
     if is_link and value:
         cipher = ctx.daemon.cipher if ctx.daemon is not None else ctx.cipher
-        parse_link(name, value, cipher)  # format and decryptability (ConfigError/SecretError)
+        try:
+            parse_link(name, value, cipher)  # format and decryptability
+        except AstctiError as exc:
+            raise CommandError(str(exc)) from None
         if cipher is None:
             ctx.warnings.append(f"{name}: no key file, so the password was not checked: pass"
                                 " --key to check it")

@@ -265,7 +265,7 @@ class Shell:
                 raise
             self.backend = OfflineBackend(self.args.db, self.args.key)
             if not self.interactive:
-                print(f"astcti-shell: {str(exc).split(':')[0]}: editing {self.args.db} offline",
+                print(f"note: astcti is not running: editing {self.args.db} offline",
                       file=sys.stderr)
         await self.refresh_names()
         return self.backend

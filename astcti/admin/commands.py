@@ -506,6 +506,8 @@ async def _update_parameter(ctx: Context, args: dict[str, Any]) -> str:
         except CommandError as exc:
             raise CommandError(f"{name}: {exc}") from None
     old = ctx.store.get_parameter(name)
+    if is_link and not value and not old:
+        raise CommandError(f"{name} is not set: nothing to remove (see `show parameters`)")
     if old == value:
         return f"{name} unchanged ({_show_value(name, value) or 'empty'})"
     ctx.store.set_parameter(name, value, "Asterisk link" if is_link and old is None else None)

@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 ADMIN_GROUP = "astcti"
 MAX_LINE = 256 * 1024
 TRACE_BACKLOG_BYTES = 2 * 1024 * 1024  # a shell that stops reading loses trace lines, not memory
-READ_ONLY = {"help", "quit", "exit", "trace"}
+READ_ONLY = {"help", "quit", "exit", "trace", "encrypt"}  # not logged as changes
 
 
 class AdminServer:

@@ -48,6 +48,7 @@ async def test_interactive_shell_drives_the_running_daemon(lab: Lab, tmux_factor
 
     # Tab completes the seed's words
     term.type("upd", enter=False)
+    term.wait_for("astcti> upd")
     term.send("Tab")
     term.wait_for("astcti> update")
     term.send("C-u")

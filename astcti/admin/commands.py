@@ -834,11 +834,10 @@ def _check_password(password: str) -> None:
 def _revoke(ctx: Context, username: str) -> int:
     if ctx.daemon is None or ctx.daemon.services is None:
         return 0
-    tokens = ctx.daemon.services.auth.tokens
-    gone = [t for t, (identity, _exp) in tokens.items() if identity.username == username]
-    for t in gone:
-        del tokens[t]
-    return len(gone)
+    auth = ctx.daemon.services.auth
+    gone = sum(1 for identity, _exp in auth.tokens.values() if identity.username == username)
+    auth.forget_user(username)  # its tokens and any cached password acceptance
+    return gone
 
 
 @command("add user", Arg("NAME", "new-user", doc="login name"),

@@ -1,0 +1,87 @@
+"""The admin socket of a real Daemon (temporary store, no Asterisk): permissions, stale and
+busy sockets, malformed requests, and a daemon that keeps serving when the socket cannot open."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import stat
+from pathlib import Path
+
+import pytest
+
+from astcti.admin.server import AdminServer
+from astcti.app import Daemon
+from astcti.errors import AstctiError
+from astcti.secrets import load_key
+from astcti.store import Store
+
+
+@pytest.fixture
+def paths(tmp_path: Path) -> tuple[Path, Path]:
+    db, key = tmp_path / "a.db", tmp_path / "k"
+    Store.open(db, create=True).close()
+    load_key(key, create=True)
+    return db, key
+
+
+async def ask(path: Path, *messages: dict | str) -> list[dict]:
+    reader, writer = await asyncio.open_unix_connection(str(path))
+    try:
+        replies = []
+        for message in messages:
+            raw = message if isinstance(message, str) else json.dumps(message)
+            writer.write(raw.encode() + b"\n")
+            await writer.drain()
+            replies.append(json.loads(await reader.readline()))
+        return replies
+    finally:
+        writer.close()
+
+
+async def test_socket_mode_stale_socket_and_requests(paths, tmp_path: Path) -> None:
+    db, key = paths
+    sock = tmp_path / "run" / "admin.sock"
+    sock.parent.mkdir()
+    import socket
+    stale = socket.socket(socket.AF_UNIX)
+    stale.bind(str(sock))
+    stale.close()  # a daemon that died left this
+    daemon = Daemon(db, key, admin_socket=sock)
+    await daemon.start()
+    try:
+        assert stat.S_IMODE(sock.stat().st_mode) == 0o660
+        hello, bad, run, unknown = await ask(
+            sock, {"id": 1, "op": "hello"}, "not json",
+            {"id": 2, "op": "run", "argv": ["add", "extension", "301"]},
+            {"id": 3, "op": "drop tables"})
+        assert hello["ok"] and hello["db"] == str(db)
+        assert not bad["ok"] and "malformed request" in bad["error"]
+        assert run["ok"] and "extension 301 added" in run["text"]
+        assert not unknown["ok"]
+        assert "301" in daemon.directory.extensions  # the running daemon, not only the store
+        # a second daemon on the same socket is refused, the first keeps it
+        other = Daemon(db, key, admin_socket=sock)
+        with pytest.raises(AstctiError, match="is in use"):
+            await AdminServer(other, sock).start()
+        assert (await ask(sock, {"id": 4, "op": "hello"}))[0]["ok"]
+    finally:
+        await daemon.stop()
+    assert not sock.exists()
+
+
+async def test_daemon_keeps_serving_when_the_admin_socket_cannot_open(paths, tmp_path: Path,
+                                                                     caplog) -> None:
+    db, key = paths
+    blocker = tmp_path / "admin.sock"
+    blocker.write_text("not a socket")
+    daemon = Daemon(db, key, admin_socket=blocker)
+    with caplog.at_level(logging.ERROR):
+        await daemon.start()
+    try:
+        assert daemon.admin is None and daemon.listeners is not None
+        assert any("exists and is not a socket" in r.getMessage() for r in caplog.records)
+        assert blocker.read_text() == "not a socket"
+    finally:
+        await daemon.stop()

@@ -55,17 +55,17 @@ def store_state(db: str | Path) -> dict:
 class Tmux:
     """A real terminal running astcti-shell (tmux on its own server socket)."""
 
-    def __init__(self, name: str, command: list[str], env: dict[str, str]) -> None:
+    def __init__(self, socket: str, command: list[str], env: dict[str, str]) -> None:
         if shutil.which("tmux") is None:
             pytest.skip("tmux is not installed (make sysdeps installs it)")
-        self.server = name
+        self.server = socket  # tmux server socket of this terminal only
         exports = " ".join(f"{k}={v}" for k, v in env.items())
         line = f"env {exports} " + " ".join(command)
-        subprocess.run(["tmux", "-L", self.server, "-f", "/dev/null", "new-session", "-d",
+        subprocess.run(["tmux", "-S", self.server, "-f", "/dev/null", "new-session", "-d",
                         "-s", "shell", "-x", "200", "-y", "50", line], check=True)
 
     def send(self, *keys: str) -> None:
-        subprocess.run(["tmux", "-L", self.server, "send-keys", "-t", "shell", *keys],
+        subprocess.run(["tmux", "-S", self.server, "send-keys", "-t", "shell", *keys],
                        check=True)
 
     def type(self, text: str, enter: bool = True) -> None:
@@ -74,7 +74,7 @@ class Tmux:
             self.send("Enter")
 
     def screen(self) -> str:
-        out = subprocess.run(["tmux", "-L", self.server, "capture-pane", "-p", "-J", "-t",
+        out = subprocess.run(["tmux", "-S", self.server, "capture-pane", "-p", "-J", "-t",
                               "shell", "-S", "-2000"], capture_output=True, text=True)
         return out.stdout
 
@@ -89,7 +89,8 @@ class Tmux:
         raise AssertionError(f"{text!r} not on the terminal within {timeout} s:\n{self.screen()}")
 
     def close(self) -> None:
-        subprocess.run(["tmux", "-L", self.server, "kill-server"], capture_output=True)
+        subprocess.run(["tmux", "-S", self.server, "kill-server"], capture_output=True)
+        Path(self.server).unlink(missing_ok=True)
 
 
 @pytest.fixture
@@ -99,7 +100,7 @@ def tmux_factory(tmp_path: Path) -> Iterator:
     def make(*args: str) -> Tmux:
         env = {"HOME": str(tmp_path), "TERM": "xterm-256color", "PYTHONPATH":
                str(Path(__file__).resolve().parents[2])}
-        term = Tmux(f"astcti-test-{os.getpid()}-{len(made)}", [*SHELL, *args], env)
+        term = Tmux(str(tmp_path / f"tmux-{len(made)}.sock"), [*SHELL, *args], env)
         made.append(term)
         return term
 

@@ -25,8 +25,9 @@ The daemon serves an admin API on a Unix socket: `/run/astcti/admin.sock` by def
 (`astcti serve --admin-socket PATH`, env `ASTCTI_ADMIN_SOCKET`; `astcti-shell --socket PATH`).
 The socket is mode 0660 and belongs to group `astcti` when that group exists: **membership of
 group `astcti` (or root) is the authorisation**, there is no password to leak. Grant an operator
-with `adduser alice astcti` (effective at their next login). The daemon logs each change with the
-caller's uid, never a password.
+with `adduser alice astcti` (effective at their next login); another group can be named with
+env `ASTCTI_ADMIN_GROUP` on the daemon. The daemon logs each change with the caller's uid, never
+a password.
 
 ## Modes
 

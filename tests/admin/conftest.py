@@ -18,11 +18,12 @@ SHELL = [sys.executable, "-m", "astcti.admin.shell"]
 
 
 def run_shell(*args: str, stdin: str = "", env: dict[str, str] | None = None,
-              user: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    """astcti-shell ARGS with this stdin; `user` runs it as that account (setpriv)."""
+              user: str | None = None, group: str | None = None,
+              timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """astcti-shell ARGS with this stdin; `user`/`group` run it as that uid/gid (setpriv)."""
     cmd = [*SHELL, *args]
     if user is not None:
-        cmd = ["setpriv", "--reuid", user, "--regid", user, "--clear-groups", *cmd]
+        cmd = ["setpriv", "--reuid", user, "--regid", group or user, "--clear-groups", *cmd]
     return subprocess.run(cmd, input=stdin, capture_output=True, text=True, timeout=timeout,
                           env={**os.environ, "NO_COLOR": "", **(env or {})},
                           cwd=str(Path(__file__).resolve().parents[2]))

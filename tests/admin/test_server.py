@@ -85,3 +85,52 @@ async def test_daemon_keeps_serving_when_the_admin_socket_cannot_open(paths, tmp
         assert blocker.read_text() == "not a socket"
     finally:
         await daemon.stop()
+
+
+async def test_membership_of_the_admin_group_is_the_authorisation(paths, monkeypatch) -> None:
+    """uid nobody in the admin group may administer; the same uid in another group may not."""
+    import grp
+    import shutil
+    import tempfile
+
+    from tests.admin.conftest import one_error, run_shell
+
+    db, key = paths
+    monkeypatch.setenv("ASTCTI_ADMIN_GROUP", "nogroup")
+    run_dir = Path(tempfile.mkdtemp(prefix="astcti-admin-"))
+    run_dir.chmod(0o755)
+    sock = run_dir / "admin.sock"
+    daemon = Daemon(db, key, admin_socket=sock)
+    await daemon.start()
+    try:
+        st = sock.stat()
+        assert stat.S_IMODE(st.st_mode) == 0o660 and st.st_gid == grp.getgrnam("nogroup").gr_gid
+        member = await asyncio.to_thread(run_shell, "--socket", str(sock), "-c",
+                                         "add extension 302", user="65534", group="65534")
+        assert member.returncode == 0, member.stderr
+        assert "302" in daemon.directory.extensions
+        outsider = await asyncio.to_thread(run_shell, "--socket", str(sock), "-c",
+                                           "add extension 303", user="65534", group="1")
+        line = one_error(outsider, 2)
+        assert "permission denied" in line and "group astcti" in line
+        assert "303" not in daemon.directory.extensions
+    finally:
+        await daemon.stop()
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+async def test_show_links_names_a_misconfigured_link(paths, tmp_path: Path) -> None:
+    db, key = paths
+    store = Store.open(db)
+    store.set_parameter("acti_tlink_01", "127.0.0.1#8088#astcti,astcti,not-a-token")
+    store.close()
+    sock = tmp_path / "admin.sock"
+    daemon = Daemon(db, key, admin_socket=sock)
+    await daemon.start()
+    try:
+        (reply,) = await ask(sock, {"id": 1, "op": "run", "argv": ["show", "links"]})
+        assert reply["ok"]
+        assert "acti_tlink_01" in reply["text"] and "not started" in reply["text"]
+        assert "does not decrypt with this key" in reply["text"]
+    finally:
+        await daemon.stop()

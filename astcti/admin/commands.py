@@ -189,9 +189,6 @@ class Context:
     trace_sink: Callable[[str, str], None] | None = None
     warnings: list[str] = field(default_factory=list)
 
-    def live(self) -> Daemon | None:
-        return self.daemon
-
 
 Handler = Callable[[Context, dict[str, Any]], Awaitable[str]]
 
@@ -559,7 +556,10 @@ async def apply_link(daemon: Daemon, name: str, value: str) -> str:
         served = [e for e, n in daemon.directory.serving.items() if n == name]
         await old.stop()
         daemon.directory.remove_link(name)
-        daemon.hub.publish_all(daemon.tracker.resync(name, [], _now()))
+        same_pbx = bool(value) and parse_link(name, value, None).base_url == old.config.base_url
+        if not same_pbx:  # another (or no) Asterisk: its calls are gone for astcti
+            daemon.hub.publish_all(daemon.tracker.resync(name, [], _now()))
+        # (same Asterisk: the resync on reconnect reconciles the calls without false clears)
         from astcti.cti.events import LinkDown
 
         for ext in served:

@@ -315,6 +315,7 @@ class Shell:
                 self.out(commands.help_text(parsed.args.get("COMMAND", "").split()))
                 return True
             backend = await self.connect()
+            self._precheck(cmd, parsed.args)
             secret = await self.read_secret(cmd) if cmd.secret else None
             reply = await backend.run(tokens, secret, parsed.force)
             if not reply.get("ok") and reply.get("confirm") and self.interactive:
@@ -338,6 +339,19 @@ class Shell:
         elif cmd.words[0] in ("add", "remove", "update"):
             await self.refresh_names()
         return True
+
+    def _precheck(self, cmd: commands.Command, args: dict[str, Any]) -> None:
+        """Refuse before prompting for a password that could not be used (the daemon checks
+        again anyway)."""
+        users = self.names.get("users")
+        if users is None:
+            return
+        name = args.get("NAME")
+        if cmd.phrase == "passwd user" and name not in users:
+            raise CommandError(f"no user {name}: add it with `add user {name}`")
+        if cmd.phrase == "add user" and name in users:
+            raise CommandError(f"user {name} exists: change its password with"
+                               f" `passwd user {name}`")
 
     def _note_trace(self, args: dict[str, Any]) -> None:
         channel = args.get("CHANNEL")

@@ -260,7 +260,7 @@ class Shell:
         try:
             await online.connect()
             self.backend = online
-        except NotRunning as exc:
+        except NotRunning:
             if self.args.db is None:
                 raise
             self.backend = OfflineBackend(self.args.db, self.args.key)

@@ -224,7 +224,7 @@ async def test_trace_non_interactive_streams_until_interrupted(lab: Lab) -> None
         await asyncio.wait_for(read_until("trace client on"), 20)
         lab.start_phone("103")
         try:
-            async with await client(lab) as cti:  # a login: traced, password masked
+            async with await client(lab):  # a login: traced, password masked
                 caller = lab.call("103", talk_ms=300)
                 assert await asyncio.to_thread(caller.wait, 30) == 0
             await asyncio.wait_for(read_until("ChannelDestroyed PJSIP/103-"), 20)

@@ -276,6 +276,11 @@ async def test_bad_input_is_one_line_and_changes_nothing(lab: Lab) -> None:
         ("show links please", "", "usage: show links"),
         ("help frobnicate", "", "no help for `frobnicate`"),
     ]
+    from astcti.admin.commands import COMMANDS
+    for cmd in COMMANDS.values():  # every command: too many words is exit 1 with its usage
+        if not any(a.rest for a in cmd.args):
+            cases.append((cmd.phrase + " x" * (len(cmd.args) + 1), "",
+                          f"wrong number of arguments for `{cmd.phrase}`: usage: {cmd.usage}"))
     for command, stdin, words in cases:
         line = one_error(shell(lab, command, stdin=stdin))
         assert words in line, (command, line)

@@ -90,6 +90,9 @@ class AdminServer:
             gid = grp.getgrnam(os.environ.get("ASTCTI_ADMIN_GROUP", ADMIN_GROUP)).gr_gid
         except KeyError:
             return
+        if path.stat().st_gid == gid:
+            return  # already ours (the daemon runs as group astcti): no chown, which the
+            # systemd unit's SystemCallFilter=~@privileged would punish with SIGSYS
         try:
             os.chown(path, -1, gid)
         except OSError as exc:

@@ -805,16 +805,21 @@ async def _show_agents(ctx: Context, args: dict[str, Any]) -> str:
     daemon = ctx.daemon
     assert daemon is not None
     acd = daemon.services.extra.get("acd") if daemon.services else None
-    view = getattr(acd, "agents_view", None)
-    if acd is None or view is None:
+    if acd is None:
         return "ACD not available: this astcti runs no ACD service"
-    agents = view()
-    if hasattr(agents, "__await__"):
-        agents = await agents
+    view = getattr(acd, "agents_view", None)
+    if view is not None:
+        agents = view()
+        if hasattr(agents, "__await__"):
+            agents = await agents
+    else:  # AcdService (issue 5): `agents` maps extension -> Agent with .view()
+        agents = [{"extension": ext, **agent.view()}
+                  for ext, agent in sorted(getattr(acd, "agents", {}).items())]
     if not agents:
         return "no agent is logged in"
     keys = list(agents[0].keys())
-    return _table([[str(a.get(k, "")) for k in keys] for a in agents], keys)
+    cell = lambda v: ",".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v)  # noqa
+    return _table([[cell(a.get(k, "")) or "-" for k in keys] for a in agents], keys)
 
 
 # == users =========================================================================================

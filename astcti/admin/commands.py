@@ -437,6 +437,10 @@ PARAMETER_RULES: dict[str, Callable[[str], str]] = {
 }
 
 
+#: parameters that may be created, besides acti_tlink_NN: an agent's own default queues (issue 5)
+AGENT_GROUPS_PARAMETER = re.compile(r"^acti_agentgroups_[A-Za-z0-9_.-]{1,32}$")
+
+
 def _mask_link(value: str) -> str:
     """A link parameter without its encrypted password (shown as ***)."""
     head, sep, _token = value.rpartition(",")
@@ -486,8 +490,11 @@ async def _update_parameter(ctx: Context, args: dict[str, Any]) -> str:
     if "\n" in value or len(value) > 2048:
         raise CommandError(f"{name}: value must be one line of at most 2048 characters")
     is_link = bool(LINK_PARAMETER.match(name))
-    if not is_link:
+    per_agent = bool(AGENT_GROUPS_PARAMETER.match(name))
+    if not is_link and not per_agent:
         _known_parameter(ctx, name)
+    if per_agent:
+        value = _queues(value)
     if is_link and value:
         cipher = ctx.daemon.cipher if ctx.daemon is not None else ctx.cipher
         try:

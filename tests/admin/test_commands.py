@@ -120,6 +120,8 @@ async def test_offline_changes_are_stored(store: Store, tmp_path: Path) -> None:
     assert "unchanged" in await run(store, "update parameter acti_heartbeat 2.5")
     assert await run(store, "update parameter acti_agentgroups 'sales, support'")
     assert store.get_parameter("acti_agentgroups") == "sales,support"
+    assert await run(store, "update parameter acti_agentgroups_7001 support")
+    assert store.get_parameter("acti_agentgroups_7001") == "support"
     assert "added (role admin)" in await run(store, "add user eve admin", secret="long enough")
     assert store.check_user("eve", "long enough") is not None
     with pytest.raises(CommandError, match="too short"):

@@ -74,9 +74,11 @@ class Tmux:
         if enter:
             self.send("Enter")
 
-    def screen(self) -> str:
+    def screen(self, escapes: bool = False) -> str:
+        """The terminal's text (with its colour escape sequences when asked)."""
         out = subprocess.run(["tmux", "-S", self.server, "capture-pane", "-p", "-J", "-t",
-                              "shell", "-S", "-2000"], capture_output=True, text=True)
+                              "shell", "-S", "-2000", *(["-e"] if escapes else [])],
+                             capture_output=True, text=True)
         return out.stdout
 
     def wait_for(self, text: str, timeout: float = 20.0, after: int = 0) -> str:

@@ -130,6 +130,10 @@ async def test_interactive_shell_drives_the_running_daemon(lab: Lab, tmux_factor
     # unknown command: the nearest one is suggested, in the terminal too
     term.type("shwo links")
     term.wait_for("error: unknown command `shwo links`: did you mean `show links`?")
+    # colour on a terminal: the error line is red
+    error_line = next(line for line in term.screen(escapes=True).splitlines()
+                      if "did you mean `show links`" in line)
+    assert "\x1b[" in error_line and "31m" in error_line, repr(error_line)
     term.type("quit")
     history = (tmp_path / ".astcti_shell_history").read_text()
     assert "add extension 105 PJSIP" in history and "carol-secret-1" not in history
@@ -144,6 +148,7 @@ async def test_every_command_non_interactively(lab: Lab) -> None:
     ok(shell(lab, "quit"))
     ok(shell(lab, "exit"))
     params = ok(shell(lab, "show parameters"))
+    assert "\x1b[" not in params  # no colour when not on a terminal
     assert "acti_tlink_01" in params and "***" in params
     token = store_state(c.db)["parameters"]["acti_tlink_01"].rsplit(",", 1)[1]
     assert token not in params

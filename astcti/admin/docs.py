@@ -35,7 +35,7 @@ a password.
 | --- | --- |
 | `astcti-shell` | interactive: Tab completes commands, parameter names, extensions, listener ports, users; history in `~/.astcti_shell_history` (`--history`, env `ASTCTI_SHELL_HISTORY`); colour only on a terminal (`NO_COLOR` turns it off) |
 | `astcti-shell -c "show links"` | runs the command(s) (repeat `-c`) and exits |
-| `astcti-shell < script` | runs one command a line (blank lines and `# comments` skipped), stops at the first failure |
+| `astcti-shell < script` | runs one command a line (blank lines and `# comments` skipped), stops at the first failure and names its line |
 | `astcti-shell --db PATH [--key PATH]` | when the daemon is not running: edits the store directly for the commands marked *offline* below; the others say they need the daemon |
 
 Exit status: 0 success, 1 a command failed (its error line is on stderr), 2 astcti cannot be

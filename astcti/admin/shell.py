@@ -229,7 +229,7 @@ class Shell:
         self.backend: OnlineBackend | OfflineBackend | None = None
         self.names: dict[str, list[str]] = {}
         self.tracing: set[str] = set()
-        self._stdin_lines: Iterable[str] | None = None
+        self.where = ""  # "line N: " while running a script from stdin
 
     # -- output ---------------------------------------------------------------------------------
     def out(self, text: str, style: str = "") -> None:
@@ -247,7 +247,7 @@ class Shell:
         if self.interactive:
             self.out(f"error: {text}", "ansired")
         else:
-            print(f"astcti-shell: {text}", file=sys.stderr, flush=True)
+            print(f"astcti-shell: {self.where}{text}", file=sys.stderr, flush=True)
 
     def trace_line(self, channel: str, line: str) -> None:
         self.out(line, "ansicyan")
@@ -412,17 +412,18 @@ class Shell:
 
     async def batch(self, lines: Iterable[str] | None) -> int:
         """-c commands, or stdin lines; stops at the first failure (exit 1)."""
-        number = 0
         if lines is not None:
-            for number, line in enumerate(lines, 1):
+            for line in lines:
                 try:
                     if not await self.run_line(line):
                         return 1
                 except Quit:
                     return 0
         else:
+            number = 0
             while line := await asyncio.to_thread(sys.stdin.readline):
                 number += 1
+                self.where = f"line {number}: "
                 try:
                     if not await self.run_line(line.rstrip("\r\n")):
                         return 1

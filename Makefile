@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 PHONES ?= auto
 PYTEST_ARGS ?=
 
-.PHONY: help sysdeps venv lab lab-down lab-status test bench clean deb requirements \
+.PHONY: help sysdeps venv lab lab-down lab-status test bench soak clean deb requirements \
 	delivery-deps lint-delivery test-delivery
 
 help:
@@ -82,7 +82,11 @@ test-delivery: venv deb
 	$(PY) -m pytest tests/delivery $(PYTEST_ARGS)
 
 bench: venv
+	$(PY) -m pip install -q -e '.[test,bench]'
 	$(PY) -m tests.bench
 
 clean: lab-down
 	rm -rf $(VENV) .lab build dist *.egg-info
+
+soak: venv
+	$(PY) -m tests.soak

@@ -3,23 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 
 import pytest
 
 from astcti.client import CtiClient
 from tests.lab import Lab
-from tests.lab.harness import ExtraDaemon
+from tests.lab.harness import ExtraDaemon, free_port
 
 pytestmark = pytest.mark.lab
-
-
-def free_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 async def test_failed_logins_are_rate_limited_and_logged(lab: Lab, tmp_path) -> None:

@@ -160,6 +160,15 @@ def _kill_group(pid: int, timeout: float = 10.0) -> None:
         pass
 
 
+def free_port() -> int:
+    """A TCP port nobody listens on right now (for a test's extra listener or daemon)."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
 def _port_in_use(port: int, udp: bool = False) -> bool:
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM if udp else socket.SOCK_STREAM)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

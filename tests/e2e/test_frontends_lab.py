@@ -17,6 +17,7 @@ from astcti.api.protocol import REQUESTS
 from astcti.client import CtiClient, CtiError
 from astcti.store import Store
 from astcti.store.store import ListenerRow
+from tests.admin.conftest import one_error, run_shell
 from tests.lab import Lab
 from tests.lab.sipp import Phone
 
@@ -80,6 +81,60 @@ async def test_a_real_inbound_call_is_seen_over_every_transport(lab: Lab) -> Non
         for cti in clients.values():
             await cti.close()
         lab.stop_phone("101")
+
+
+def _shell(lab: Lab, command: str):
+    return run_shell("--socket", lab.config.admin_socket, "-c", command)
+
+
+def _ok(out) -> str:
+    assert out.returncode == 0 and "Traceback" not in out.stderr, (out.stdout, out.stderr)
+    return out.stdout
+
+
+async def test_admin_shell_opens_every_protocol_while_other_clients_stay(lab: Lab) -> None:
+    """`add tcp` / `remove tcp` in the running daemon for each protocol; a busy port and an
+    allow list that refuses; the clients of the other listeners never notice."""
+    c = lab.config
+    o = c.port_offset
+    tcp_port, rest_port, refusing, busy = 9013 + o, 9014 + o, 9015 + o, 9016 + o
+    watcher = await _ws(lab)
+    await watcher.request("startmonitor", extension="104")
+    holder = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", busy)
+    try:
+        _ok(_shell(lab, f"add tcp {tcp_port} 127.0.0.1 * custom astctiapi"))
+        _ok(_shell(lab, f"add tcp {rest_port} 127.0.0.1 * custom astctirest"))
+        on_tcp = await CtiClient.tcp("127.0.0.1", tcp_port, c.astcti_user, c.astcti_password)
+        await on_tcp.request("startmonitor", extension="104")
+        async with await CtiClient.rest(f"http://127.0.0.1:{rest_port}", c.astcti_user,
+                                        c.astcti_password) as on_rest:
+            assert (await on_rest.request("snapshot", extension="104"))["calls"] == []
+
+        line = one_error(_shell(lab, f"add tcp {busy} 127.0.0.1 * custom astctirest"))
+        assert f"listener {busy} (astctirest) cannot open on 127.0.0.1: port in use" in line
+
+        _ok(_shell(lab, f"add tcp {refusing} 127.0.0.1 10.0.0.0/8 custom astctiapi"))
+        reader, writer = await asyncio.open_connection("127.0.0.1", refusing)
+        assert b"address not allowed" in await asyncio.wait_for(reader.readline(), 10)
+        writer.close()
+        await _until(lambda: f"listener {refusing}: refused 127.0.0.1 (not in allow 10.0.0.0/8)"
+                     in Path(c.astcti_log).read_text())
+
+        _ok(_shell(lab, f"remove tcp {tcp_port}"))
+        await asyncio.wait_for(on_tcp.closed.wait(), 10)  # its own clients go with it
+        await on_tcp.close()
+        # the first client, on another listener, kept its connection and its monitor
+        assert not watcher.closed.is_set()
+        lab.start_phone("104", Phone(answer_after_ms=300))
+        caller = lab.call("104", talk_ms=500)
+        await watcher.expect("established", extension="104", timeout=20)
+        await asyncio.to_thread(caller.wait, 30)
+    finally:
+        holder.close()
+        for port in (tcp_port, rest_port, refusing, busy):
+            _shell(lab, f"remove tcp {port}")
+        await watcher.close()
+        lab.stop_phone("104")
 
 
 def _hup(lab: Lab) -> None:
@@ -161,10 +216,11 @@ async def test_port_in_use_is_logged_and_the_daemon_keeps_serving(lab: Lab) -> N
 
 
 @NEEDS_MAKECALL
-async def test_crm_click_to_call_url_places_a_real_call(lab: Lab, extra_listener) -> None:
-    """The CRM module's URL, unchanged, on an `auth=none` listener restricted by `allow`."""
+async def test_crm_click_to_call_url_places_a_real_call(lab: Lab) -> None:
+    """The CRM module's URL, unchanged, on an `auth=none` listener restricted by `allow`
+    (opened with the admin shell, as an operator does)."""
     port = 9012 + lab.config.port_offset
-    await extra_listener(ListenerRow(port, "127.0.0.1", "127.0.0.1/32", "astctirest", "none"))
+    _ok(_shell(lab, f"add tcp {port} 127.0.0.1 127.0.0.1/32 custom astctirest auth=none"))
     phone = lab.start_phone("101", Phone(answer_after_ms=None))  # rings: the INVITE is enough
     try:
         async with aiohttp.ClientSession() as http:
@@ -179,6 +235,7 @@ async def test_crm_click_to_call_url_places_a_real_call(lab: Lab, extra_listener
                 assert (await resp.json(content_type=None))["result"] == "success"
     finally:
         lab.stop_phone("101")
+        _shell(lab, f"remove tcp {port}")
 
 
 @NEEDS_MAKECALL

@@ -34,3 +34,16 @@ def phones(lab: Lab) -> Iterator[Lab]:
     finally:
         for ext in list(lab.phones):
             lab.stop_phone(ext)
+
+
+@pytest.fixture
+def clean_asterisk(lab: Lab) -> Iterator[Lab]:
+    """Fails the test if it leaves a channel or a bridge in Asterisk (then cleans up anyway)."""
+    from tests.lab.ari import force_clean, wait_clean
+
+    force_clean(lab)
+    yield lab
+    try:
+        wait_clean(lab)
+    finally:
+        force_clean(lab)

@@ -62,17 +62,70 @@ a=fmtp:101 0-15
 ]]></send>
 """
 
-_TALK = """  <label id="talking"/>
-  <recv request="INVITE" optional="true" next="reinvite"/>
-  <recv request="INFO" optional="true" next="info"/>
-  <recv request="NOTIFY" optional="true" next="notify"/>
-  <recv request="BYE"{bye_attrs}/>
-""" + _REPLY.format(attrs="", status="200 OK") + """  <nop next="end"/>
-  <label id="reinvite"/>
-""" + _OK_SDP.format(attrs="") + """  <recv request="ACK" next="talking"/>
-  <label id="info"/>
-""" + _REPLY.format(attrs=' next="talking"', status="200 OK") + """  <label id="notify"/>
-""" + _REPLY.format(attrs=' next="talking"', status="200 OK")
+_IN_DIALOG_OK = """  <send next="{next}"><![CDATA[
+SIP/2.0 200 OK
+[last_Via:]
+[last_From:]
+[last_To:]
+[last_Call-ID:]
+[last_CSeq:]
+Contact: <sip:[service]@[local_ip]:[local_port];transport=[transport]>
+Content-Length: 0
+
+]]></send>
+"""
+
+_IN_DIALOG_OK_SDP = """  <send><![CDATA[
+SIP/2.0 200 OK
+[last_Via:]
+[last_From:]
+[last_To:]
+[last_Call-ID:]
+[last_CSeq:]
+Contact: <sip:[service]@[local_ip]:[local_port];transport=[transport]>
+Content-Type: application/sdp
+Content-Length: [len]
+
+v=0
+o=phone 53655765 2353687638 IN IP[local_ip_type] [local_ip]
+s=-
+c=IN IP[media_ip_type] [media_ip]
+t=0 0
+m=audio [media_port] RTP/AVP 0 101
+a=rtpmap:0 PCMU/8000
+a=rtpmap:101 telephone-event/8000
+a=fmtp:101 0-15
+
+]]></send>
+"""
+
+TALK_ROUNDS = 16
+
+
+def talk_loop(bye_attrs: str) -> str:
+    """Wait for BYE while answering in-dialog re-INVITE/UPDATE/INFO/NOTIFY (connected line
+    updates, hold, DTMF as SIP INFO). Unrolled into rounds: SIPp does not restart a recv
+    timeout after jumping back to it, so each request moves on to the next round; the timeout
+    is on every recv of a round because SIPp waits on the first (optional) one."""
+    out = []
+    for i in range(TALK_ROUNDS):
+        nxt = f"talk{i + 1}" if i + 1 < TALK_ROUNDS else "byewait"
+        out.append(f'''  <label id="talk{i}"/>
+  <recv request="INVITE" optional="true"{bye_attrs} next="reinvite{i}"/>
+  <recv request="UPDATE" optional="true"{bye_attrs} next="ok{i}"/>
+  <recv request="INFO" optional="true"{bye_attrs} next="ok{i}"/>
+  <recv request="NOTIFY" optional="true"{bye_attrs} next="ok{i}"/>
+  <recv request="BYE"{bye_attrs} next="byereceived"/>
+  <label id="reinvite{i}"/>
+''' + _IN_DIALOG_OK_SDP + f'''  <recv request="ACK" next="{nxt}"/>
+  <label id="ok{i}"/>
+''' + _IN_DIALOG_OK.format(next=nxt))
+    out.append(f'''  <label id="byewait"/>
+  <recv request="BYE"{bye_attrs} next="byereceived"/>
+  <label id="byereceived"/>
+''' + _IN_DIALOG_OK.format(next="end"))
+    return "".join(out)
+
 
 _CANCELLED = """  <label id="cancelled"/>
 """ + _REPLY.format(attrs="", status="200 OK") + """  <send><![CDATA[
@@ -140,7 +193,7 @@ def uas_scenario(phone: Phone) -> str:
         bye_attrs = ""
         if phone.hangup_after_ms is not None:
             bye_attrs = f' timeout="{phone.hangup_after_ms}" ontimeout="hangup"'
-        parts.append(_TALK.format(bye_attrs=bye_attrs))
+        parts.append(talk_loop(bye_attrs))
         if phone.hangup_after_ms is not None:
             parts.append(_HANGUP_BY_PHONE)
     parts.append(_CANCELLED)
@@ -177,7 +230,9 @@ a=fmtp:101 0-15
   <recv response="100" optional="true"/>
   <recv response="180" optional="true"/>
   <recv response="183" optional="true"/>
-  <recv response="200" rrs="true" next="answered"/>
+  <recv response="200" rrs="true" next="answered">
+    <action><ereg regexp=".*" search_in="hdr" header="To:" assign_to="remote_to"/></action>
+  </recv>
   <label id="answered"/>
   <send><![CDATA[
 ACK [next_url] SIP/2.0
@@ -192,13 +247,12 @@ Max-Forwards: 70
 Content-Length: 0
 
 ]]></send>
-  <recv request="BYE" timeout="{talk_ms}" ontimeout="hangup" next="byereceived"/>
-  <label id="hangup"/>
+{talk}  <label id="hangup"/>
   <send retrans="500"><![CDATA[
 BYE [next_url] SIP/2.0
 Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
 From: "{name}" <sip:{caller}@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
-[last_To:]
+To: [$remote_to]
 [routes]
 Call-ID: [call_id]
 CSeq: 2 BYE
@@ -208,24 +262,16 @@ Content-Length: 0
 
 ]]></send>
   <recv response="200" next="end"/>
-  <label id="byereceived"/>
-  <send><![CDATA[
-SIP/2.0 200 OK
-[last_Via:]
-[last_From:]
-[last_To:]
-[last_Call-ID:]
-[last_CSeq:]
-Content-Length: 0
-
-]]></send>
   <label id="end"/>
 </scenario>
 """
 
 
 def uac_scenario(caller: str, talk_ms: int, name: str = "") -> str:
-    return _UAC.format(caller=caller, talk_ms=max(talk_ms, 1), name=name or caller)
+    talk = talk_loop(f' timeout="{max(talk_ms, 1)}" ontimeout="hangup"')
+    return _UAC.replace("{talk}", "{talk_block}").format(
+        caller=caller, talk_ms=max(talk_ms, 1), name=name or caller, talk_block="{talk_block}"
+    ).replace("{talk_block}", talk)
 
 
 class SippProcess:

@@ -165,14 +165,19 @@ class Phone:
     answer_after_ms: int | None = 1000  # None: ring until cancelled
     reject: int | None = None  # e.g. 486 to answer busy
     hangup_after_ms: int | None = None  # phone hangs up itself after this talk time
+    auto_answer: bool = False  # answer at once an INVITE whose Call-Info says answer-after=0
 
 
 def uas_scenario(phone: Phone) -> str:
     """Generated scenario XML for one phone behaviour."""
-    capture = ""
+    actions = []
     if phone.hangup_after_ms is not None:  # the BYE we send needs the caller's From
-        capture = ('\n    <action><ereg regexp=".*" search_in="hdr" header="From:"'
-                   ' assign_to="remote_from"/></action>\n  ')
+        actions.append('<ereg regexp=".*" search_in="hdr" header="From:"'
+                       ' assign_to="remote_from"/>')
+    if phone.auto_answer:
+        actions.append('<ereg regexp="answer-after=0" search_in="hdr" header="Call-Info:"'
+                       ' check_it="false" assign_to="autoanswer"/>')
+    capture = f"\n    <action>{''.join(actions)}</action>\n  " if actions else ""
     parts = [_UAS_HEAD.replace("{capture}", capture)]
     if phone.reject is not None:
         reason = {486: "Busy Here", 480: "Temporarily Unavailable", 603: "Decline"}.get(
@@ -182,11 +187,14 @@ def uas_scenario(phone: Phone) -> str:
         parts.append('  <label id="end"/>\n</scenario>\n')
         return "".join(parts)
     parts.append(_REPLY.format(attrs="", status="180 Ringing"))
+    if phone.auto_answer:
+        parts.append('  <nop test="autoanswer" next="answer"/>\n')
     if phone.answer_after_ms is None:
         parts.append('  <recv request="CANCEL" next="cancelled"/>\n')
     else:
         parts.append(f'  <recv request="CANCEL" optional="false" timeout="{max(phone.answer_after_ms, 1)}"'
                      ' ontimeout="answer" next="cancelled"/>\n')
+    if phone.answer_after_ms is not None or phone.auto_answer:
         parts.append('  <label id="answer"/>\n')
         parts.append(_OK_SDP.format(attrs=""))
         parts.append('  <recv request="ACK"/>\n')

@@ -47,3 +47,22 @@ def clean_asterisk(lab: Lab) -> Iterator[Lab]:
         wait_clean(lab)
     finally:
         force_clean(lab)
+
+
+@pytest.fixture
+async def cti(lab: Lab):
+    """A logged-in WebSocket client of the lab's astcti (closed after the test)."""
+    from astcti.client import CtiClient
+
+    clients: list[CtiClient] = []
+
+    async def connect(login: bool = True) -> CtiClient:
+        c = lab.config
+        client = await CtiClient.websocket(c.ws_url, c.astcti_user if login else None,
+                                           c.astcti_password if login else None)
+        clients.append(client)
+        return client
+
+    yield connect
+    for client in clients:
+        await client.close()

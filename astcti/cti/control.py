@@ -278,14 +278,12 @@ class CallControl:
             if leg is not None and channel.get("state") == "Up" and not leg.up:
                 leg.up = True
                 self._spawn(self._locked(self._on_answered, link.name, leg))
-        elif kind in ("StasisEnd", "ChannelDestroyed"):
+        elif kind == "ChannelDestroyed":  # not StasisEnd: it carries no hangup cause
             channel = event.get("channel") or {}
             leg = self.legs.get((link.name, channel.get("id", "")))
             if leg is not None and not leg.gone:
                 leg.gone = True
                 self._spawn(self._locked(self._on_gone, link.name, leg, event))
-            elif leg is not None and kind == "ChannelDestroyed":
-                self.legs.pop((link.name, leg.id), None)
 
     async def _locked(self, handler: Any, *args: Any) -> None:
         async with self._lock:
@@ -396,8 +394,7 @@ class CallControl:
         for conv in list(self.convs.values()):
             conv.incoming.discard(leg.id)
         self._pending_far.pop((link, leg.id), None)
-        if event.get("type") == "ChannelDestroyed":
-            self.legs.pop((link, leg.id), None)
+        self.legs.pop((link, leg.id), None)
 
     # -- lookups for requests ---------------------------------------------------------------------
     def connection(self, extension: str, callid: str) -> Connection:

@@ -315,9 +315,35 @@ class Tracker:
 
     def _on_destroyed(self, link: str, event: AriEvent) -> list[CtiEvent]:
         channel_id = (event.get("channel") or {}).get("id", "")
-        self.dialled_for.pop((link, channel_id), None)
         self.plans.pop((link, channel_id), None)
+        for key in [k for k, v in self.dialled_for.items() if v == channel_id and k[0] == link]:
+            del self.dialled_for[key]  # the caller is gone (its far leg's Dial may come late)
+        early = self._far_leg_failed(link, event)
         conn = self._conn(link, event)
+        if early:
+            return early + (self._on_destroyed_conn(link, event, conn) if conn else [])
+        return self._on_destroyed_conn(link, event, conn) if conn else []
+
+    def _far_leg_failed(self, link: str, event: AriEvent) -> list[CtiEvent]:
+        """A leg astcti dialled ended unanswered: the caller's call failed (busy...), even when
+        the Dial event that says so comes after the hangup."""
+        channel = event.get("channel") or {}
+        caller_id = self.dialled_for.pop((link, channel.get("id", "")), None)
+        conn = self.connections.get((link, caller_id or ""))
+        code = event.get("cause")
+        if conn is None or conn.direction is not Direction.OUTGOING or conn.answered or \
+                conn.failed_cause is not None or channel.get("state") == "Up" or code is None:
+            return []
+        cause = cause_name(int(code))
+        if cause in ("normal", "callpickup"):
+            return []
+        conn.failed_cause = cause
+        conn.state = ConnectionState.FAILED
+        return [Failed(conn.extension, conn.callid, event.get("timestamp", ""),
+                       failing=conn.called, called=conn.called, cause=cause)]
+
+    def _on_destroyed_conn(self, link: str, event: AriEvent,
+                           conn: Connection | None) -> list[CtiEvent]:
         if conn is None:
             return []
         code = event.get("cause")

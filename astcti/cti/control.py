@@ -153,16 +153,13 @@ class CallControl:
             return ext.endpoint, False
         return f"Local/{destination}@{self.dial_context}", True
 
-    async def _routable(self, link: str, destination: str, channel_id: str | None) -> bool:
+    async def _routable(self, link: str, destination: str, channel_id: str) -> bool:
         if not self._endpoint_for(link, destination)[1]:
             return True
         variable = f"DIALPLAN_EXISTS({self.dial_context},{destination},1)"
-        try:
-            if channel_id is not None:
-                reply = await self._ari(link, "channels", "getChannelVar", channelId=channel_id,
-                                        variable=variable)
-            else:
-                reply = await self._ari(link, "asterisk", "getGlobalVar", variable=variable)
+        try:  # the function needs a channel (a global read returns nothing)
+            reply = await self._ari(link, "channels", "getChannelVar", channelId=channel_id,
+                                    variable=variable)
         except AriError:
             return False
         return str((reply or {}).get("value", "0")) == "1"
@@ -437,8 +434,24 @@ class CallControl:
     def _watched(self, link: str, channels: list[str]) -> list[str]:
         return [c for c in channels if (link, c) in self.tracker.connections]
 
-    async def _check_destination(self, link: str, destination: str,
-                                 channel_id: str | None) -> None:
+    async def _check_with_helper(self, link: str, destination: str) -> None:
+        """DIALPLAN_EXISTS needs a channel: a Local one, created but never dialled."""
+        if not self._endpoint_for(link, destination)[1]:
+            return
+        helper = self._new_id()
+        try:
+            await self._ari(link, "channels", "create", endpoint=f"Local/check@{self.dial_context}",
+                            app=self._link(link).config.app, appArgs="check", channelId=helper)
+        except AriError as exc:
+            log.info("destination check for %s failed: %s", destination, exc.message)
+            raise ControlError("destination not obtainable", 404) from None
+        try:
+            await self._check_destination(link, destination, helper)
+        finally:
+            await self._hangup(link, helper)
+            await self._quiet(link, "channels", "hangup", channelId=helper.replace(";1", ";2"))
+
+    async def _check_destination(self, link: str, destination: str, channel_id: str) -> None:
         if not await self._routable(link, destination, channel_id):
             raise ControlError("destination not obtainable", 404)
 
@@ -455,11 +468,13 @@ class CallControl:
         """Call the agent's phone (auto-answer), then the destination; the new callid."""
         link = self._link_of_extension(extension)
         async with self._lock:
-            await self._check_destination(link, destination, None)
-            return await self._agent_call(link, extension, destination, userdata or {})
+            return await self._agent_call(link, extension, destination, userdata or {},
+                                          check=True)
 
     async def _agent_call(self, link: str, extension: str, destination: str,
-                          userdata: dict[str, Any], held_conv: Conv | None = None) -> str:
+                          userdata: dict[str, Any], check: bool = False) -> str:
+        if check:
+            await self._check_with_helper(link, destination)
         ext = self.directory.extensions[extension]
         variables = {f"PJSIP_HEADER(add,{name})": value
                      for name, value in AUTO_ANSWER_HEADERS.items()} if ext.technology == \
@@ -468,7 +483,6 @@ class CallControl:
         plan = Plan(outgoing=True, called=destination, userdata=userdata)
         agent = await self._create(link, ext.endpoint, variables=variables, plan=plan,
                                    number=extension)
-        agent.peer = None
         self._pending_far[(link, agent.id)] = (destination, extension, userdata)
         await self._dial(agent, None, AGENT_RING_SECONDS)
         return agent.id  # created without originator: its linkedid is its own id

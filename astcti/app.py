@@ -144,6 +144,7 @@ class Daemon:
             log.warning("%s: cannot list channels to resync: %s", link.name, exc.message)
             channels = []
         self.hub.publish_all(self.tracker.resync(link.name, channels, _now()))
+        await self.control.resync(link)
         for ext, name in self.directory.serving.items():
             if name == link.name:
                 self.hub.publish(LinkUp(ext, "", _now(), link=link.name))

@@ -700,6 +700,44 @@ class CallControl:
                                 dtmf=digits.upper().replace("W", ","))
 
     # -- link lifecycle ---------------------------------------------------------------------------
+    async def resync(self, link: AsteriskLink) -> None:
+        """After a (re)connect: adopt the app's bridges and channels still in Asterisk, so the
+        clean-up rule ends them properly (astcti may have restarted in the middle of a call).
+        Who held what is not in Asterisk: a bridge left alone is kept until its last party goes."""
+        app = link.config.app
+        try:
+            bridges = await link.rest.call("bridges", "list") or []
+            channels = await link.rest.call("channels", "list") or []
+        except AriError as exc:
+            log.warning("%s: cannot resync call control: %s", link.name, exc.message)
+            return
+        async with self._lock:
+            self.forget_link(link.name)
+            for channel in channels:
+                plan = channel.get("dialplan") or {}
+                if plan.get("app_name") == "Stasis" and \
+                        str(plan.get("app_data", "")).split(",", 1)[0] == app:
+                    self.legs[(link.name, channel["id"])] = Leg(
+                        link.name, channel["id"], channel["name"],
+                        number=(channel.get("caller") or {}).get("number", ""),
+                        up=channel.get("state") == "Up")
+            for bridge in bridges:
+                if bridge.get("bridge_class") != "stasis" or bridge.get("name") != "astcti":
+                    continue
+                conv = Conv(link.name, bridge["id"])
+                self.convs[(link.name, conv.bridge_id)] = conv
+                for channel_id in bridge.get("channels") or []:
+                    if (link.name, channel_id) in self.legs:
+                        conv.members.add(channel_id)
+                        self.conv_of[(link.name, channel_id)] = conv
+                if not conv.members:
+                    await self._quiet(link.name, "bridges", "destroy", bridgeId=conv.bridge_id)
+                    del self.convs[(link.name, conv.bridge_id)]
+        if self.legs:
+            log.info("%s: call control resumed %d channel(s) in %d bridge(s)", link.name,
+                     len([k for k in self.legs if k[0] == link.name]),
+                     len([k for k in self.convs if k[0] == link.name]))
+
     def forget_link(self, link: str) -> None:
         """The link went down: what astcti knew of its Stasis channels is stale."""
         for key in [k for k in self.legs if k[0] == link]:

@@ -383,3 +383,20 @@ async def test_calls_still_work_when_astcti_is_down(lab: Lab, clean_asterisk) ->
     finally:
         lab.start_astcti()
         _stop(lab)
+
+
+async def test_hold_from_the_phone_itself(lab: Lab, cti, clean_asterisk) -> None:
+    """The agent presses hold on the phone (re-INVITE sendonly), then takes the call back."""
+    client = await _monitor(cti, "101")
+    lab.start_phone("101", Phone(answer_after_ms=300, hold_after_ms=1500, hold_ms=1500))
+    customer = None
+    try:
+        customer, callid = await _customer_talking_to(lab, client, "101", talk_ms=8000)
+        held = await _expect(client, "held", "101")
+        assert held["callid"] == callid and held["holding"] == "101"
+        retrieved = await _expect(client, "retrieved", "101")
+        assert retrieved["callid"] == callid
+        assert await asyncio.to_thread(customer.wait, 30) == 0
+        await _expect(client, "connectioncleared", "101")
+    finally:
+        _stop(lab, *([customer] if customer else []))

@@ -102,27 +102,27 @@ a=fmtp:101 0-15
 TALK_ROUNDS = 16
 
 
-def talk_loop(bye_attrs: str) -> str:
+def talk_loop(bye_attrs: str, prefix: str = "") -> str:
     """Wait for BYE while answering in-dialog re-INVITE/UPDATE/INFO/NOTIFY (connected line
     updates, hold, DTMF as SIP INFO). Unrolled into rounds: SIPp does not restart a recv
     timeout after jumping back to it, so each request moves on to the next round; the timeout
     is on every recv of a round because SIPp waits on the first (optional) one."""
     out = []
     for i in range(TALK_ROUNDS):
-        nxt = f"talk{i + 1}" if i + 1 < TALK_ROUNDS else "byewait"
-        out.append(f'''  <label id="talk{i}"/>
-  <recv request="INVITE" optional="true"{bye_attrs} next="reinvite{i}"/>
-  <recv request="UPDATE" optional="true"{bye_attrs} next="ok{i}"/>
-  <recv request="INFO" optional="true"{bye_attrs} next="ok{i}"/>
-  <recv request="NOTIFY" optional="true"{bye_attrs} next="ok{i}"/>
-  <recv request="BYE"{bye_attrs} next="byereceived"/>
-  <label id="reinvite{i}"/>
+        nxt = f"{prefix}talk{i + 1}" if i + 1 < TALK_ROUNDS else f"{prefix}byewait"
+        out.append(f'''  <label id="{prefix}talk{i}"/>
+  <recv request="INVITE" optional="true"{bye_attrs} next="{prefix}reinvite{i}"/>
+  <recv request="UPDATE" optional="true"{bye_attrs} next="{prefix}ok{i}"/>
+  <recv request="INFO" optional="true"{bye_attrs} next="{prefix}ok{i}"/>
+  <recv request="NOTIFY" optional="true"{bye_attrs} next="{prefix}ok{i}"/>
+  <recv request="BYE"{bye_attrs} next="{prefix}byereceived"/>
+  <label id="{prefix}reinvite{i}"/>
 ''' + _IN_DIALOG_OK_SDP + f'''  <recv request="ACK" next="{nxt}"/>
-  <label id="ok{i}"/>
+  <label id="{prefix}ok{i}"/>
 ''' + _IN_DIALOG_OK.format(next=nxt))
-    out.append(f'''  <label id="byewait"/>
-  <recv request="BYE"{bye_attrs} next="byereceived"/>
-  <label id="byereceived"/>
+    out.append(f'''  <label id="{prefix}byewait"/>
+  <recv request="BYE"{bye_attrs} next="{prefix}byereceived"/>
+  <label id="{prefix}byereceived"/>
 ''' + _IN_DIALOG_OK.format(next="end"))
     return "".join(out)
 
@@ -148,7 +148,7 @@ Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
 From: <sip:[service]@[local_ip]:[local_port]>;tag=[pid]SIPpTag01[call_number]
 To: [$remote_from]
 [last_Call-ID:]
-CSeq: 2 BYE
+CSeq: 10 BYE
 Contact: <sip:[service]@[local_ip]:[local_port]>
 Max-Forwards: 70
 Content-Length: 0
@@ -156,6 +156,49 @@ Content-Length: 0
 ]]></send>
   <recv response="200" next="end"/>
 """
+
+
+def _phone_reinvite(cseq: int, direction: str) -> str:
+    """The phone puts the call on hold (sendonly) or takes it back (sendrecv) itself."""
+    return f'''  <send retrans="500"><![CDATA[
+INVITE [next_url] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: <sip:[service]@[local_ip]:[local_port]>;tag=[pid]SIPpTag01[call_number]
+To: [$remote_from]
+[last_Call-ID:]
+CSeq: {cseq} INVITE
+Contact: <sip:[service]@[local_ip]:[local_port]>
+Max-Forwards: 70
+Content-Type: application/sdp
+Content-Length: [len]
+
+v=0
+o=phone 53655765 {2353687640 + cseq} IN IP[local_ip_type] [local_ip]
+s=-
+c=IN IP[media_ip_type] [media_ip]
+t=0 0
+m=audio [media_port] RTP/AVP 0 101
+a=rtpmap:0 PCMU/8000
+a=rtpmap:101 telephone-event/8000
+a=fmtp:101 0-15
+a={direction}
+
+]]></send>
+  <recv response="100" optional="true"/>
+  <recv response="200"/>
+  <send><![CDATA[
+ACK [next_url] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: <sip:[service]@[local_ip]:[local_port]>;tag=[pid]SIPpTag01[call_number]
+To: [$remote_from]
+[last_Call-ID:]
+CSeq: {cseq} ACK
+Contact: <sip:[service]@[local_ip]:[local_port]>
+Max-Forwards: 70
+Content-Length: 0
+
+]]></send>
+'''
 
 
 @dataclass(frozen=True)
@@ -166,12 +209,15 @@ class Phone:
     reject: int | None = None  # e.g. 486 to answer busy
     hangup_after_ms: int | None = None  # phone hangs up itself after this talk time
     auto_answer: bool = False  # answer at once an INVITE whose Call-Info says answer-after=0
+    hold_after_ms: int | None = None  # the phone holds the call itself (re-INVITE sendonly)...
+    hold_ms: int = 1500  # ... and takes it back (sendrecv) after this long
 
 
 def uas_scenario(phone: Phone) -> str:
     """Generated scenario XML for one phone behaviour."""
     actions = []
-    if phone.hangup_after_ms is not None:  # the BYE we send needs the caller's From
+    if phone.hangup_after_ms is not None or phone.hold_after_ms is not None:
+        # the requests the phone sends in the dialog need the caller's From
         actions.append('<ereg regexp=".*" search_in="hdr" header="From:"'
                        ' assign_to="remote_from"/>')
     if phone.auto_answer:
@@ -201,6 +247,13 @@ def uas_scenario(phone: Phone) -> str:
         bye_attrs = ""
         if phone.hangup_after_ms is not None:
             bye_attrs = f' timeout="{phone.hangup_after_ms}" ontimeout="hangup"'
+        if phone.hold_after_ms is not None:
+            parts.append(talk_loop(f' timeout="{phone.hold_after_ms}" ontimeout="phonehold"',
+                                   prefix="a"))
+            parts.append('  <label id="phonehold"/>\n' + _phone_reinvite(2, "sendonly"))
+            parts.append(talk_loop(f' timeout="{phone.hold_ms}" ontimeout="phoneunhold"',
+                                   prefix="b"))
+            parts.append('  <label id="phoneunhold"/>\n' + _phone_reinvite(3, "sendrecv"))
         parts.append(talk_loop(bye_attrs))
         if phone.hangup_after_ms is not None:
             parts.append(_HANGUP_BY_PHONE)

@@ -275,12 +275,35 @@ class CallControl:
             if leg is not None and channel.get("state") == "Up" and not leg.up:
                 leg.up = True
                 self._spawn(self._locked(self._on_answered, link.name, leg))
-        elif kind == "ChannelDestroyed":  # not StasisEnd: it carries no hangup cause
+        elif kind == "ChannelEnteredBridge":
+            bridge = (event.get("bridge") or {}).get("id", "")
+            channel = event.get("channel") or {}
+            conv = self.convs.get((link.name, bridge))
+            if conv is not None and channel.get("id") not in conv.members and \
+                    channel.get("id") != conv.holder:
+                self._spawn(self._locked(self._adopt, conv, channel))
+        elif kind in ("ChannelDestroyed", "StasisEnd"):
             channel = event.get("channel") or {}
             leg = self.legs.get((link.name, channel.get("id", "")))
-            if leg is not None and not leg.gone:
+            # StasisEnd carries no hangup cause: enough for an answered leg only (a Local
+            # channel swapped in by Asterisk raises no ChannelDestroyed to the app)
+            if leg is not None and not leg.gone and (kind == "ChannelDestroyed" or leg.up):
                 leg.gone = True
                 self._spawn(self._locked(self._on_gone, link.name, leg, event))
+
+    async def _adopt(self, conv: Conv, channel: dict[str, Any]) -> None:
+        """Asterisk put a channel in one of astcti's bridges (e.g. the Local channel of a
+        phone's own blind transfer): it is a party of that conversation from now on."""
+        key = (conv.link, channel["id"])
+        if key in self.conv_of or channel.get("id") in conv.incoming:
+            return
+        leg = self.legs.get(key)
+        if leg is None:
+            leg = self.legs[key] = Leg(conv.link, channel["id"], channel.get("name", ""),
+                                       number=(channel.get("caller") or {}).get("number", ""),
+                                       up=True)
+        conv.members.add(leg.id)
+        self.conv_of[key] = conv
 
     async def _locked(self, handler: Any, *args: Any) -> None:
         async with self._lock:

@@ -400,3 +400,24 @@ async def test_hold_from_the_phone_itself(lab: Lab, cti, clean_asterisk) -> None
         await _expect(client, "connectioncleared", "101")
     finally:
         _stop(lab, *([customer] if customer else []))
+
+
+async def test_blind_transfer_from_the_phone_itself(lab: Lab, cti, clean_asterisk) -> None:
+    """The agent's phone sends REFER: the customer ends up talking to 102, events follow."""
+    client = await _monitor(cti, "101", "102")
+    lab.start_phone("101", Phone(answer_after_ms=300, refer_to="102", refer_after_ms=1500))
+    lab.start_phone("102", Phone(answer_after_ms=300))
+    customer = None
+    try:
+        customer, callid = await _customer_talking_to(lab, client, "101", talk_ms=30000)
+        transferred = await _expect(client, "transferred", "101")
+        assert transferred["callid"] == callid and transferred["transferring"] == "101"
+        assert (await _expect(client, "connectioncleared", "101"))["cause"] == "transferred"
+        est = await _expect(client, "established", "102")
+        wait_for(lambda: any({"PJSIP/trunk", "PJSIP/102"} <= m or
+                             ("PJSIP/trunk" in m and any(n.startswith("Local/") for n in m))
+                             for m in _bridge_members(lab)), what="customer reaches 102")
+        await client.request("hangup", extension="102", callid=est["callid"])
+        assert await asyncio.to_thread(customer.wait, 20) == 0
+    finally:
+        _stop(lab, *([customer] if customer else []))

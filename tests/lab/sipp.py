@@ -201,6 +201,26 @@ Content-Length: 0
 '''
 
 
+def _phone_refer(cseq: int, target: str) -> str:
+    """The phone transfers the call itself (blind transfer: SIP REFER)."""
+    return f'''  <send retrans="500"><![CDATA[
+REFER [next_url] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: <sip:[service]@[local_ip]:[local_port]>;tag=[pid]SIPpTag01[call_number]
+To: [$remote_from]
+[last_Call-ID:]
+CSeq: {cseq} REFER
+Contact: <sip:[service]@[local_ip]:[local_port]>
+Refer-To: <sip:{target}@[remote_ip]:[remote_port]>
+Referred-By: <sip:[service]@[local_ip]:[local_port]>
+Max-Forwards: 70
+Content-Length: 0
+
+]]></send>
+  <recv response="202"/>
+'''
+
+
 @dataclass(frozen=True)
 class Phone:
     """How a SIPp desk phone behaves on each incoming call."""
@@ -211,12 +231,15 @@ class Phone:
     auto_answer: bool = False  # answer at once an INVITE whose Call-Info says answer-after=0
     hold_after_ms: int | None = None  # the phone holds the call itself (re-INVITE sendonly)...
     hold_ms: int = 1500  # ... and takes it back (sendrecv) after this long
+    refer_to: str | None = None  # the phone blind-transfers the call to this number...
+    refer_after_ms: int = 1500  # ... this long after answering, then hangs up
 
 
 def uas_scenario(phone: Phone) -> str:
     """Generated scenario XML for one phone behaviour."""
     actions = []
-    if phone.hangup_after_ms is not None or phone.hold_after_ms is not None:
+    if phone.hangup_after_ms is not None or phone.hold_after_ms is not None or \
+            phone.refer_to is not None:
         # the requests the phone sends in the dialog need the caller's From
         actions.append('<ereg regexp=".*" search_in="hdr" header="From:"'
                        ' assign_to="remote_from"/>')
@@ -254,8 +277,13 @@ def uas_scenario(phone: Phone) -> str:
             parts.append(talk_loop(f' timeout="{phone.hold_ms}" ontimeout="phoneunhold"',
                                    prefix="b"))
             parts.append('  <label id="phoneunhold"/>\n' + _phone_reinvite(3, "sendrecv"))
+        if phone.refer_to is not None:
+            parts.append(talk_loop(f' timeout="{phone.refer_after_ms}" ontimeout="phonerefer"',
+                                   prefix="r"))
+            parts.append('  <label id="phonerefer"/>\n' + _phone_refer(4, phone.refer_to))
+            bye_attrs = ' timeout="1500" ontimeout="hangup"'  # NOTIFYs, then the phone hangs up
         parts.append(talk_loop(bye_attrs))
-        if phone.hangup_after_ms is not None:
+        if phone.hangup_after_ms is not None or phone.refer_to is not None:
             parts.append(_HANGUP_BY_PHONE)
     parts.append(_CANCELLED)
     parts.append('  <label id="end"/>\n</scenario>\n')

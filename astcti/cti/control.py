@@ -25,7 +25,6 @@ import logging
 import re
 import uuid
 from urllib.parse import urlencode
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -53,6 +52,7 @@ HANGUP_REASONS = {17: "busy", 18: "no_answer", 19: "no_answer", 21: "normal",
                   38: "congestion", 41: "congestion", 42: "congestion"}
 DIAL_REASONS = {"BUSY": "busy", "NOANSWER": "no_answer", "CHANUNAVAIL": "congestion",
                 "CONGESTION": "congestion"}
+HOLDING_VAR = "ASTCTI_HOLDING"  # on an agent channel: the bridge it holds
 AGENT_RING_SECONDS = 30
 FAR_RING_SECONDS = 60
 
@@ -98,7 +98,6 @@ class CallControl:
     """The service behind the call control requests and the Stasis event handling."""
 
     def __init__(self, tracker: Tracker, directory: Directory,
-                 publish: Callable[[Any], None] | None = None,
                  dial_context: str = "from-internal") -> None:
         self.tracker = tracker
         self.directory = directory
@@ -575,6 +574,9 @@ class CallControl:
                         channel=conn.channel_id)
         await self._quiet(conn.link, "bridges", "startMoh", bridgeId=conv.bridge_id)
         conv.moh = True
+        # remembered in Asterisk, so a restarted astcti knows this lone party is held
+        await self._quiet(conn.link, "channels", "setChannelVar", channelId=conn.channel_id,
+                          variable=HOLDING_VAR, value=conv.bridge_id)
 
     async def retrieve(self, extension: str, callid: str) -> None:
         async with self._lock:
@@ -586,6 +588,8 @@ class CallControl:
             await self._quiet(conn.link, "bridges", "stopMoh", bridgeId=conv.bridge_id)
             conv.moh = False
         conv.holder = None
+        await self._quiet(conn.link, "channels", "setChannelVar", channelId=conn.channel_id,
+                          variable=HOLDING_VAR, value="")
         await self._join(conv, conn.channel_id)
 
     async def consultation(self, extension: str, callid: str, destination: str,
@@ -653,11 +657,10 @@ class CallControl:
             others = [m for m in conv.members if m != conn.channel_id]
             if not others:
                 raise ControlError("no active call", 409)
-            far = await self._far_into(conv, others[0], destination, extension)
+            await self._far_into(conv, others[0], destination, extension)
             self.tracker.expect(link, conn.channel_id, Intent(
                 "transferred", extension, [conn.channel_id, *self._watched(link, others)],
                 [self._number(link, c) for c in others] + [destination]))
-            del far
             conv.members.discard(conn.channel_id)
             self.conv_of.pop((link, conn.channel_id), None)
             await self._quiet(link, "bridges", "removeChannel", bridgeId=conv.bridge_id,
@@ -753,13 +756,32 @@ class CallControl:
                     if (link.name, channel_id) in self.legs:
                         conv.members.add(channel_id)
                         self.conv_of[(link.name, channel_id)] = conv
-                if not conv.members:
-                    await self._quiet(link.name, "bridges", "destroy", bridgeId=conv.bridge_id)
-                    del self.convs[(link.name, conv.bridge_id)]
+                if len(conv.members) == 1:
+                    conv.holder = await self._find_holder(link.name, conv.bridge_id)
+                    if conv.holder is not None:
+                        self.conv_of[(link.name, conv.holder)] = conv
+                        conv.moh = True
+                        self.tracker.restore_hold(link.name, conv.holder)
+                await self._settle(conv)  # parties that left while astcti was away
         if self.legs:
             log.info("%s: call control resumed %d channel(s) in %d bridge(s)", link.name,
                      len([k for k in self.legs if k[0] == link.name]),
                      len([k for k in self.convs if k[0] == link.name]))
+
+    async def _find_holder(self, link: str, bridge_id: str) -> str | None:
+        """The agent channel holding this bridge (HOLDING_VAR), among unbridged Stasis legs."""
+        bridged = set(self.conv_of)
+        for key, leg in self.legs.items():
+            if key[0] != link or key in bridged or not leg.up:
+                continue
+            try:
+                reply = await self._ari(link, "channels", "getChannelVar", channelId=leg.id,
+                                        variable=HOLDING_VAR)
+            except AriError:
+                continue
+            if (reply or {}).get("value") == bridge_id:
+                return leg.id
+        return None
 
     def forget_link(self, link: str) -> None:
         """The link went down: what astcti knew of its Stasis channels is stale."""

@@ -400,6 +400,14 @@ class Tracker:
         if conn is not None:
             conn.hold_pending = True
 
+    def restore_hold(self, link: str, channel_id: str) -> None:
+        """After a reconnect: astcti finds this channel holding its call (no event: clients
+        that resume get the state in their snapshot)."""
+        conn = self.connections.get((link, channel_id))
+        if conn is not None:
+            conn.state = ConnectionState.HELD
+            conn.held_by_astcti = True
+
     def expect(self, link: str, trigger_channel: str, intent: Intent) -> None:
         """Fire `intent` when the trigger channel is destroyed (transfer) or bridged (conference)."""
         self.intents[(link, trigger_channel)] = intent

@@ -421,3 +421,33 @@ async def test_blind_transfer_from_the_phone_itself(lab: Lab, cti, clean_asteris
         assert await asyncio.to_thread(customer.wait, 20) == 0
     finally:
         _stop(lab, *([customer] if customer else []))
+
+
+async def test_held_call_survives_an_astcti_restart(lab: Lab, cti, clean_asterisk) -> None:
+    """kill -9 astcti while a call is held: the restarted daemon finds the held call in
+    Asterisk (bridges, and the holding leg's ASTCTI_HOLDING variable) and can retrieve it."""
+    client = await _monitor(cti, "101")
+    lab.start_phone("101", AGENT)
+    lab.start_phone("102", Phone(answer_after_ms=300))
+    try:
+        callid = (await client.request("makecall", extension="101", destination="102"))["callid"]
+        await _expect(client, "established", "101")
+        await client.request("hold", extension="101", callid=callid)
+        await _expect(client, "held", "101")
+        await asyncio.to_thread(lab.stop_astcti, True)
+        await asyncio.to_thread(lab.start_astcti)
+        again: CtiClient = await cti()
+        for _ in range(100):  # the link comes up just after the listeners
+            if (await again.request("startmonitor", extension="101", check=False))["result"] \
+                    == "success":
+                break
+            await asyncio.sleep(0.1)
+        snap = await again.request("snapshot", extension="101")
+        assert [(c["callid"], c["state"]) for c in snap["calls"]] == [(callid, "held")]
+        await again.request("retrieve", extension="101", callid=callid)
+        assert (await _expect(again, "retrieved", "101"))["callid"] == callid
+        assert _bridge_members(lab) == [{"PJSIP/101", "PJSIP/102"}]
+        await again.request("hangup", extension="101", callid=callid)
+        await _expect(again, "connectioncleared", "101")
+    finally:
+        _stop(lab)

@@ -14,7 +14,7 @@ import pytest
 
 from astcti.client import CtiClient
 from tests.lab import Lab
-from tests.lab.ari import bridges, channels, wait_for
+from tests.lab.ari import ari, bridges, channels, wait_for
 from tests.lab.sipp import Phone, SippProcess, phone_process
 
 pytestmark = pytest.mark.lab
@@ -451,3 +451,24 @@ async def test_held_call_survives_an_astcti_restart(lab: Lab, cti, clean_asteris
         await _expect(again, "connectioncleared", "101")
     finally:
         _stop(lab)
+
+
+async def test_held_party_hangs_up_before_the_transfer(lab: Lab, cti, clean_asterisk) -> None:
+    """The customer hangs up while held for a consultation: the transfer then fails cleanly and
+    the consultation goes on."""
+    client = await _monitor(cti, "101", "102")
+    customer = None
+    try:
+        customer, held, active = await _consult(lab, client)
+        trunk = next(c for c in channels(lab) if c["name"].startswith("PJSIP/trunk-"))
+        ari(lab, "DELETE", f"channels/{trunk['id']}")  # as if the customer hung up
+        cleared = await _expect(client, "connectioncleared", "101")
+        assert cleared["callid"] == held
+        bad = await client.request("transfer", extension="101", activecallid=active,
+                                   heldcallid=held, check=False)
+        assert bad["error"] == "invalid call id"
+        assert _bridge_members(lab) == [{"PJSIP/101", "PJSIP/102"}]  # consultation goes on
+        await client.request("hangup", extension="101", callid=active)
+        await _expect(client, "connectioncleared", "102")
+    finally:
+        _stop(lab, *([customer] if customer else []))

@@ -21,7 +21,7 @@ from pathlib import Path
 from astcti import provision
 from astcti.secrets import encrypt, load_key
 from astcti.store import Store
-from astcti.store.store import ListenerRow
+from astcti.store.store import ExtensionRow, ListenerRow
 from tests.lab import chroot
 from tests.lab.sipp import Phone, SippProcess, caller_process, phone_process, wait_port_free
 
@@ -63,6 +63,7 @@ class LabConfig:
     astcti_log: str = str(LAB_DIR / "astcti.log")
     phones_mode: str = "auto"
     port_offset: int = 0
+    extra_extensions: list[str] = field(default_factory=list)  # more watched endpoints (bench)
     pids: dict[str, int] = field(default_factory=dict)
 
     @classmethod
@@ -155,6 +156,15 @@ def _kill_group(pid: int, timeout: float = 10.0) -> None:
         pass
 
 
+def free_port() -> int:
+    """A TCP port nobody listens on right now (for a test's extra listener or daemon)."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
 def _port_in_use(port: int, udp: bool = False) -> bool:
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM if udp else socket.SOCK_STREAM)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -242,6 +252,7 @@ class Lab:
             "phones": [{"ext": e, "port": p, **({"dtmf_mode": "info"} if e == "104" else {})}
                        for e, p in c.phones.items()],
             "trunk_port": c.trunk_port, "trunk_ports": c.trunk_ports,
+            "extra_extensions": c.extra_extensions,
             "rtp_start": 20000 + 10 * c.port_offset, "rtp_end": 20999 + 10 * c.port_offset,
         }
         provision.write(provision.render("lab", variables), self.root / "etc/asterisk")
@@ -320,8 +331,8 @@ class Lab:
                                 f"127.0.0.1#{c.ari_port}#{c.ari_app},{c.ari_user},{token}",
                                 "Asterisk lab")
             store.set_parameter("acti_heartbeat", "2")
-            for ext in c.phones:
-                store.add_extension(ext, "PJSIP")
+            store.add_extensions([ExtensionRow(e, "PJSIP")
+                                  for e in [*c.phones, *c.extra_extensions]])
             for port, proto in [(c.rest_port, "astctirest"), (c.tcp_port, "astctiapi"),
                                 (c.ws_port, "astctiws")]:
                 store.add_listener(ListenerRow(port, "127.0.0.1", "*", proto, "token"))

@@ -263,6 +263,11 @@ class CallControl:
         if kind == "StasisStart":
             args = event.get("args") or []
             if args and args[0] == "dial":
+                channel = event["channel"]  # known at once: its hangup may come before the task
+                self.legs[(link.name, channel["id"])] = Leg(
+                    link.name, channel["id"], channel["name"],
+                    number=(channel.get("caller") or {}).get("number", ""),
+                    up=channel.get("state") == "Up")
                 self._spawn(self._locked(self._on_dial_request, link.name, event))
         elif kind == "Dial":
             peer = (event.get("peer") or {}).get("id", "")
@@ -312,10 +317,9 @@ class CallControl:
         """A call entered the app from the dialplan: dial the callee for it."""
         channel = event["channel"]
         args = event.get("args") or []
-        caller = Leg(link, channel["id"], channel["name"],
-                     number=(channel.get("caller") or {}).get("number", ""),
-                     up=channel.get("state") == "Up")
-        self.legs[(link, caller.id)] = caller
+        caller = self.legs.get((link, channel["id"]))
+        if caller is None or caller.gone:
+            return  # hung up before astcti got to it
         dialstring = args[1] if len(args) > 1 else ""
         try:
             timeout = int(args[2]) if len(args) > 2 and args[2] else FAR_RING_SECONDS

@@ -472,3 +472,48 @@ async def test_held_party_hangs_up_before_the_transfer(lab: Lab, cti, clean_aste
         await _expect(client, "connectioncleared", "102")
     finally:
         _stop(lab, *([customer] if customer else []))
+
+
+async def test_queue_call_through_the_agent_shim_is_controllable(lab: Lab, cti,
+                                                                 clean_asterisk) -> None:
+    """A queue member added as Local/101@astcti-agent/n: the queue's call reaches 101 through
+    astcti's Stasis app, so hold works on it (the customer hears music on hold)."""
+    c = lab.config
+
+    # the queue helper takes its inputs as channel variables (JSON body): raw HTTP here
+    import base64
+    import json
+    import urllib.request
+
+    def helper(action: str) -> None:
+        body = json.dumps({"variables": {"QNAME": c.queue, "QIFACE": "Local/101@astcti-agent/n",
+                                         "QSTATEIFACE": "PJSIP/101", "QMEMBERNAME": "101"}})
+        req = urllib.request.Request(
+            f"{c.ari_url}/ari/channels?endpoint=Local/{action}@astcti-queue&app={c.ari_app}-helper",
+            data=body.encode(), method="POST", headers={"Content-Type": "application/json"})
+        token = base64.b64encode(f"{c.ari_user}:{c.ari_password}".encode()).decode()
+        req.add_header("Authorization", f"Basic {token}")
+        urllib.request.urlopen(req, timeout=5).read()
+
+    client = await _monitor(cti, "101")
+    lab.start_phone("101", Phone(answer_after_ms=300))
+    customer = None
+    helper("add")
+    try:
+        wait_for(lambda: "Local/101@astcti-agent" in lab.rx(f"queue show {c.queue}"),
+                 what="shim member in the queue")
+        customer = lab.call(c.queue_number, talk_ms=30000)
+        est = await _expect(client, "established", "101")
+        callid = est["callid"]
+        await client.request("hold", extension="101", callid=callid)
+        assert (await _expect(client, "held", "101"))["callid"] == callid
+        wait_for(lambda: "Announcer/ARI_MOH" in lab.rx("core show channels"),
+                 what="music on hold to the queue's caller")
+        await client.request("retrieve", extension="101", callid=callid)
+        await _expect(client, "retrieved", "101")
+        await client.request("hangup", extension="101", callid=callid)
+        await _expect(client, "connectioncleared", "101")
+        assert await asyncio.to_thread(customer.wait, 20) == 0
+    finally:
+        helper("remove")
+        _stop(lab, *([customer] if customer else []))

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 from astcti.cti.model import Connection, ConnectionState, Direction
 from astcti.cti.tracker import Intent, Plan, Tracker
 from astcti.pbx.ari import AriError, AriEvent
+from astcti.pbx.dialplan import LINKEDID_VAR
 
 if TYPE_CHECKING:
     from astcti.cti.directory import Directory
@@ -743,14 +744,21 @@ class CallControl:
             return
         async with self._lock:
             self.forget_link(link.name)
+            linked: dict[str, list[Leg]] = {}  # linkedid -> its legs in astcti's app
+            roots: dict[str, Leg] = {}  # linkedid -> the leg the others were dialled for
             for channel in channels:
                 plan = channel.get("dialplan") or {}
-                if plan.get("app_name") == "Stasis" and \
-                        str(plan.get("app_data", "")).split(",", 1)[0] == app:
-                    self.legs[(link.name, channel["id"])] = Leg(
-                        link.name, channel["id"], channel["name"],
-                        number=(channel.get("caller") or {}).get("number", ""),
-                        up=channel.get("state") == "Up")
+                args = str(plan.get("app_data", "")).split(",")
+                if plan.get("app_name") != "Stasis" or args[0] != app:
+                    continue
+                leg = Leg(link.name, channel["id"], channel["name"],
+                          number=(channel.get("caller") or {}).get("number", ""),
+                          up=channel.get("state") == "Up")
+                self.legs[(link.name, leg.id)] = leg
+                linkedid = (channel.get("channelvars") or {}).get(LINKEDID_VAR) or leg.id
+                linked.setdefault(linkedid, []).append(leg)
+                if (len(args) > 1 and args[1] == "dial") or leg.id == linkedid:
+                    roots.setdefault(linkedid, leg)
             for bridge in bridges:
                 if bridge.get("bridge_class") != "stasis" or bridge.get("name") != "astcti":
                     continue
@@ -766,7 +774,26 @@ class CallControl:
                         self.conv_of[(link.name, conv.holder)] = conv
                         conv.moh = True
                         self.tracker.restore_hold(link.name, conv.holder)
-                await self._settle(conv)  # parties that left while astcti was away
+            # legs outside any bridge were being dialled (or answered) when astcti went away:
+            # tie them to the leg they were dialled for, as if astcti had never left
+            waiting: list[Leg] = []
+            for linkedid, legs in linked.items():
+                root = roots.get(linkedid)
+                for leg in legs:
+                    if root is None or leg is root or (link.name, leg.id) in self.conv_of:
+                        continue
+                    leg.peer = root.id
+                    self.tracker.dialling(link.name, leg.id, root.id)
+                    conv = self.conv_of.get((link.name, root.id))
+                    if conv is not None:
+                        conv.incoming.add(leg.id)
+                    if leg.up:
+                        waiting.append(leg)
+            for conv in list(self.convs.values()):
+                if conv.link == link.name:
+                    await self._settle(conv)  # parties that left while astcti was away
+            for leg in waiting:
+                await self._on_answered(link.name, leg)
         if self.legs:
             log.info("%s: call control resumed %d channel(s) in %d bridge(s)", link.name,
                      len([k for k in self.legs if k[0] == link.name]),

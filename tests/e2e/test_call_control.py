@@ -517,3 +517,25 @@ async def test_queue_call_through_the_agent_shim_is_controllable(lab: Lab, cti,
     finally:
         helper("remove")
         _stop(lab, *([customer] if customer else []))
+
+
+async def test_call_answered_while_astcti_is_away_is_bridged_on_return(lab: Lab, cti,
+                                                                       clean_asterisk) -> None:
+    """astcti dies while the agent's phone rings; the agent answers meanwhile. The restarted
+    daemon ties the legs together by their linkedid and bridges them: the call goes on."""
+    lab.start_phone("101", Phone(answer_after_ms=2500))
+    customer = None
+    try:
+        client = await _monitor(cti, "101")
+        customer = lab.call("101", talk_ms=6000)
+        await _expect(client, "delivered", "101")
+        await asyncio.to_thread(lab.stop_astcti, True)  # kill -9 while 101 rings
+        wait_for(lambda: any(c["name"].startswith("PJSIP/101-") and c["state"] == "Up"
+                             for c in channels(lab)), what="101 answered while astcti is away")
+        assert not bridges(lab)
+        await asyncio.to_thread(lab.start_astcti)
+        wait_for(lambda: _bridge_members(lab) == [{"PJSIP/trunk", "PJSIP/101"}],
+                 what="customer and 101 bridged by the restarted astcti")
+        assert await asyncio.to_thread(customer.wait, 30) == 0  # the customer talked, hung up
+    finally:
+        _stop(lab, *([customer] if customer else []))

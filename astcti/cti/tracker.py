@@ -142,9 +142,12 @@ class Tracker:
         if plan is not None and plan.replaces is not None:
             return self._replace(link, plan.replaces, channel)
         state = channel.get("state", "")
-        outgoing = state == "Ring" or (state == "Up" and (channel.get("dialplan") or {})
-                                       .get("app_name") not in ("AppDial", "AppQueue",
-                                                                "Stasis"))
+        dialplan = channel.get("dialplan") or {}
+        if dialplan.get("app_name") == "Stasis":  # astcti's: Stasis(app,dial,...) = a caller
+            outgoing = str(dialplan.get("app_data", "")).split(",")[1:2] == ["dial"]
+        else:
+            outgoing = state == "Ring" or (state == "Up" and dialplan.get("app_name") not in
+                                           ("AppDial", "AppQueue"))
         if plan is not None:
             outgoing = plan.outgoing
         conn = Connection(

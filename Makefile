@@ -21,7 +21,7 @@ help:
 # System packages the project needs (installed only when missing, so repeat runs are quick).
 sysdeps:
 	@missing=""; \
-	for pair in mmdebstrap:mmdebstrap sipp:sip-tester unshare:util-linux; do \
+	for pair in mmdebstrap:mmdebstrap sipp:sip-tester unshare:util-linux tmux:tmux; do \
 	  cmd=$${pair%%:*}; pkg=$${pair##*:}; \
 	  command -v $$cmd >/dev/null 2>&1 || missing="$$missing $$pkg"; \
 	done; \

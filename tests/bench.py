@@ -460,6 +460,8 @@ async def main() -> None:
              REPO / "docs" / "latency.png")
         text += "\n![latency distribution](latency.png)\n"
     out = REPO / "docs" / "benchmarks.md"
+    if out.exists() and "\n## Soak\n" in out.read_text():  # keep `make soak`'s section
+        text = text.rstrip() + "\n\n## Soak\n" + out.read_text().split("\n## Soak\n", 1)[1]
     out.write_text(text)
     print(text)
 

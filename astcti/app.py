@@ -20,6 +20,7 @@ from astcti.admin.trace import TraceBus  # admin console (issue 7)
 from astcti.api.auth import Auth
 from astcti.api.dispatch import Dispatcher, Services
 from astcti.api.listeners import Listeners
+from astcti.cti.control import CallControl
 from astcti.cti.directory import Directory
 from astcti.cti.events import LinkDown, LinkUp
 from astcti.cti.hub import Hub
@@ -53,6 +54,7 @@ class Daemon:
         self.directory = Directory()
         self.tracker = Tracker(self.directory.resolve)
         self.hub = Hub()
+        self.control = CallControl(self.tracker, self.directory)  # issue 4: call control
         self.services: Services | None = None
         self.dispatcher: Dispatcher | None = None
         self.listeners: Listeners | None = None
@@ -75,6 +77,8 @@ class Daemon:
             await self.directory.add(ext.number, ext.technology)
         self.services = Services(self.store, self.directory, self.tracker, self.hub,
                                  Auth(self.store))
+        self.services.extra["control"] = self.control
+        self.control.dial_context = params.get("acti_dial_context") or "from-internal"
         self.dispatcher = Dispatcher(self.services)
         self.dispatcher.tap = self.trace.on_client  # admin console (issue 7)
         self._start_links()
@@ -170,6 +174,7 @@ class Daemon:
         self.trace.on_ari(link.name, event)  # admin console (issue 7); no-op unless traced
         for cti_event in self.tracker.handle(link.name, event):
             self.hub.publish(cti_event)
+        self.control.on_event(link, event)
 
     async def _on_link_up(self, link: AsteriskLink) -> None:
         """Resubscribe the configured extensions and resynchronise calls after any connect."""
@@ -181,6 +186,7 @@ class Daemon:
             log.warning("%s: cannot list channels to resync: %s", link.name, exc.message)
             channels = []
         self.hub.publish_all(self.tracker.resync(link.name, channels, _now()))
+        await self.control.resync(link)
         for ext, name in self.directory.serving.items():
             if name == link.name:
                 self.hub.publish(LinkUp(ext, "", _now(), link=link.name))
@@ -194,6 +200,7 @@ class Daemon:
             log.info("%s: event filter not applied (%s)", link.name, exc.message)
 
     def _on_link_down(self, link: AsteriskLink, reason: str) -> None:
+        self.control.forget_link(link.name)
         for ext, name in self.directory.serving.items():
             if name == link.name:
                 self.hub.publish(LinkDown(ext, "", _now(), link=link.name, reason=reason))

@@ -45,6 +45,9 @@ class Connection:
     failed_cause: str | None = None
     hangup_cause: int | None = None
     held_by_astcti: bool = False
+    hold_pending: bool = False  # astcti is taking this channel out of its bridge to hold it
+    await_far_answer: bool = False  # makecall/consultation: established when the far end answers
+    clear_cause: str | None = None  # e.g. "transferred": overrides the cause of the clearing
 
     def view(self) -> dict[str, Any]:
         """The connection as `snapshot` reports it."""

@@ -252,7 +252,8 @@ class Lab:
             "http_bind": "127.0.0.1", "http_port": c.ari_port,
             "ari_user": c.ari_user, "ari_password": c.ari_password,
             "sip_port": c.sip_port,
-            "phones": [{"ext": e, "port": p}
+            # 104 sends DTMF as SIP INFO so a SIPp phone can see the digits astcti sends
+            "phones": [{"ext": e, "port": p, **({"dtmf_mode": "info"} if e == "104" else {})}
                        for e, p in {**c.phones, **c.spare_phones}.items()],
             "trunk_port": c.trunk_port, "trunk_ports": c.trunk_ports,
             "extra_extensions": c.extra_extensions,
@@ -473,13 +474,21 @@ class ExtraDaemon:
         finally:
             store.close()
 
-    def start(self) -> ExtraDaemon:
+    @property
+    def admin_socket(self) -> Path:
+        return self.workdir / "extra-admin.sock"
+
+    def command(self, db: Path | None = None) -> list[str]:
+        return [sys.executable, "-m", "astcti", "--db", str(db or self.db), "--key",
+                str(self.key), "serve", "--admin-socket", str(self.admin_socket)]
+
+    def start(self, command: list[str] | None = None) -> ExtraDaemon:
+        """Start it (`command`: e.g. `self.command()` wrapped in unshare for a fault test)."""
         offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         log = open(self.log_path, "ab")
         env = dict(os.environ, PYTHONPATH=str(REPO))
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "astcti", "--db", str(self.db), "--key", str(self.key),
-             "serve", "--admin-socket", str(self.workdir / "extra-admin.sock")],
+            command or self.command(),
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True, env=env, cwd=str(REPO))
         deadline = time.monotonic() + 30

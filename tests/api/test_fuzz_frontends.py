@@ -11,7 +11,7 @@ import aiohttp
 from tests.api.conftest import LocalDaemon
 from tests.fuzz import bad_requests, well_formed
 
-COUNT = 3000
+COUNT = 10000  # per interface (issue 9)
 
 
 async def test_tcp_fuzz(local_daemon: LocalDaemon) -> None:

@@ -19,10 +19,12 @@ from astcti import __version__
 from astcti.api.auth import Auth
 from astcti.api.dispatch import Dispatcher, Services
 from astcti.api.listeners import Listeners
+from astcti.cti.acd import AcdService
 from astcti.cti.directory import Directory
 from astcti.cti.events import LinkDown, LinkUp
 from astcti.cti.hub import Hub
 from astcti.cti.tracker import Tracker
+from astcti.cti.userdata import UserDataService
 from astcti.errors import AstctiError
 from astcti.pbx.ari import AriError, AriEvent
 from astcti.pbx.link import AsteriskLink
@@ -55,6 +57,8 @@ class Daemon:
         self.services: Services | None = None
         self.dispatcher: Dispatcher | None = None
         self.listeners: Listeners | None = None
+        self.acd: AcdService | None = None  # ACD agents (issue 5)
+        self.userdata: UserDataService | None = None  # call user data (issue 5)
         self._stopping = asyncio.Event()
 
     # -- lifecycle --------------------------------------------------------------------------------
@@ -69,6 +73,7 @@ class Daemon:
             await self.directory.add(ext.number, ext.technology)
         self.services = Services(self.store, self.directory, self.tracker, self.hub,
                                  Auth(self.store))
+        self._start_acd()
         self.dispatcher = Dispatcher(self.services)
         self._start_links()
         self.listeners = Listeners(self.dispatcher)
@@ -103,6 +108,8 @@ class Daemon:
     async def stop(self) -> None:
         if self.listeners is not None:
             await self.listeners.close_all()
+        if self.acd is not None:
+            await self.acd.stop()
         for link in self.links.values():
             await link.stop()
         self.links.clear()
@@ -126,8 +133,13 @@ class Daemon:
 
     # -- the event flow -------------------------------------------------------------------------
     def _on_ari_event(self, link: AsteriskLink, event: AriEvent) -> None:
-        for cti_event in self.tracker.handle(link.name, event):
+        cti_events = self.tracker.handle(link.name, event)
+        if self.userdata is not None and cti_events:  # issue 5: the call's user data
+            cti_events = self.userdata.decorate(cti_events)
+        for cti_event in cti_events:
             self.hub.publish(cti_event)
+        if self.acd is not None:  # issue 5: helper replies, pause changes, queue calls
+            self.acd.on_event(link, event, cti_events)
 
     async def _on_link_up(self, link: AsteriskLink) -> None:
         """Resubscribe the configured extensions and resynchronise calls after any connect."""
@@ -138,7 +150,11 @@ class Daemon:
         except AriError as exc:
             log.warning("%s: cannot list channels to resync: %s", link.name, exc.message)
             channels = []
-        self.hub.publish_all(self.tracker.resync(link.name, channels, _now()))
+        resynced = self.tracker.resync(link.name, channels, _now())
+        if self.userdata is not None:
+            resynced = self.userdata.decorate(resynced)
+        self.hub.publish_all(resynced)
+        await self._acd_link_up(link)
         for ext, name in self.directory.serving.items():
             if name == link.name:
                 self.hub.publish(LinkUp(ext, "", _now(), link=link.name))
@@ -150,6 +166,22 @@ class Daemon:
                                       {"disallowed": [{"type": "ChannelVarset"}]})
         except AriError as exc:
             log.info("%s: event filter not applied (%s)", link.name, exc.message)
+
+    # -- ACD agents and user data (issue 5) ------------------------------------------------------
+    def _start_acd(self) -> None:
+        assert self.store is not None and self.services is not None
+        grace = float(self.store.get_parameter("acti_userdata_grace", "60") or 60)
+        self.userdata = UserDataService(self.store, grace=grace)
+        self.acd = AcdService(self.store, self.directory, self.hub)
+        self.tracker.queue_of = self.acd.queue_of
+        self.services.extra.update(acd=self.acd, userdata=self.userdata)
+
+    async def _acd_link_up(self, link: AsteriskLink) -> None:
+        """Agents re-read from the queues; user data of calls that ended meanwhile expires."""
+        if self.userdata is not None:
+            self.userdata.live(self.tracker.calls)
+        if self.acd is not None:
+            await self.acd.on_link_up(link)
 
     def _on_link_down(self, link: AsteriskLink, reason: str) -> None:
         for ext, name in self.directory.serving.items():

@@ -45,6 +45,7 @@ class Connection:
     failed_cause: str | None = None
     hangup_cause: int | None = None
     held_by_astcti: bool = False
+    via_queue: bool = False  # created by app_queue (dialplan app AppQueue)
 
     def view(self) -> dict[str, Any]:
         """The connection as `snapshot` reports it."""

@@ -315,6 +315,7 @@ class Lab:
 
     def start_astcti(self, wait: bool = True) -> None:
         c = self.config
+        self._log_offset = Path(c.astcti_log).stat().st_size if Path(c.astcti_log).exists() else 0
         log = open(c.astcti_log, "ab")
         env = dict(os.environ, PYTHONPATH=str(REPO))
         proc = subprocess.Popen(self.astcti_command(), stdin=subprocess.DEVNULL, stdout=log,
@@ -331,7 +332,10 @@ class Lab:
         while time.monotonic() < deadline:
             if not _alive(self.config.pids.get("astcti")):
                 raise LabError(f"astcti exited while starting: see {self.config.astcti_log}")
-            text = Path(self.config.astcti_log).read_text(errors="replace")
+            # only this start's lines: a restart must not see the previous run's "ready:"
+            with open(self.config.astcti_log, "rb") as fh:
+                fh.seek(getattr(self, "_log_offset", 0))
+                text = fh.read().decode(errors="replace")
             starts = text.rsplit("astcti starting", 1)
             if len(starts) == 2 and marker in starts[1]:
                 return

@@ -45,7 +45,7 @@ class CtiClient:
                         *, token: str | None = None, ssl: Any = None) -> CtiClient:
         session = aiohttp.ClientSession()
         try:
-            ws = await session.ws_connect(url, heartbeat=30, ssl=ssl)
+            ws = await session.ws_connect(url, heartbeat=30, **({"ssl": ssl} if ssl else {}))
         except BaseException:
             await session.close()
             raise
@@ -75,7 +75,7 @@ class CtiClient:
     async def tcp(cls, host: str, port: int, username: str | None = None,
                   password: str | None = None, *, token: str | None = None,
                   ssl: Any = None) -> CtiClient:
-        reader, writer = await asyncio.open_connection(host, port, ssl=ssl, limit=2**20)
+        reader, writer = await asyncio.open_connection(host, port, ssl=ssl or None, limit=2**20)
 
         async def send(text: str) -> None:
             writer.write(text.encode() + b"\n")

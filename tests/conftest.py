@@ -34,3 +34,22 @@ def phones(lab: Lab) -> Iterator[Lab]:
     finally:
         for ext in list(lab.phones):
             lab.stop_phone(ext)
+
+
+@pytest.fixture
+async def cti(lab: Lab):
+    """A logged-in WebSocket client of the lab's astcti (closed after the test)."""
+    from astcti.client import CtiClient
+
+    clients: list[CtiClient] = []
+
+    async def connect(login: bool = True) -> CtiClient:
+        c = lab.config
+        client = await CtiClient.websocket(c.ws_url, c.astcti_user if login else None,
+                                           c.astcti_password if login else None)
+        clients.append(client)
+        return client
+
+    yield connect
+    for client in clients:
+        await client.close()

@@ -16,8 +16,17 @@ PACKAGES = [
     "asterisk-moh-opsound-gsm",
 ]
 CACHE_ROOT = Path(os.environ.get("ASTCTI_LAB_CACHE", "/var/cache/astcti-lab"))
+# /var/run is a symlink to /run (absolute!): always use run/ so nothing outside the root is touched
 ASTERISK_DIRS = ["var/lib/asterisk", "var/log/asterisk", "var/spool/asterisk",
-                 "var/run/asterisk", "etc/asterisk"]
+                 "run/asterisk", "etc/asterisk"]
+
+
+def inside(root: Path, rel: str) -> Path:
+    """root/rel, refusing any path that a symlink would lead out of the chroot."""
+    path = (root / rel).resolve()
+    if not path.is_relative_to(root.resolve()):
+        raise ChrootError(f"{root / rel} leads outside the chroot ({path})")
+    return path
 
 
 class ChrootError(RuntimeError):
@@ -87,27 +96,37 @@ def copy_base(base: Path, dest: Path) -> None:
 def reset_state(root: Path) -> None:
     """Forget what a previous lab left (astdb with queue members, logs, spool)."""
     for rel in ["var/lib/asterisk/astdb.sqlite3", "var/log/asterisk/messages.log"]:
-        (root / rel).unlink(missing_ok=True)
-    for rel in ["var/spool/asterisk/outgoing", "var/run/asterisk"]:
-        d = root / rel
+        inside(root, rel).unlink(missing_ok=True)
+    clear_run_dir(root)
+    for rel in ["var/spool/asterisk/outgoing"]:
+        d = inside(root, rel)
         if d.is_dir():
             for child in d.iterdir():
                 if child.is_file() or child.is_socket():
                     child.unlink(missing_ok=True)
 
 
+def clear_run_dir(root: Path) -> None:
+    """A killed Asterisk leaves its control socket and pid file; a new one would refuse to start."""
+    run = inside(root, "run/asterisk")
+    if run.is_dir():
+        for child in run.iterdir():
+            child.unlink(missing_ok=True)
+
+
 def prepare_for_asterisk(root: Path) -> None:
     """Asterisk refuses to run as root from the stock tree: hand its dirs to the asterisk user."""
     hostname = os.uname().nodename
     (root / "etc/hosts").write_text(f"127.0.0.1 localhost {hostname}\n::1 localhost ip6-localhost\n")
-    (root / "var/run/asterisk").mkdir(parents=True, exist_ok=True)
+    inside(root, "run/asterisk").mkdir(parents=True, exist_ok=True)
+    clear_run_dir(root)
     passwd = (root / "etc/passwd").read_text()
     m = re.search(r"^asterisk:[^:]*:(\d+):(\d+):", passwd, re.M)
     if not m:
         raise ChrootError(f"no asterisk user in {root}/etc/passwd: rebuild the chroot cache")
     uid, gid = int(m.group(1)), int(m.group(2))
     for rel in ASTERISK_DIRS:
-        for dirpath, dirnames, filenames in os.walk(root / rel):
+        for dirpath, dirnames, filenames in os.walk(inside(root, rel)):
             os.chown(dirpath, uid, gid)
             for name in filenames:
                 os.lchown(os.path.join(dirpath, name), uid, gid)

@@ -116,19 +116,39 @@ def _alive(pid: int | None) -> bool:
         return False
 
 
+def _group_members(pgid: int) -> list[int]:
+    """Live (non-zombie) processes of a process group."""
+    members = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            members.append(int(entry))
+    return members
+
+
 def _kill_group(pid: int, timeout: float = 10.0) -> None:
+    """SIGTERM the process group, SIGKILL what is left, and wait until every member is gone."""
     try:
         os.killpg(pid, signal.SIGTERM)
     except (ProcessLookupError, PermissionError):
-        return
+        pass
     deadline = time.monotonic() + timeout
-    while _alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    if _alive(pid):
+    while _group_members(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if _group_members(pid):
         try:
             os.killpg(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+        deadline = time.monotonic() + 5
+        while _group_members(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
     try:
         os.waitpid(pid, os.WNOHANG)
     except ChildProcessError:
@@ -268,7 +288,7 @@ class Lab:
 
     def stop_asterisk(self, kill: bool = False) -> None:
         pid = self.config.pids.pop("asterisk", None)
-        if pid and _alive(pid):
+        if pid and _group_members(pid):
             if kill:
                 os.killpg(pid, signal.SIGKILL)
             else:
@@ -332,12 +352,10 @@ class Lab:
         while time.monotonic() < deadline:
             if not _alive(self.config.pids.get("astcti")):
                 raise LabError(f"astcti exited while starting: see {self.config.astcti_log}")
-            # only this start's lines: a restart must not see the previous run's "ready:"
             with open(self.config.astcti_log, "rb") as fh:
                 fh.seek(getattr(self, "_log_offset", 0))
                 text = fh.read().decode(errors="replace")
-            starts = text.rsplit("astcti starting", 1)
-            if len(starts) == 2 and marker in starts[1]:
+            if "astcti starting" in text and marker in text.split("astcti starting", 1)[1]:
                 return
             time.sleep(0.2)
         raise LabError(f"astcti did not become ready within {timeout:.0f} s: see"
@@ -345,7 +363,7 @@ class Lab:
 
     def stop_astcti(self, kill: bool = False) -> None:
         pid = self.config.pids.pop("astcti", None)
-        if pid and _alive(pid):
+        if pid and _group_members(pid):
             if kill:
                 os.killpg(pid, signal.SIGKILL)
             _kill_group(pid)
@@ -408,6 +426,67 @@ class Lab:
         subprocess.run(["pkill", "-9", "-f", f"chroot {self.root} asterisk"], check=False)
         lab_json = self.dir / "lab.json"
         lab_json.unlink(missing_ok=True)
+
+
+class ExtraDaemon:
+    """A second astcti process against the lab, with its own store (e.g. linked via a proxy)."""
+
+    def __init__(self, lab: Lab, workdir: Path, *, ari_port: int, ws_port: int,
+                 heartbeat: float = 1.0, extensions: tuple[str, ...] = ("101", "102"),
+                 parameters: dict[str, str] | None = None) -> None:
+        self.lab = lab
+        self.workdir = workdir
+        self.ws_port = ws_port
+        self.db = workdir / "extra.db"
+        self.key = workdir / "extra.key"
+        self.log_path = workdir / "extra.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+        c = lab.config
+        cipher = load_key(self.key, create=True)
+        store = Store.open(self.db, create=True)
+        try:
+            store.set_parameter("acti_tlink_01", f"127.0.0.1#{ari_port}#astcti-extra,"
+                                                 f"{c.ari_user},{encrypt(cipher, c.ari_password)}")
+            store.set_parameter("acti_heartbeat", str(heartbeat))
+            for name, value in (parameters or {}).items():
+                store.set_parameter(name, value)
+            for ext in extensions:
+                store.add_extension(ext, "PJSIP")
+            store.add_listener(ListenerRow(ws_port, "127.0.0.1", "*", "astctiws", "token"))
+            store.set_user(c.astcti_user, c.astcti_password)
+        finally:
+            store.close()
+
+    def start(self) -> ExtraDaemon:
+        offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+        log = open(self.log_path, "ab")
+        env = dict(os.environ, PYTHONPATH=str(REPO))
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "astcti", "--db", str(self.db), "--key", str(self.key),
+             "serve", "--admin-socket", str(self.workdir / "extra-admin.sock")],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True, env=env, cwd=str(REPO))
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with open(self.log_path, "rb") as fh:
+                fh.seek(offset)
+                if b"ready:" in fh.read():
+                    return self
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.1)
+        raise LabError(f"extra astcti did not start: see {self.log_path}")
+
+    def stop(self, kill: bool = False) -> None:
+        if self.proc is not None:
+            if kill:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            _kill_group(self.proc.pid)
+            self.proc.wait(5)
+            self.proc = None
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
 
 
 def down_running() -> bool:

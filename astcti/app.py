@@ -12,6 +12,7 @@ import os
 import signal
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 from cryptography.fernet import Fernet
 
@@ -175,6 +176,28 @@ class Daemon:
         self.acd = AcdService(self.store, self.directory, self.hub)
         self.tracker.queue_of = self.acd.queue_of
         self.services.extra.update(acd=self.acd, userdata=self.userdata)
+        self._hand_over_on_consultation()
+
+    def _hand_over_on_consultation(self) -> None:
+        """A consultation is a new Asterisk call (new linkedid): give it the held call's data.
+
+        Glue for issue 4's CallControl (absent on this branch): drop it once
+        `CallControl.consultation` calls `UserDataService.hand_over(callid, new_callid)` itself.
+        """
+        control = getattr(self, "control", None)
+        consult = getattr(control, "consultation", None)
+        if control is None or consult is None or self.userdata is None:
+            return
+        userdata = self.userdata
+
+        async def consultation(extension: str, callid: str, destination: str,
+                               data: dict[str, Any] | None = None) -> str:
+            new_callid = await consult(extension, callid, destination,
+                                       {**userdata.get(callid), **(data or {})})
+            userdata.hand_over(callid, new_callid)
+            return new_callid
+
+        control.consultation = consultation
 
     async def _acd_link_up(self, link: AsteriskLink) -> None:
         """Agents re-read from the queues; user data of calls that ended meanwhile expires."""

@@ -379,9 +379,9 @@ class AcdService:
         waiting = self.waiting.get(callid)
         if waiting is not None and (agent is None or waiting[0] in agent.groups):
             return waiting[0]
-        if agent is not None and agent.groups:
+        if agent is not None and len(agent.groups) == 1:
             return agent.groups[0]
-        return None
+        return None  # several queues and the caller was not seen waiting: do not guess
 
     def on_event(self, link: AsteriskLink, event: AriEvent,
                  cti_events: list[CtiEvent]) -> None:

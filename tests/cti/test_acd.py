@@ -52,3 +52,15 @@ def test_default_groups_per_agent_then_global(acd: AcdService) -> None:
     assert acd.default_groups("7001") == ["support"]
     acd.store.set_parameter("acti_agentgroups_7001", "sales,vip")
     assert acd.default_groups("7001") == ["sales", "vip"]
+
+
+def test_queue_of_prefers_where_the_caller_waited_and_never_guesses(acd: AcdService) -> None:
+    from astcti.cti.acd import Agent
+
+    assert acd.queue_of("101", "c1") is None  # no agent
+    acd.agents["101"] = Agent("101", "7001", ["support"])
+    assert acd.queue_of("101", "c1") == "support"
+    acd.agents["101"].groups.append("sales")
+    assert acd.queue_of("101", "c1") is None
+    acd.waiting["c1"] = ("sales", 2)
+    assert acd.queue_of("101", "c1") == "sales"

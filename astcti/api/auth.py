@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import logging
 import secrets
 import time
 from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from astcti.api.protocol import RequestError
@@ -17,6 +20,10 @@ log = logging.getLogger(__name__)
 TOKEN_TTL = 12 * 3600.0
 MAX_FAILURES = 5  # per peer address within FAILURE_WINDOW
 FAILURE_WINDOW = 60.0
+VERIFIED_TTL = 600.0  # a password checked once is re-accepted without scrypt for this long
+# scrypt needs 16 MiB per check: a small dedicated pool bounds that memory (a thread per core
+# of the default pool would keep ~16 MiB of freed heap each).
+_HASH_POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="astcti-scrypt")
 
 
 @dataclass(frozen=True)
@@ -32,6 +39,30 @@ class Auth:
         self.store = store
         self.tokens: dict[str, tuple[Identity, float]] = {}
         self.failures: dict[str, deque[float]] = {}
+        self._verified: dict[bytes, tuple[Identity, float]] = {}
+        self._pepper = secrets.token_bytes(32)
+
+    async def _check_password(self, username: str, password: str) -> Identity | None:
+        """scrypt once per (user, password) per VERIFIED_TTL; a keyed digest remembers it."""
+        key = hmac.new(self._pepper, f"{username}\0{password}".encode(), hashlib.sha256).digest()
+        now = time.monotonic()
+        hit = self._verified.get(key)
+        if hit is not None and hit[1] > now:
+            return hit[0]
+        loop = asyncio.get_running_loop()
+        row = await loop.run_in_executor(_HASH_POOL, self.store.check_user, username, password)
+        if row is None:
+            return None
+        identity = Identity(row.username, row.role)
+        if len(self._verified) > 10000:
+            self._verified = {k: v for k, v in self._verified.items() if v[1] > now}
+        self._verified[key] = (identity, now + VERIFIED_TTL)
+        return identity
+
+    def forget_user(self, username: str) -> None:
+        """After a password change or user removal: no cached acceptance, no live tokens."""
+        self._verified = {k: v for k, v in self._verified.items() if v[0].username != username}
+        self.tokens = {t: v for t, v in self.tokens.items() if v[0].username != username}
 
     def _throttled(self, peer: str) -> float:
         window = self.failures.get(peer)
@@ -60,12 +91,11 @@ class Auth:
             return identity
         if not username or not password:
             raise RequestError("missing field username/password (or token)")
-        # scrypt costs ~50 ms: keep it off the event loop
-        row = await asyncio.to_thread(self.store.check_user, username, password)
-        if row is None:
+        identity = await self._check_password(username, password)
+        if identity is None:
             raise self._fail(peer, username)
         self.failures.pop(peer, None)
-        return Identity(row.username, row.role)
+        return identity
 
     def issue_token(self, identity: Identity) -> str:
         now = time.monotonic()

@@ -52,22 +52,26 @@ class Directory:
         self.links[link.name] = link
 
     async def link_up(self, link: AsteriskLink) -> None:
-        """Subscribe every configured extension this Asterisk has."""
+        """Subscribe every configured extension this Asterisk has (in batches)."""
+        sources: list[str] = []
         for ext in self.extensions.values():
             if ext.endpoint in link.endpoints:
-                await self._assign(ext, link)
+                if self._assign(ext, link):
+                    sources += ext.sources
             elif self.serving.get(ext.number) == link.name:
                 self._unassign(ext.number)
+        await link.subscribe(sources)
 
-    async def _assign(self, ext: Extension, link: AsteriskLink) -> None:
+    def _assign(self, ext: Extension, link: AsteriskLink) -> bool:
+        """Make `link` serve `ext` unless another connected Asterisk already does."""
         current = self.serving.get(ext.number)
         if current and current != link.name and self.links[current].up:
-            return  # served by another Asterisk already
+            return False
         if current and current != link.name:
             self._unassign(ext.number)
         self.serving[ext.number] = link.name
         self._by_endpoint[(link.name, ext.endpoint)] = ext.number
-        await link.subscribe(ext.sources)
+        return True
 
     def _unassign(self, number: str) -> None:
         name = self.serving.pop(number, None)
@@ -83,8 +87,8 @@ class Directory:
         ext = Extension(number, technology)
         self.extensions[number] = ext
         for link in self.links.values():
-            if link.up and ext.endpoint in link.endpoints:
-                await self._assign(ext, link)
+            if link.up and ext.endpoint in link.endpoints and self._assign(ext, link):
+                await link.subscribe(ext.sources)
                 return link.name
         return None  # a link that connects later assigns it in link_up
 

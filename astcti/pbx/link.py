@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 
 BACKOFF_FIRST = 0.5
 BACKOFF_MAX = 15.0
+SUBSCRIBE_BATCH = 100  # event sources per request: keeps the query string short
 
 
 class LinkDownError(AstctiError):
@@ -182,8 +183,10 @@ class AsteriskLink:
         new = [s for s in sources if s not in self.sources]
         self.sources.update(new)
         if new and self.up:
-            await self.rest.call("applications", "subscribe", applicationName=self.config.app,
-                                 eventSource=",".join(new))
+            for i in range(0, len(new), SUBSCRIBE_BATCH):
+                await self.rest.call("applications", "subscribe",
+                                     applicationName=self.config.app,
+                                     eventSource=",".join(new[i:i + SUBSCRIBE_BATCH]))
 
     async def unsubscribe(self, sources: Iterable[str]) -> None:
         gone = [s for s in sources if s in self.sources]
@@ -199,11 +202,17 @@ class AsteriskLink:
         """Subscribe every kept source; one unknown source must not cost the others."""
         if not self.sources:
             return
-        try:
-            await self.rest.call("applications", "subscribe", applicationName=self.config.app,
-                                 eventSource=",".join(sorted(self.sources)))
-        except AriError:
-            for source in sorted(self.sources):
+        ordered = sorted(self.sources)
+        failed: list[str] = []
+        for i in range(0, len(ordered), SUBSCRIBE_BATCH):
+            batch = ordered[i:i + SUBSCRIBE_BATCH]
+            try:
+                await self.rest.call("applications", "subscribe",
+                                     applicationName=self.config.app, eventSource=",".join(batch))
+            except AriError:
+                failed += batch
+        if failed:
+            for source in failed:
                 try:
                     await self.rest.call("applications", "subscribe",
                                          applicationName=self.config.app, eventSource=source)

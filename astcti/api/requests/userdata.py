@@ -25,7 +25,7 @@ from astcti.cti.userdata import (
              " monitor; data the dialplan set in `ASTCTI_USERDATA` (a JSON object) is"
              " included.",
          group="userdata", response={"userdata": "the call's user data after the request"},
-         resource=("POST", "/api/v1/calls/{callid}/userdata"))
+         resource=("POST", "/api/v1/extensions/{extension}/calls/{callid}/userdata"))
 async def userdata(services: Services, session: Session, args: dict[str, Any]) -> dict[str, Any]:
     ext, callid = args["extension"], args["callid"]
     served_extension(services, ext)

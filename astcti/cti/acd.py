@@ -230,6 +230,7 @@ class AcdService:
                 raise AcdError(f"agent {agentid} is not in queue {', '.join(unknown)}", 409)
             control = self._control(extension)
             iface = self.interfaces(extension)[0]
+            await control.link.unsubscribe(self._pause_sources(replace_groups(agent, leaving)))
             self._busy.add(extension)
             try:
                 for queue in leaving:
@@ -450,6 +451,7 @@ class AcdService:
         members = await control.membership(agent.groups, iface)
         lost = [q for q, m in members.items() if m is None]
         if lost:
+            await link.unsubscribe(self._pause_sources(replace_groups(agent, lost)))
             for queue in lost:
                 agent.groups.remove(queue)
             self._publish(AgentLoggedOff, replace_groups(agent, lost), reason="asterisk")

@@ -27,7 +27,8 @@ IVR_DATA = {"account": "4711", "ivr": "billing"}  # set by the lab dialplan on 6
 def member_line(lab: Lab, iface: str = "PJSIP/101") -> str:
     """The member's line of `queue show support` ('' when it is not a member)."""
     text = re.sub(r"\x1b\[[0-9;]*m", "", lab.rx("queue show support"))
-    return next((line.strip() for line in text.splitlines() if f"({iface})" in line), "")
+    return next((line.strip() for line in text.splitlines()
+                 if f"({iface})" in line or f"({iface} from " in line), "")
 
 
 def set_parameters(lab: Lab, **values: str) -> None:
@@ -272,3 +273,38 @@ async def test_asterisk_is_the_truth_after_restarts(lab: Lab, agent101: CtiClien
         assert member_line(lab) == ""
     finally:
         await client.close()
+
+
+async def test_freepbx_members_are_shared_with_the_phone_feature_code(
+        lab: Lab, agent101: CtiClient) -> None:
+    """acti_flavour=freepbx: the phone's *45 login and astcti's acdlogin are one member."""
+    client = agent101
+    member = "Local/101@from-queue/n"
+    set_parameters(lab, acti_flavour="freepbx")
+    try:
+        dialled = lab.dial_from("101", "*45", talk_ms=500)
+        assert await asyncio.to_thread(dialled.wait, 20) == 0
+        assert "from hint:101@ext-local" in member_line(lab, member)
+        lab.start_phone("101", Phone(answer_after_ms=500))
+
+        await client.request("acdlogin", extension="101", agentid=AGENT, groups="support")
+        await client.expect("agentloggedon", agentid=AGENT)
+        await client.expect("agentnotready")
+        text = lab.rx("queue show support")
+        assert text.count("(Local/101@from-queue/n") == 1 and "PJSIP/101)" not in text
+        assert "paused" in member_line(lab, member)
+        await client.request("acdsetstate", extension="101", agentid=AGENT, state="ready")
+        await client.expect("agentready")
+
+        caller = lab.call("600", talk_ms=1500)
+        delivered = await client.expect("delivered", extension="101")
+        assert delivered["calling"] == "0912345678"
+        # lastredirection stays empty here: the phone is rung by a Dial inside from-queue,
+        # not by app_queue (docs/acd.md, "Member format")
+        assert await asyncio.to_thread(caller.wait, 20) == 0
+        await client.request("acdlogout", extension="101", agentid=AGENT)
+        await client.expect("agentloggedoff")
+        assert member_line(lab, member) == ""
+    finally:
+        set_parameters(lab, acti_flavour="asterisk")
+        lab.rx(f"queue remove member {member} from support")

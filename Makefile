@@ -8,12 +8,15 @@ PY := $(VENV)/bin/python
 PHONES ?= auto
 PYTEST_ARGS ?=
 
-.PHONY: help sysdeps venv lab lab-down lab-status test bench clean
+.PHONY: help sysdeps venv lab lab-down lab-status test bench clean deb requirements \
+	delivery-deps lint-delivery test-delivery
 
 help:
 	@echo "make lab [PHONES=auto|none]  start Asterisk + astcti + SIPp phones (make lab-down stops them)"
 	@echo "make test                    run every test, the real-Asterisk lab included"
 	@echo "make bench                   measure astcti against raw ARI, write docs/benchmarks.md"
+	@echo "make deb                     build dist/astcti_<version>_<arch>.deb (dh-virtualenv) + lintian"
+	@echo "make test-delivery           .deb, Ansible roles, Vagrantfile: built, linted, installed for real"
 
 # System packages the project needs (installed only when missing, so repeat runs are quick).
 sysdeps:
@@ -46,10 +49,40 @@ lab-status: venv
 	$(PY) -m tests.lab status
 
 test: venv
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest $(PYTEST_ARGS) --ignore=tests/delivery
+	$(MAKE) test-delivery
+
+# -- delivery: .deb, Ansible, Vagrant ----------------------------------------------------------
+# Debian 12 packages used to build and check the delivery (installed only when missing).
+DELIVERY_DEBS := dh-virtualenv debhelper python3-dev python3-venv build-essential lintian \
+	ansible ansible-lint yamllint vagrant ruby
+
+delivery-deps: sysdeps
+	@missing=""; \
+	for pkg in $(DELIVERY_DEBS); do \
+	  dpkg-query -W -f='$${Status}' $$pkg 2>/dev/null | grep -q "ok installed" || missing="$$missing $$pkg"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+# The pinned requirements the .deb's virtualenv is built from (what pip resolves here).
+requirements:
+	packaging/gen-requirements.sh 2>/dev/null
+
+deb: delivery-deps
+	packaging/build-deb.sh
+
+# The linters alone (tests/delivery/test_static.py runs them too).
+lint-delivery: venv delivery-deps
+	$(PY) -m pytest -q tests/delivery/test_static.py
+
+test-delivery: venv deb
+	$(PY) -m pytest tests/delivery $(PYTEST_ARGS)
 
 bench: venv
 	$(PY) -m tests.bench
 
 clean: lab-down
-	rm -rf $(VENV) .lab build *.egg-info
+	rm -rf $(VENV) .lab build dist *.egg-info

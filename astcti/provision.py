@@ -22,6 +22,14 @@ FLAVOURS: dict[str, dict[str, str]] = {
         "extensions_astcti.conf": "asterisk/extensions_astcti.conf.j2",
     },
 }
+# FreePBX: only the *_custom.conf files FreePBX includes from the files it generates (never
+# those); each rendered text is the astcti block to place in that file.
+FLAVOURS["freepbx"] = {
+    "http_custom.conf": "freepbx/http_custom.conf.j2",
+    "ari_general_custom.conf": "freepbx/ari_general_custom.conf.j2",
+    "ari_additional_custom.conf": "freepbx/ari_additional_custom.conf.j2",
+    "extensions_custom.conf": "asterisk/extensions_astcti.conf.j2",
+}
 FLAVOURS["lab"] = {
     **FLAVOURS["asterisk"],
     "modules.conf": "lab/modules.conf.j2",

@@ -10,6 +10,7 @@ import asyncio
 import json
 import os
 import platform
+import sys
 import statistics
 import time
 from datetime import datetime, timezone
@@ -132,6 +133,140 @@ async def latency(lab: Lab) -> dict:
     }
 
 
+def phase(what: str) -> None:
+    print(f"{time.strftime('%H:%M:%S')} bench: {what}", file=sys.stderr, flush=True)
+
+
+def _daemon_stats(lab: Lab) -> tuple[int, float]:
+    """RSS (KiB) and CPU seconds (user+system) of the lab's astcti process."""
+    pid = lab.config.pids["astcti"]
+    rss = 0
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            rss = int(line.split()[1])
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return rss, cpu
+
+
+async def _open_monitors(lab: Lab, session: aiohttp.ClientSession, extensions: list[str]
+                         ) -> list[aiohttp.ClientWebSocketResponse]:
+    """One lightweight WebSocket client per extension (logged in, monitoring it)."""
+    c = lab.config
+    sockets = []
+
+    async def one(ext: str) -> aiohttp.ClientWebSocketResponse:
+        ws = await session.ws_connect(c.ws_url)
+        await ws.send_json({"id": "l", "request": "login", "username": c.astcti_user,
+                            "password": c.astcti_password})
+        await ws.receive(timeout=60)
+        await ws.send_json({"id": "m", "request": "startmonitor", "extension": ext})
+        reply = json.loads((await ws.receive(timeout=60)).data)
+        assert reply["result"] == "success", reply
+        return ws
+
+    for i in range(0, len(extensions), 50):
+        sockets += await asyncio.gather(*(one(e) for e in extensions[i:i + 50]))
+    return sockets  # callers read them at once (aiohttp answers pings only while reading)
+
+
+async def _count_events(ws: aiohttp.ClientWebSocketResponse, stop: asyncio.Event,
+                        counts: list[int], idx: int) -> None:
+    while not stop.is_set():
+        try:
+            msg = await ws.receive(timeout=0.5)
+        except asyncio.TimeoutError:
+            continue
+        if msg.type != aiohttp.WSMsgType.TEXT:
+            return
+        counts[idx] += 1
+
+
+async def scale(extensions: int, clients_on_101: int, other_clients: int, calls: int,
+                rate: float) -> dict:
+    """Latency and completeness with many watched extensions and connected clients."""
+    extras = [str(1000 + i) for i in range(extensions - 4)]
+    lab = Lab()
+    lab.config.extra_extensions = extras
+    lab.up(phones="none")
+    try:
+        await asyncio.sleep(2)
+        rss_idle, _ = _daemon_stats(lab)
+        lab.start_phone("101", Phone(answer_after_ms=200))
+        stop, ready = asyncio.Event(), asyncio.Event()
+        raw_lags: list[float] = []
+        raw_task = asyncio.create_task(raw_ari_client(lab, raw_lags, stop, ready))
+        await ready.wait()
+        c = lab.config
+        probe = await CtiClient.websocket(c.ws_url, c.astcti_user, c.astcti_password)
+        await probe.request("startmonitor", extension="101")
+        lags: list[float] = []
+        original = probe._received
+
+        def timed(text: str) -> None:
+            now = time.time()
+            msg = json.loads(text)
+            if msg.get("msgtype") == "event" and msg.get("callid"):
+                lags.append(_lag_ms(msg["timestamp"], now))
+            original(text)
+
+        probe._received = timed  # type: ignore[method-assign]
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+            monitored = ["101"] * (clients_on_101 - 1) + [extras[i % len(extras)]
+                                                          for i in range(other_clients)]
+            sockets = await _open_monitors(lab, session, monitored)
+            rss_clients, cpu0 = _daemon_stats(lab)
+            phase(f'{len(sockets)} clients monitoring; calling')
+            counts = [0] * len(sockets)
+            readers = [asyncio.create_task(_count_events(ws, stop, counts, i))
+                       for i, ws in enumerate(sockets)]
+            caller = lab.call("101", talk_ms=1000, calls=calls, rate=rate)
+            await asyncio.to_thread(caller.wait, calls / rate + 180)
+            await asyncio.sleep(3)
+            rss_after, cpu1 = _daemon_stats(lab)
+            stop.set()
+            phase('calls done')
+            await asyncio.gather(*readers, raw_task)
+            phase('readers stopped')
+            for ws in sockets:
+                await ws.close()
+        phase('sockets closed')
+        await probe.close()
+        lab.stop_phone("101")
+        phase('probe closed')
+        on_101 = counts[:clients_on_101 - 1]
+        return {"extensions": extensions, "clients": clients_on_101 + other_clients,
+                "calls": calls, "rate": rate, "raw": raw_lags, "astcti": lags,
+                "probe_events": len(probe.events),
+                "complete": all(n == len(probe.events) for n in on_101),
+                "counts_101": sorted(set(on_101)), "rss_idle": rss_idle,
+                "rss_clients": rss_clients, "rss_after": rss_after,
+                "cpu_per_call_ms": (cpu1 - cpu0) / calls * 1000}
+    finally:
+        lab.down()
+
+
+async def memory(extensions: int, clients: int) -> dict:
+    extras = [str(1000 + i) for i in range(extensions - 4)]
+    lab = Lab()
+    lab.config.extra_extensions = extras
+    lab.up(phones="none")
+    try:
+        await asyncio.sleep(3)
+        rss_idle, _ = _daemon_stats(lab)
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+            sockets = await _open_monitors(lab, session, [extras[i % len(extras)]
+                                                          for i in range(clients)])
+            await asyncio.sleep(2)
+            rss_clients, _ = _daemon_stats(lab)
+            for ws in sockets:
+                await ws.close()
+        return {"extensions": extensions, "clients": clients, "rss_idle": rss_idle,
+                "rss_clients": rss_clients}
+    finally:
+        lab.down()
+
+
 def replay_throughput(seconds: float = 5.0, subscribers: int = 10) -> dict:
     """Recorded ARI text through json.loads + tracker + hub (fan-out to in-memory sinks)."""
     lines = []
@@ -231,9 +366,55 @@ the latency figures above.)
 """
 
 
+def render_scale(sc: dict, mem_small: dict, mem: dict) -> str:
+    raw, cti = sc["raw"], sc["astcti"]
+    added50 = _pct(cti, 50) - _pct(raw, 50)
+    added99 = _pct(cti, 99) - _pct(raw, 99)
+    verdict50 = "met" if added50 <= 1.0 else f"missed by {added50 - 1.0:.1f} ms"
+    verdict99 = "met" if added99 <= 5.0 else f"missed by {added99 - 5.0:.1f} ms"
+    mb = mem["rss_clients"] / 1024
+    per_ext = (mem["rss_idle"] - mem_small["rss_idle"]) / max(1, mem["extensions"] -
+                                                               mem_small["extensions"])
+    per_client = (mem["rss_clients"] - mem["rss_idle"]) / max(1, mem["clients"])
+    return f"""
+## At scale: {sc['extensions']} watched extensions, {sc['clients']} connected clients
+
+{sc['calls']} calls at {sc['rate']:g} calls/s to extension 101 (SIPp phone answering after 200 ms,
+1 s of talk); {sc['extensions']} extensions configured and subscribed on Asterisk; {sc['clients']}
+WebSocket clients connected, of which the probe and others monitor 101 and the rest one other
+extension each. Same raw ARI client alongside.
+
+| client | events timed | p50 ms | p99 ms | max ms |
+| --- | --- | --- | --- | --- |
+| raw ARI client | {len(raw)} | {_pct(raw, 50):.1f} | {_pct(raw, 99):.1f} | {max(raw) if raw else float('nan'):.1f} |
+| astcti probe client | {len(cti)} | {_pct(cti, 50):.1f} | {_pct(cti, 99):.1f} | {max(cti) if cti else float('nan'):.1f} |
+
+Added by astcti: p50 {added50:+.1f} ms (target <= 1 ms: {verdict50}), p99 {added99:+.1f} ms
+(target <= 5 ms: {verdict99}). Every client monitoring 101 received the same number of events
+as the probe ({sc['probe_events']}): **{'yes' if sc['complete'] else 'NO: ' + str(sc['counts_101'])}**.
+astcti used {sc['cpu_per_call_ms']:.1f} ms of CPU per call (all clients' fan-out included);
+RSS {sc['rss_idle'] / 1024:.0f} MB idle, {sc['rss_clients'] / 1024:.0f} MB with the clients,
+{sc['rss_after'] / 1024:.0f} MB after the calls.
+
+## Memory
+
+| watched extensions | connected clients | astcti RSS |
+| --- | --- | --- |
+| {mem_small['extensions']} | 0 | {mem_small['rss_idle'] / 1024:.0f} MB |
+| {mem['extensions']} | 0 | {mem['rss_idle'] / 1024:.0f} MB |
+| {mem['extensions']} | {mem['clients']} | **{mb:.0f} MB** (target <= 100 MB: {'met' if mb <= 100 else f'missed by {mb - 100:.0f} MB'}) |
+
+Growth: about {per_ext:.1f} KiB per watched extension and {per_client:.1f} KiB per connected client.
+"""
+
+
 async def main() -> None:
+    import resource
+
     if Lab.running() is not None:
         raise SystemExit("bench: a lab is running; `make lab-down` first (the bench starts its own)")
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 65536)), hard))
     rep = replay_throughput()
     lab = Lab()
     lab.up(phones="none")
@@ -242,6 +423,11 @@ async def main() -> None:
     finally:
         lab.down()
     text = render(lat, rep)
+    if os.environ.get("BENCH_SCALE", "1") == "1":
+        sc = await scale(500, 10, 490, int(os.environ.get("BENCH_SCALE_CALLS", "400")), 20)
+        mem_small = await memory(4, 0)
+        mem = await memory(5000, 1000)
+        text += render_scale(sc, mem_small, mem)
     out = REPO / "docs" / "benchmarks.md"
     out.write_text(text)
     print(text)

@@ -227,6 +227,15 @@ class Store:
                 (number, technology),
             )
 
+    def add_extensions(self, rows: list[ExtensionRow]) -> None:
+        """Many extensions in one transaction (provisioning hundreds at once)."""
+        with self._writing(f"add {len(rows)} extensions"):
+            self.db.conn.executemany(
+                "INSERT INTO extensions(number, technology) VALUES (?, ?)"
+                " ON CONFLICT(number) DO UPDATE SET technology = excluded.technology",
+                [(r.number, r.technology) for r in rows],
+            )
+
     def remove_extension(self, number: str) -> bool:
         with self._writing(f"remove extension {number}"):
             cur = self.db.conn.execute("DELETE FROM extensions WHERE number = ?", (number,))

@@ -21,7 +21,7 @@ from pathlib import Path
 from astcti import provision
 from astcti.secrets import encrypt, load_key
 from astcti.store import Store
-from astcti.store.store import ListenerRow
+from astcti.store.store import ExtensionRow, ListenerRow
 from tests.lab import chroot
 from tests.lab.sipp import Phone, SippProcess, caller_process, phone_process, wait_port_free
 
@@ -63,6 +63,7 @@ class LabConfig:
     astcti_log: str = str(LAB_DIR / "astcti.log")
     phones_mode: str = "auto"
     port_offset: int = 0
+    extra_extensions: list[str] = field(default_factory=list)  # more watched endpoints (bench)
     pids: dict[str, int] = field(default_factory=dict)
 
     @classmethod
@@ -240,6 +241,7 @@ class Lab:
             "sip_port": c.sip_port,
             "phones": [{"ext": e, "port": p} for e, p in c.phones.items()],
             "trunk_port": c.trunk_port, "trunk_ports": c.trunk_ports,
+            "extra_extensions": c.extra_extensions,
             "rtp_start": 20000 + 10 * c.port_offset, "rtp_end": 20999 + 10 * c.port_offset,
         }
         provision.write(provision.render("lab", variables), self.root / "etc/asterisk")
@@ -318,8 +320,8 @@ class Lab:
                                 f"127.0.0.1#{c.ari_port}#{c.ari_app},{c.ari_user},{token}",
                                 "Asterisk lab")
             store.set_parameter("acti_heartbeat", "2")
-            for ext in c.phones:
-                store.add_extension(ext, "PJSIP")
+            store.add_extensions([ExtensionRow(e, "PJSIP")
+                                  for e in [*c.phones, *c.extra_extensions]])
             for port, proto in [(c.rest_port, "astctirest"), (c.tcp_port, "astctiapi"),
                                 (c.ws_port, "astctiws")]:
                 store.add_listener(ListenerRow(port, "127.0.0.1", "*", proto, "token"))

@@ -64,3 +64,35 @@ def test_queue_of_prefers_where_the_caller_waited_and_never_guesses(acd: AcdServ
     assert acd.queue_of("101", "c1") is None
     acd.waiting["c1"] = ("sales", 2)
     assert acd.queue_of("101", "c1") == "sales"
+
+
+class Collect:
+    def __init__(self) -> None:
+        self.texts: list[str] = []
+
+    def deliver(self, text: str) -> None:
+        self.texts.append(text)
+
+
+def test_pause_made_outside_astcti_is_reported(acd: AcdService) -> None:
+    import json
+
+    from astcti.cti.acd import Agent
+
+    sink = Collect()
+    acd.hub.attach(sink, "101")
+    acd.agents["101"] = Agent("101", "7001", ["support"], state="ready")
+
+    def device(state: str, name: str = "Queue:support_pause_PJSIP/101") -> dict:
+        return {"type": "DeviceStateChanged", "device_state": {"name": name, "state": state}}
+
+    acd._on_pause_state(device("INUSE", "Queue:sales_pause_PJSIP/101"))  # not its queue
+    acd._on_pause_state(device("NOT_INUSE"))  # agrees with astcti: nothing to say
+    assert sink.texts == []
+    acd._on_pause_state(device("INUSE"))
+    acd._on_pause_state(device("NOT_INUSE"))
+    assert [json.loads(t)["event"] for t in sink.texts] == ["agentnotready", "agentready"]
+    assert acd.store.agents()[0].state == "ready"
+    acd._busy.add("101")  # astcti's own change in flight: its result is announced by it
+    acd._on_pause_state(device("INUSE"))
+    assert len(sink.texts) == 2

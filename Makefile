@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 PHONES ?= auto
 PYTEST_ARGS ?=
 
-.PHONY: help sysdeps venv lab lab-down lab-status test bench clean deb requirements \
+.PHONY: help sysdeps venv lab lab-down lab-status test bench soak clean deb requirements \
 	delivery-deps lint-delivery test-delivery
 
 help:
@@ -21,7 +21,7 @@ help:
 # System packages the project needs (installed only when missing, so repeat runs are quick).
 sysdeps:
 	@missing=""; \
-	for pair in mmdebstrap:mmdebstrap sipp:sip-tester unshare:util-linux; do \
+	for pair in mmdebstrap:mmdebstrap sipp:sip-tester unshare:util-linux tmux:tmux; do \
 	  cmd=$${pair%%:*}; pkg=$${pair##*:}; \
 	  command -v $$cmd >/dev/null 2>&1 || missing="$$missing $$pkg"; \
 	done; \
@@ -82,7 +82,11 @@ test-delivery: venv deb
 	$(PY) -m pytest tests/delivery $(PYTEST_ARGS)
 
 bench: venv
+	$(PY) -m pip install -q -e '.[test,bench]'
 	$(PY) -m tests.bench
 
 clean: lab-down
 	rm -rf $(VENV) .lab build dist *.egg-info
+
+soak: venv
+	$(PY) -m tests.soak

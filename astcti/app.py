@@ -17,6 +17,7 @@ from typing import Any
 from cryptography.fernet import Fernet
 
 from astcti import __version__
+from astcti.admin.trace import TraceBus  # admin console (issue 7)
 from astcti.api.auth import Auth
 from astcti.api.dispatch import Dispatcher, Services
 from astcti.api.listeners import Listeners
@@ -29,7 +30,7 @@ from astcti.cti.userdata import UserDataService
 from astcti.errors import AstctiError
 from astcti.pbx.ari import AriError, AriEvent
 from astcti.pbx.link import AsteriskLink
-from astcti.pbx.linkconfig import parse_link
+from astcti.pbx.linkconfig import LinkConfig, parse_link
 from astcti.secrets import load_key
 from astcti.store import Store
 
@@ -60,6 +61,11 @@ class Daemon:
         self.listeners: Listeners | None = None
         self.acd: AcdService | None = None  # ACD agents (issue 5)
         self.userdata: UserDataService | None = None  # call user data (issue 5)
+        # -- admin console (issue 7): trace taps and the admin socket ----------------------------
+        self.trace = TraceBus()
+        self.hub.tap = self.trace.on_cti
+        self.admin = None  # astcti.admin.server.AdminServer once started
+        # -- end admin console --------------------------------------------------------------------
         self._stopping = asyncio.Event()
 
     # -- lifecycle --------------------------------------------------------------------------------
@@ -76,6 +82,7 @@ class Daemon:
                                  Auth(self.store))
         self._start_acd()
         self.dispatcher = Dispatcher(self.services)
+        self.dispatcher.tap = self.trace.on_client  # admin console (issue 7)
         self._start_links()
         self.listeners = Listeners(self.dispatcher)
         for row in self.store.listeners():
@@ -83,6 +90,7 @@ class Daemon:
                 await self.listeners.open(row)
             except AstctiError as exc:
                 log.error("%s", exc)
+        await self._start_admin()  # admin console (issue 7)
         ports = ", ".join(f"{r.row.protocol}:{p}" for p, r in self.listeners.running.items())
         log.info("ready: store %s, %d link(s), listeners %s", self.db_path, len(self.links),
                  ports or "none")
@@ -97,16 +105,40 @@ class Daemon:
                 self.link_errors[name] = str(exc)
                 log.error("%s", exc)
                 continue
-            link = AsteriskLink(config, heartbeat=heartbeat, on_event=self._on_ari_event,
-                                on_up=self._on_link_up, on_down=self._on_link_down)
-            self.links[name] = link
-            self.directory.add_link(link)
-            link.start()
+            self.make_link(config, heartbeat).start()
         if not self.links:
             log.warning("no usable Asterisk link: set one with `astcti-shell -c \"update parameter"
                         " acti_tlink_01 IP#PORT#APP,USER,ENCRYPTEDPASSWORD\"`")
 
+    def make_link(self, config: LinkConfig, heartbeat: float | None = None) -> AsteriskLink:
+        """A link wired to the daemon's flows and registered (not started): startup and the
+        admin console's `update parameter acti_tlink_NN` both build links here."""
+        if heartbeat is None:
+            assert self.store is not None
+            heartbeat = float(self.store.get_parameter("acti_heartbeat", "5") or 5)
+        link = AsteriskLink(config, heartbeat=heartbeat, on_event=self._on_ari_event,
+                            on_up=self._on_link_up, on_down=self._on_link_down)
+        self.links[config.name] = link
+        self.directory.add_link(link)
+        return link
+
+    # -- admin console (issue 7) -------------------------------------------------------------------
+    async def _start_admin(self) -> None:
+        """Open the admin socket; a failure is logged and the daemon keeps serving clients."""
+        from astcti.admin.server import AdminServer
+
+        self.admin = AdminServer(self, self.admin_socket)
+        try:
+            await self.admin.start()
+        except AstctiError as exc:
+            log.error("%s", exc)
+            self.admin = None
+    # -- end admin console -------------------------------------------------------------------------
+
     async def stop(self) -> None:
+        if self.admin is not None:  # admin console (issue 7)
+            await self.admin.stop()
+            self.admin = None
         if self.listeners is not None:
             await self.listeners.close_all()
         if self.acd is not None:
@@ -134,6 +166,7 @@ class Daemon:
 
     # -- the event flow -------------------------------------------------------------------------
     def _on_ari_event(self, link: AsteriskLink, event: AriEvent) -> None:
+        self.trace.on_ari(link.name, event)  # admin console (issue 7); no-op unless traced
         cti_events = self.tracker.handle(link.name, event)
         if self.userdata is not None and cti_events:  # issue 5: the call's user data
             cti_events = self.userdata.decorate(cti_events)

@@ -68,7 +68,11 @@ class CtiClient:
 
         client._reader = asyncio.create_task(read())
         if username or token:
-            await client.login(username, password, token)
+            try:
+                await client.login(username, password, token)
+            except BaseException:
+                await client.close()  # a failed login must not leak the connection
+                raise
         return client
 
     @classmethod

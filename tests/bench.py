@@ -366,6 +366,31 @@ the latency figures above.)
 """
 
 
+def plot(series: dict[str, list[float]], path: Path) -> None:
+    """Latency distributions (CDF) of the raw and astcti clients, side by side."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
+    for label, values in series.items():
+        if not values:
+            continue
+        xs = sorted(values)
+        ys = [(i + 1) / len(xs) * 100 for i in range(len(xs))]
+        ax.step(xs, ys, where="post", label=f"{label} (n={len(xs)})")
+    ax.set_xlabel("event lag after Asterisk's timestamp (ms)")
+    ax.set_ylabel("events (%)")
+    ax.set_xlim(0, max(10.0, _pct([v for vs in series.values() for v in vs], 99.5)))
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    ax.set_title("astcti vs raw ARI: event latency distribution")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
 def render_scale(sc: dict, mem_small: dict, mem: dict) -> str:
     raw, cti = sc["raw"], sc["astcti"]
     added50 = _pct(cti, 50) - _pct(raw, 50)
@@ -428,7 +453,15 @@ async def main() -> None:
         mem_small = await memory(4, 0)
         mem = await memory(5000, 1000)
         text += render_scale(sc, mem_small, mem)
+        plot({"raw ARI, 4 ext / 20 clients": lat["raw"],
+              "astcti, 4 ext / 20 clients": lat["astcti"],
+              f"raw ARI, {sc['extensions']} ext / {sc['clients']} clients": sc["raw"],
+              f"astcti, {sc['extensions']} ext / {sc['clients']} clients": sc["astcti"]},
+             REPO / "docs" / "latency.png")
+        text += "\n![latency distribution](latency.png)\n"
     out = REPO / "docs" / "benchmarks.md"
+    if out.exists() and "\n## Soak\n" in out.read_text():  # keep `make soak`'s section
+        text = text.rstrip() + "\n\n## Soak\n" + out.read_text().split("\n## Soak\n", 1)[1]
     out.write_text(text)
     print(text)
 

@@ -61,11 +61,20 @@ class Session:
 class Dispatcher:
     def __init__(self, services: Services) -> None:
         self.services = services
+        # admin trace (astcti-shell `trace on client`): (session, request, response)
+        self.tap: Callable[[Session, Any, dict[str, Any]], None] | None = None
         import astcti.api.requests  # noqa: F401  (registers every request)
 
     async def handle(self, session: Session, raw: str | bytes | dict[str, Any]
                      ) -> tuple[dict[str, Any], int]:
         """The response to one request and the HTTP status that fits it."""
+        reply, status = await self._handle(session, raw)
+        if self.tap is not None:
+            self.tap(session, raw, reply)
+        return reply, status
+
+    async def _handle(self, session: Session, raw: str | bytes | dict[str, Any]
+                      ) -> tuple[dict[str, Any], int]:
         try:
             env = parse_envelope(raw)
         except EnvelopeError as exc:

@@ -51,6 +51,13 @@ class Directory:
     def add_link(self, link: AsteriskLink) -> None:
         self.links[link.name] = link
 
+    def remove_link(self, name: str) -> None:
+        """Forget a link (stopped or reconfigured): its extensions wait for another one."""
+        self.links.pop(name, None)
+        for number, serving in list(self.serving.items()):
+            if serving == name:
+                self._unassign(number)
+
     async def link_up(self, link: AsteriskLink) -> None:
         """Subscribe every configured extension this Asterisk has (in batches)."""
         sources: list[str] = []

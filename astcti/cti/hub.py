@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -40,6 +40,7 @@ class Hub:
         self.seq: dict[str, int] = {}
         self.buffers: dict[str, deque[Buffered]] = {}
         self.published = 0
+        self.tap: Callable[[str], None] | None = None  # admin trace (astcti-shell `trace on asc`)
 
     # -- monitors -------------------------------------------------------------------------------
     def attach(self, subscriber: Subscriber, extension: str) -> bool:
@@ -87,6 +88,8 @@ class Hub:
         while buf and now - buf[0].at > self.buffer_age:
             buf.popleft()
         self.published += 1
+        if self.tap is not None:
+            self.tap(text)
         for sub in tuple(self.monitors.get(ext, ())):
             sub.deliver(text)
 

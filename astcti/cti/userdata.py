@@ -137,9 +137,16 @@ class UserDataService:
         self.expire()
         return out
 
+    def _grace(self) -> float:
+        """`acti_userdata_grace`, read when used so `update parameter` applies at once."""
+        try:
+            return float(self.store.get_parameter("acti_userdata_grace") or self.grace)
+        except ValueError:
+            return self.grace
+
     def _ended(self, callid: str) -> None:
         if callid not in self.expires:
-            self.expires[callid] = self.clock() + self.grace
+            self.expires[callid] = self.clock() + self._grace()
             self._save(callid, self.calls[callid])
 
     def live(self, callids: Iterable[str]) -> None:

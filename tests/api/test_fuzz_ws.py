@@ -4,24 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 
 import aiohttp
 import pytest
 
 from tests.fuzz import bad_requests, well_formed
 from tests.lab import Lab
-from tests.lab.harness import ExtraDaemon
+from tests.lab.harness import ExtraDaemon, free_port
 
 pytestmark = pytest.mark.lab
-
-
-def free_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def rss_kib(pid: int) -> int:

@@ -17,14 +17,7 @@ from astcti.cti.tracker import Tracker
 from astcti.errors import ConfigError
 from astcti.store import Store
 from astcti.store.store import ListenerRow
-
-
-def free_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+from tests.lab.harness import free_port
 
 
 @pytest.fixture

@@ -79,7 +79,8 @@ def test_hand_over_to_another_call_keeps_target_keys(store: Store) -> None:
 
 def test_data_expires_after_the_grace_period(store: Store) -> None:
     clock = Clock()
-    service = UserDataService(store, grace=60, clock=clock)
+    store.set_parameter("acti_userdata_grace", "60")
+    service = UserDataService(store, clock=clock)
     service.merge("c1", {"a": "1"})
     service.decorate([CallCleared("101", "c1", "t")])
     assert service.get("c1") == {"a": "1"}  # late readers still get it
@@ -92,7 +93,8 @@ def test_data_expires_after_the_grace_period(store: Store) -> None:
 def test_calls_gone_during_a_restart_expire_after_resync(store: Store) -> None:
     clock = Clock()
     UserDataService(store, clock=clock).merge("gone", {"a": "1"})
-    service = UserDataService(store, grace=5, clock=clock)
+    store.set_parameter("acti_userdata_grace", "5")
+    service = UserDataService(store, clock=clock)
     service.live(["other"])
     clock.now += 6
     service.expire()

@@ -3,25 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 
 import pytest
 
 from astcti.client import CtiClient
 from tests.lab import Lab
-from tests.lab.harness import ExtraDaemon
+from tests.lab.harness import ExtraDaemon, free_port
 from tests.lab.proxy import FaultyProxy
 from tests.lab.sipp import Phone
 
 pytestmark = pytest.mark.lab
-
-
-def free_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 @pytest.fixture

@@ -28,6 +28,7 @@ from tests.lab.sipp import Phone, SippProcess, caller_process, phone_process, wa
 REPO = Path(__file__).resolve().parents[2]
 LAB_DIR = Path(os.environ.get("ASTCTI_LAB_DIR", REPO / ".lab"))
 AGENTS = ["101", "102", "103", "104"]
+SPARE = ["105"]  # PJSIP endpoints not in the store: astcti-shell tests `add extension 105`
 
 
 class LabError(RuntimeError):
@@ -46,6 +47,8 @@ class LabConfig:
     ari_user: str = "astcti"
     ari_password: str = ""
     phones: dict[str, int] = field(default_factory=lambda: {e: 5070 + int(e[-1]) for e in AGENTS})
+    spare_phones: dict[str, int] = field(
+        default_factory=lambda: {e: 5070 + int(e[-1]) for e in SPARE})
     trunk_port: int = 5080
     trunk_ports: list[int] = field(default_factory=lambda: list(range(5080, 5090)))
     queue: str = "support"
@@ -73,6 +76,7 @@ class LabConfig:
         return cls(
             sip_port=5060 + o, ari_port=8088 + o,
             phones={e: 5070 + int(e[-1]) + o for e in AGENTS},
+            spare_phones={e: 5070 + int(e[-1]) + o for e in SPARE},
             trunk_port=5080 + o, trunk_ports=list(range(5080 + o, 5090 + o)),
             rest_port=9001 + o, tcp_port=9002 + o, ws_port=9003 + o, port_offset=o,
         )
@@ -154,6 +158,15 @@ def _kill_group(pid: int, timeout: float = 10.0) -> None:
         os.waitpid(pid, os.WNOHANG)
     except ChildProcessError:
         pass
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now (for a test's extra listener or daemon)."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
 
 
 def _port_in_use(port: int, udp: bool = False) -> bool:
@@ -239,7 +252,8 @@ class Lab:
             "http_bind": "127.0.0.1", "http_port": c.ari_port,
             "ari_user": c.ari_user, "ari_password": c.ari_password,
             "sip_port": c.sip_port,
-            "phones": [{"ext": e, "port": p} for e, p in c.phones.items()],
+            "phones": [{"ext": e, "port": p}
+                       for e, p in {**c.phones, **c.spare_phones}.items()],
             "trunk_port": c.trunk_port, "trunk_ports": c.trunk_ports,
             "extra_extensions": c.extra_extensions,
             "rtp_start": 20000 + 10 * c.port_offset, "rtp_end": 20999 + 10 * c.port_offset,
@@ -378,10 +392,10 @@ class Lab:
 
     def start_phone(self, ext: str, behaviour: Phone = Phone()) -> SippProcess:
         self.stop_phone(ext)
-        port = self.config.phones[ext]
+        port = {**self.config.phones, **self.config.spare_phones}[ext]
         wait_port_free(port)
         proc = phone_process(ext, port, behaviour, self.workdir, self.config.sip_port,
-                             media_port=30000 + 10 * (self.config.phones[ext] - 5000)).start()
+                             media_port=30000 + 10 * (port - 5000)).start()
         self.phones[ext] = proc
         self.config.pids[f"phone-{ext}"] = proc.pid
         self.config.save()
@@ -459,13 +473,21 @@ class ExtraDaemon:
         finally:
             store.close()
 
-    def start(self) -> ExtraDaemon:
+    @property
+    def admin_socket(self) -> Path:
+        return self.workdir / "extra-admin.sock"
+
+    def command(self, db: Path | None = None) -> list[str]:
+        return [sys.executable, "-m", "astcti", "--db", str(db or self.db), "--key",
+                str(self.key), "serve", "--admin-socket", str(self.admin_socket)]
+
+    def start(self, command: list[str] | None = None) -> ExtraDaemon:
+        """Start it (`command`: e.g. `self.command()` wrapped in unshare for a fault test)."""
         offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         log = open(self.log_path, "ab")
         env = dict(os.environ, PYTHONPATH=str(REPO))
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "astcti", "--db", str(self.db), "--key", str(self.key),
-             "serve", "--admin-socket", str(self.workdir / "extra-admin.sock")],
+            command or self.command(),
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True, env=env, cwd=str(REPO))
         deadline = time.monotonic() + 30

@@ -1,0 +1,1 @@
+"""Administration: the astcti-shell command language, its admin socket server, trace bus."""

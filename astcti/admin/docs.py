@@ -1,0 +1,87 @@
+"""Generate docs/admin-shell.md from the command declarations.
+
+`python -m astcti.admin.docs > docs/admin-shell.md`; a test fails when the file is out of date.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from astcti.admin.commands import COMMANDS
+from astcti.admin.trace import CHANNEL_DOCS
+
+INTRO = """# astcti-shell: the administration console
+
+`astcti-shell` administers a running astcti: it replaces the seed's telnet console on port 14021
+(and its fixed tcpgate password) and keeps its command words, so `add extension 101 PJSIP`,
+`update parameter acti_defaultexttype PJSIP`, `add tcp 9001 * * custom astctirest`,
+`trace on asc` and `help` work as before. Every change is checked first (bad input changes
+nothing), then takes effect in the running daemon at once and is saved in the store; the reply
+says what changed.
+
+## Reaching the daemon, and who may
+
+The daemon serves an admin API on a Unix socket: `/run/astcti/admin.sock` by default
+(`astcti serve --admin-socket PATH`, env `ASTCTI_ADMIN_SOCKET`; `astcti-shell --socket PATH`).
+The socket is mode 0660 and belongs to group `astcti` when that group exists: **membership of
+group `astcti` (or root) is the authorisation**, there is no password to leak. Grant an operator
+with `adduser alice astcti` (effective at their next login); another group can be named with
+env `ASTCTI_ADMIN_GROUP` on the daemon. The daemon logs each change with the caller's uid, never
+a password.
+
+## Modes
+
+| how | what |
+| --- | --- |
+| `astcti-shell` | interactive: Tab completes commands, parameter names, extensions, listener ports, users; history in `~/.astcti_shell_history` (`--history`, env `ASTCTI_SHELL_HISTORY`); colour only on a terminal (`NO_COLOR` turns it off) |
+| `astcti-shell -c "show links"` | runs the command(s) (repeat `-c`) and exits |
+| `astcti-shell < script` | runs one command a line (blank lines and `# comments` skipped), stops at the first failure and names its line |
+| `astcti-shell --db PATH [--key PATH]` | when the daemon is not running: edits the store directly for the commands marked *offline* below; the others say they need the daemon |
+
+Exit status: 0 success, 1 a command failed (its error line is on stderr), 2 astcti cannot be
+reached (not running, permission denied) or bad usage. Passwords (`add user`, `passwd user`,
+`encrypt password`) are never typed on the command line: the shell prompts for them (twice), or
+reads them from the next line of stdin when not on a terminal.
+
+`remove extension` of an extension clients monitor asks for confirmation (non-interactive: add
+`--force`); its monitoring clients receive `linkdown`.
+
+`trace on CHANNEL` streams live lines until `trace off [CHANNEL]` or Ctrl-C; with `-c` it
+streams until interrupted (Ctrl-C / SIGTERM). Channels:
+
+""" + "\n".join(f"- `{c}`: {d}" for c, d in CHANNEL_DOCS.items()) + """
+
+Unknown commands get the nearest known one suggested (`shwo links` -> `show links`); wrong
+arity prints the usage and an example.
+"""
+
+GROUPS = {"shell": "Shell", "parameters": "Parameters", "extensions": "Extensions",
+          "listeners": "Client listeners", "status": "Live status", "users": "Users",
+          "general": "Other"}
+
+
+def render() -> str:
+    out = [INTRO.rstrip(), "", "## Commands", ""]
+    by_group: dict[str, list] = {}
+    for cmd in COMMANDS.values():
+        by_group.setdefault(cmd.group, []).append(cmd)
+    for group, title in GROUPS.items():
+        if group not in by_group:
+            continue
+        out += [f"### {title}", ""]
+        for cmd in by_group[group]:
+            out += [f"#### `{cmd.usage}`", "", cmd.doc, ""]
+            for arg in cmd.args:
+                if arg.doc:
+                    out.append(f"- `{arg.name}`{' (optional)' if arg.optional else ''}: "
+                               f"{arg.doc}")
+            if cmd.secret:
+                out.append(f"- prompts for {cmd.secret}")
+            out.append(f"- example: `{cmd.example}`")
+            out.append("- offline (`--db`): " + ("yes" if cmd.offline else "no, needs the daemon"))
+            out.append("")
+    return "\n".join(out).rstrip() + "\n"
+
+
+if __name__ == "__main__":
+    sys.stdout.write(render())

@@ -1,0 +1,146 @@
+"""The command language on a real store, offline (no daemon): parsing, validation, no change
+on bad input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from astcti.admin import commands
+from astcti.admin.commands import CommandError, Context, execute, parse, tokenize
+from astcti.secrets import encrypt, load_key
+from astcti.store import Store
+from tests.admin.conftest import store_state
+
+
+@pytest.fixture
+def store(tmp_path: Path):
+    s = Store.open(tmp_path / "a.db", create=True)
+    yield s
+    s.close()
+
+
+async def run(store: Store, line: str, **kw) -> str:
+    return await execute(tokenize(line), Context(store, None, **kw))
+
+
+@pytest.mark.parametrize("line, words", [
+    ("shwo links", "did you mean `show links`?"),
+    ("updte parameter acti_heartbeat 3", "did you mean `update parameter`?"),
+    ("ad extension 105", "did you mean `add extension`?"),
+    ("frobnicate", "type `help` for the list"),
+])
+def test_unknown_command_suggests_the_nearest(line: str, words: str) -> None:
+    with pytest.raises(CommandError, match="unknown command") as err:
+        parse(tokenize(line))
+    assert str(err.value).endswith(words)
+
+
+@pytest.mark.parametrize("line, words", [
+    ("add extension", "usage: add extension NUM [TECH]"),
+    ("add extension 1 2 3", "usage: add extension NUM [TECH]"),
+    ("add tcp 9001 * *", "usage: add tcp PORT BIND ALLOW custom PROTOCOL [AUTH]"),
+    ("show links now", "usage: show links"),
+    ("add tcp 0 * * custom astctiws", "invalid port '0'"),
+    ("add tcp 9001 * 10.0.0.0/33 custom astctiws", "'10.0.0.0/33' is not an address or CIDR"),
+    ("add tcp 9001 nowhere * custom astctiws", "invalid bind address 'nowhere'"),
+    ("add tcp 9001 * * special astctiws", "expected the word 'custom'"),
+    ("add tcp 9001 * * custom telnet", "invalid protocol 'telnet'"),
+    ("add tcp 9001 * * custom astctiws auth=maybe", "use auth=token"),
+    ("add extension 105 H323", "unknown technology 'H323'"),
+    ("add extension 1;05", "invalid extension"),
+    ("add user bad/name", "invalid user name"),
+    ("add user bob root", "invalid role 'root'"),
+    ("trace on sip", "invalid trace channel 'sip'"),
+    ("show tcp --force", "takes no --force"),
+    ("update parameter 'unclosed", "close the quote"),
+])
+def test_bad_input_is_one_line(line: str, words: str) -> None:
+    with pytest.raises(CommandError) as err:
+        parse(tokenize(line))
+    assert words in str(err.value) and "\n" not in str(err.value)
+
+
+def test_words_are_case_insensitive_and_technology_normalised() -> None:
+    parsed = parse(tokenize("ADD Extension 105 pjsip"))
+    assert parsed.command.phrase == "add extension" and parsed.args == {"NUM": "105",
+                                                                        "TECH": "PJSIP"}
+    parsed = parse(tokenize("remove extension 105 --force"))
+    assert parsed.force and parsed.args == {"NUM": "105"}
+
+
+@pytest.mark.parametrize("line, words", [
+    ("update parameter acti_defaultexttype FOO", "unknown technology 'FOO'"),
+    ("update parameter acti_heartbeat fast", "expected a number"),
+    ("update parameter acti_heartbeat 0", "out of range"),
+    ("update parameter acti_loginstate busy", "use one of ready, notready"),
+    ("update parameter acti_autoacw 2", "use one of 0, 1"),
+    ("update parameter acti_agentgroups 'a b'", "queue name 'a b' is not valid"),
+    ("update parameter acti_tlink_01 127.0.0.1:8088", "needs two '#' separators"),
+    ("update parameter acti_tlink_01 127.0.0.1#99999#astcti,u,x", "port '99999'"),
+    ("update parameter acti_tlink_01 127.0.0.1#8088#astcti,u,not-a-token",
+     "does not decrypt with this key"),
+    ("update parameter acti_nonsense 1", "unknown parameter acti_nonsense"),
+    ("update parameter acti_heartbeet 3", "did you mean acti_heartbeat?"),
+    ("remove extension 999", "extension 999 is not configured"),
+    ("remove tcp 9999", "no listener on port 9999"),
+    ("remove user ghost", "no user ghost"),
+    ("show parameter acti_nope", "unknown parameter acti_nope"),
+    ("show links", "needs the running daemon"),
+    ("trace on asc", "needs the running daemon"),
+    ("help nothing", "no help for `nothing`"),
+])
+async def test_failing_validation_changes_nothing(store: Store, tmp_path: Path, line: str,
+                                                  words: str) -> None:
+    cipher = load_key(tmp_path / "k", create=True)
+    before = store_state(store.path)
+    with pytest.raises(CommandError) as err:
+        await run(store, line, cipher=cipher)
+    assert words in str(err.value)
+    assert store_state(store.path) == before
+
+
+async def test_offline_changes_are_stored(store: Store, tmp_path: Path) -> None:
+    cipher = load_key(tmp_path / "k", create=True)
+    assert "added: PJSIP/105" in await run(store, "add extension 105")
+    assert "IAX2/106" in await run(store, "add extension 106 iax2")
+    assert [(e.number, e.technology) for e in store.extensions()] == [("105", "PJSIP"),
+                                                                      ("106", "IAX2")]
+    assert "removed" in await run(store, "remove extension 106")
+    text = await run(store, "add tcp 9011 * * custom astctirest auth=none")
+    assert "opens when astcti starts" in text and "warning:" in text and "auth=none" in text
+    assert store.listeners()[0].bind == "*" and store.listeners()[0].auth == "none"
+    token = encrypt(cipher, "s3cret")
+    out = await run(store, f"update parameter acti_tlink_02 127.0.0.1#8088#astcti,astcti,{token}",
+                    cipher=cipher)
+    assert token not in out and "***" in out
+    assert store.get_parameter("acti_tlink_02").endswith(token)
+    assert "acti_heartbeat = 2.5" in await run(store, "update parameter acti_heartbeat 2.5")
+    assert "unchanged" in await run(store, "update parameter acti_heartbeat 2.5")
+    assert await run(store, "update parameter acti_agentgroups 'sales, support'")
+    assert store.get_parameter("acti_agentgroups") == "sales,support"
+    assert await run(store, "update parameter acti_agentgroups_7001 support")
+    assert store.get_parameter("acti_agentgroups_7001") == "support"
+    assert "added (role admin)" in await run(store, "add user eve admin", secret="long enough")
+    assert store.check_user("eve", "long enough") is not None
+    with pytest.raises(CommandError, match="too short"):
+        await run(store, "passwd user eve", secret="short")
+    assert store.check_user("eve", "long enough") is not None
+    with pytest.raises(CommandError, match="user eve exists"):
+        await run(store, "add user eve", secret="another one")
+    encrypted = await run(store, "encrypt password", secret="ari-pass", cipher=cipher)
+    from astcti.secrets import decrypt
+    assert decrypt(cipher, encrypted, what="t") == "ari-pass"
+
+
+async def test_secret_commands_refuse_to_run_without_a_secret(store: Store) -> None:
+    with pytest.raises(CommandError, match="prompts for it"):
+        await run(store, "add user zed")
+    assert store.users() == []
+
+
+def test_every_command_has_doc_example_and_parses_its_example() -> None:
+    for cmd in commands.COMMANDS.values():
+        assert cmd.doc and cmd.example
+        assert parse(tokenize(cmd.example)).command is cmd

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import re
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 
 import pytest
@@ -84,6 +86,10 @@ async def test_queue_call_reaches_the_agent_with_ivr_and_client_data(
     await client.expect("agentready")
     line = member_line(lab)
     assert line.startswith(AGENT) and "paused" not in line
+    shown = await asyncio.to_thread(subprocess.run, [
+        sys.executable, "-m", "astcti.admin.shell", "--socket", lab.config.admin_socket,
+        "-c", "show agents"], capture_output=True, text=True, timeout=30)
+    assert shown.stdout.splitlines()[1].split()[:4] == ["101", AGENT, "support", "ready"]
 
     caller = lab.call("601", talk_ms=3000)  # IVR sets ASTCTI_USERDATA, then queue support
     delivered = await client.expect("delivered", extension="101")

@@ -22,6 +22,7 @@ from astcti.api.auth import Auth
 from astcti.api.dispatch import Dispatcher, Services
 from astcti.api.listeners import Listeners
 from astcti.cti.acd import AcdService
+from astcti.cti.control import CallControl
 from astcti.cti.directory import Directory
 from astcti.cti.events import LinkDown, LinkUp
 from astcti.cti.hub import Hub
@@ -56,6 +57,7 @@ class Daemon:
         self.directory = Directory()
         self.tracker = Tracker(self.directory.resolve)
         self.hub = Hub()
+        self.control = CallControl(self.tracker, self.directory)  # issue 4: call control
         self.services: Services | None = None
         self.dispatcher: Dispatcher | None = None
         self.listeners: Listeners | None = None
@@ -80,6 +82,8 @@ class Daemon:
             await self.directory.add(ext.number, ext.technology)
         self.services = Services(self.store, self.directory, self.tracker, self.hub,
                                  Auth(self.store))
+        self.services.extra["control"] = self.control
+        self.control.dial_context = params.get("acti_dial_context") or "from-internal"
         self._start_acd()
         self.dispatcher = Dispatcher(self.services)
         self.dispatcher.tap = self.trace.on_client  # admin console (issue 7)
@@ -172,6 +176,7 @@ class Daemon:
             cti_events = self.userdata.decorate(cti_events)
         for cti_event in cti_events:
             self.hub.publish(cti_event)
+        self.control.on_event(link, event)
         if self.acd is not None:  # issue 5: helper replies, pause changes, queue calls
             self.acd.on_event(link, event, cti_events)
 
@@ -188,6 +193,7 @@ class Daemon:
         if self.userdata is not None:
             resynced = self.userdata.decorate(resynced)
         self.hub.publish_all(resynced)
+        await self.control.resync(link)
         await self._acd_link_up(link)
         for ext, name in self.directory.serving.items():
             if name == link.name:
@@ -240,6 +246,7 @@ class Daemon:
             await self.acd.on_link_up(link)
 
     def _on_link_down(self, link: AsteriskLink, reason: str) -> None:
+        self.control.forget_link(link.name)
         for ext, name in self.directory.serving.items():
             if name == link.name:
                 self.hub.publish(LinkDown(ext, "", _now(), link=link.name, reason=reason))

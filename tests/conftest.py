@@ -37,6 +37,19 @@ def phones(lab: Lab) -> Iterator[Lab]:
 
 
 @pytest.fixture
+def clean_asterisk(lab: Lab) -> Iterator[Lab]:
+    """Fails the test if it leaves a channel or a bridge in Asterisk (then cleans up anyway)."""
+    from tests.lab.ari import force_clean, wait_clean
+
+    force_clean(lab)
+    yield lab
+    try:
+        wait_clean(lab)
+    finally:
+        force_clean(lab)
+
+
+@pytest.fixture
 async def cti(lab: Lab):
     """A logged-in WebSocket client of the lab's astcti (closed after the test)."""
     from astcti.client import CtiClient

@@ -423,6 +423,13 @@ def _queues(value: str) -> str:
     return ",".join(names)
 
 
+def _dial_context(value: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,79}", value.strip()):
+        raise CommandError(f"dialplan context {value[:40]!r} is not valid: use letters, digits,"
+                           " _.- (e.g. from-internal)")
+    return value.strip()
+
+
 #: per-parameter validators: value text -> normalised value text (CommandError if invalid)
 PARAMETER_RULES: dict[str, Callable[[str], str]] = {
     "acti_defaultexttype": _technology,
@@ -434,6 +441,7 @@ PARAMETER_RULES: dict[str, Callable[[str], str]] = {
     "acti_flavour": _one_of("asterisk", "freepbx"),
     "acti_resume_size": _number(0, 1_000_000, integer=True),
     "acti_resume_age": _number(0, 86400, integer=False),
+    "acti_dial_context": _dial_context,
 }
 
 

@@ -9,11 +9,12 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from astcti.cti.events import (
-    DIAL_STATUS_CAUSES, CallCleared, ConnectionCleared, CtiEvent, Delivered, Established,
-    Failed, Held, Originated, Retrieved, ServiceInitiated, cause_name,
+    DIAL_STATUS_CAUSES, CallCleared, Conferenced, ConnectionCleared, CtiEvent, Delivered,
+    Established, Failed, Held, Originated, Retrieved, ServiceInitiated, Transferred, cause_name,
 )
 from astcti.cti.model import Call, Connection, ConnectionState, Direction
 from astcti.pbx.dialplan import LINKEDID_VAR, USERDATA_VAR
@@ -44,6 +45,27 @@ def parse_userdata(raw: str | None) -> dict[str, Any]:
     return {str(k): v for k, v in data.items() if isinstance(v, (str, int, float))}
 
 
+@dataclass
+class Plan:
+    """What astcti's call control says about a channel it is about to create."""
+
+    outgoing: bool = False  # the extension's own call (makecall, consultation agent leg)
+    called: str = ""
+    userdata: dict[str, Any] = field(default_factory=dict)
+    replaces: str | None = None  # `answer`: this leg takes over that ringing channel's connection
+
+
+@dataclass
+class Intent:
+    """A transfer or conference astcti is carrying out; its event fires on the ARI event
+    that completes it (the first leaving channel destroyed / the joining channel bridged)."""
+
+    kind: str  # "transferred" | "conferenced"
+    controller: str
+    channels: list[str]  # watched channels whose monitors get the event
+    parties: list[str]  # numbers of the parties joined
+
+
 class Tracker:
     """The calls of watched extensions, kept up to date from ARI events."""
 
@@ -54,6 +76,10 @@ class Tracker:
         self.connections: dict[tuple[str, str], Connection] = {}  # (link, channel id)
         self.calls: dict[str, Call] = {}
         self._warned_linkedid = False
+        self.plans: dict[tuple[str, str], Plan] = {}
+        self.intents: dict[tuple[str, str], Intent] = {}  # (link, trigger channel) -> intent
+        # ARI `dial` reports no caller: the channel each astcti-dialled leg was dialled for
+        self.dialled_for: dict[tuple[str, str], str] = {}
         self._handlers: dict[str, Callable[[str, AriEvent], list[CtiEvent]]] = {
             "ChannelCreated": self._on_created,
             "ChannelStateChange": self._on_state,
@@ -65,6 +91,10 @@ class Tracker:
             "ChannelUnhold": self._on_unhold,
             "ChannelHangupRequest": self._on_hangup_request,
             "ChannelDestroyed": self._on_destroyed,
+            "ChannelEnteredBridge": self._on_entered_bridge,
+            "ChannelLeftBridge": self._on_left_bridge,
+            "BridgeBlindTransfer": self._on_phone_transfer,
+            "BridgeAttendedTransfer": self._on_phone_transfer,
         }
 
     # -- queries --------------------------------------------------------------------------------
@@ -111,9 +141,18 @@ class Tracker:
         extension = self.resolve(link, endpoint_of(channel["name"]))
         if extension is None:
             return None
+        plan = self.plans.pop((link, channel["id"]), None)
+        if plan is not None and plan.replaces is not None:
+            return self._replace(link, plan.replaces, channel)
         state = channel.get("state", "")
-        outgoing = state == "Ring" or (state == "Up" and (channel.get("dialplan") or {})
-                                       .get("app_name") not in ("AppDial", "AppQueue"))
+        dialplan = channel.get("dialplan") or {}
+        if dialplan.get("app_name") == "Stasis":  # astcti's: Stasis(app,dial,...) = a caller
+            outgoing = str(dialplan.get("app_data", "")).split(",")[1:2] == ["dial"]
+        else:
+            outgoing = state == "Ring" or (state == "Up" and dialplan.get("app_name") not in
+                                           ("AppDial", "AppQueue"))
+        if plan is not None:
+            outgoing = plan.outgoing
         conn = Connection(
             link=link, channel_id=channel["id"], channel_name=channel["name"],
             extension=extension, callid=self._callid(channel),
@@ -121,7 +160,11 @@ class Tracker:
             state=ConnectionState.INITIATED, since=ts,
             userdata=parse_userdata((channel.get("channelvars") or {}).get(USERDATA_VAR)),
         )
-        if conn.direction is Direction.OUTGOING:
+        if plan is not None and plan.outgoing:
+            conn.calling, conn.called = extension, plan.called
+            conn.await_far_answer = True
+            conn.userdata.update(plan.userdata)
+        elif conn.direction is Direction.OUTGOING:
             conn.calling = extension
         else:
             conn.called = extension
@@ -131,6 +174,19 @@ class Tracker:
         call = self.calls.setdefault(conn.callid, Call(conn.callid))
         call.connections[conn.channel_id] = conn
         call.extensions.add(extension)
+        return conn
+
+    def _replace(self, link: str, old_id: str, channel: dict[str, Any]) -> Connection | None:
+        """`answer` re-offered the call on a new channel: the connection moves to it."""
+        conn = self.connections.pop((link, old_id), None)
+        if conn is None:
+            return None
+        call = self.calls.get(conn.callid)
+        if call is not None:
+            call.connections.pop(old_id, None)
+            call.connections[channel["id"]] = conn
+        conn.channel_id, conn.channel_name = channel["id"], channel["name"]
+        self.connections[(link, conn.channel_id)] = conn
         return conn
 
     def _refresh(self, conn: Connection, channel: dict[str, Any]) -> None:
@@ -149,6 +205,8 @@ class Tracker:
             return []
         conn = self._new_connection(link, channel, event.get("timestamp", ""))
         if conn is None:
+            return []
+        if conn.channel_id == channel["id"] and conn.delivered:  # taken over by `answer`
             return []
         ts = event.get("timestamp", "")
         if conn.direction is Direction.OUTGOING:
@@ -174,7 +232,7 @@ class Tracker:
             return [Delivered(conn.extension, conn.callid, ts, alerting=conn.extension,
                               calling=conn.calling, called=conn.called,
                               lastredirection=conn.lastredirection, userdata=dict(conn.userdata))]
-        if state == "Up" and not conn.answered:
+        if state == "Up" and not conn.answered and not conn.await_far_answer:
             return self._establish(conn, ts)
         return []
 
@@ -210,13 +268,22 @@ class Tracker:
 
     def _on_dial(self, link: str, event: AriEvent) -> list[CtiEvent]:
         caller = event.get("caller")
-        if not caller:
+        caller_id = caller["id"] if caller else self.dialled_for.get(
+            (link, (event.get("peer") or {}).get("id", "")))
+        if not caller_id:
             return []
-        conn = self.connections.get((link, caller["id"]))
+        conn = self.connections.get((link, caller_id))
         if conn is None or conn.direction is not Direction.OUTGOING:
             return []
         status = event.get("dialstatus", "")
         ts = event.get("timestamp", "")
+        if status == "" and not conn.originated:
+            conn.originated = True
+            return [Originated(conn.extension, conn.callid, ts, calling=conn.extension,
+                               called=conn.called, userdata=dict(conn.userdata))]
+        if status == "ANSWER" and conn.await_far_answer and not conn.answered:
+            conn.await_far_answer = False
+            return self._establish(conn, ts)
         if status == "RINGING" and not conn.delivered:
             conn.delivered = True
             conn.state = ConnectionState.ALERTING
@@ -258,14 +325,45 @@ class Tracker:
         return []
 
     def _on_destroyed(self, link: str, event: AriEvent) -> list[CtiEvent]:
+        channel_id = (event.get("channel") or {}).get("id", "")
+        self.plans.pop((link, channel_id), None)
+        for key in [k for k, v in self.dialled_for.items() if v == channel_id and k[0] == link]:
+            del self.dialled_for[key]  # the caller is gone (its far leg's Dial may come late)
+        early = self._far_leg_failed(link, event)
         conn = self._conn(link, event)
+        if early:
+            return early + (self._on_destroyed_conn(link, event, conn) if conn else [])
+        return self._on_destroyed_conn(link, event, conn) if conn else []
+
+    def _far_leg_failed(self, link: str, event: AriEvent) -> list[CtiEvent]:
+        """A leg astcti dialled ended unanswered: the caller's call failed (busy...), even when
+        the Dial event that says so comes after the hangup."""
+        channel = event.get("channel") or {}
+        caller_id = self.dialled_for.pop((link, channel.get("id", "")), None)
+        conn = self.connections.get((link, caller_id or ""))
+        code = event.get("cause")
+        if conn is None or conn.direction is not Direction.OUTGOING or conn.answered or \
+                conn.failed_cause is not None or channel.get("state") == "Up" or code is None:
+            return []
+        cause = cause_name(int(code))
+        if cause in ("normal", "callpickup"):
+            return []
+        conn.failed_cause = cause
+        conn.state = ConnectionState.FAILED
+        return [Failed(conn.extension, conn.callid, event.get("timestamp", ""),
+                       failing=conn.called, called=conn.called, cause=cause)]
+
+    def _on_destroyed_conn(self, link: str, event: AriEvent,
+                           conn: Connection | None) -> list[CtiEvent]:
         if conn is None:
             return []
         code = event.get("cause")
         code = int(code) if code is not None else conn.hangup_cause
         ts = event.get("timestamp", "")
-        out: list[CtiEvent] = []
-        if conn.failed_cause is not None:
+        out: list[CtiEvent] = self._fire(link, conn.channel_id, ts)
+        if conn.clear_cause is not None:
+            cause = conn.clear_cause
+        elif conn.failed_cause is not None:
             cause = conn.failed_cause
         elif conn.answered:
             cause = "normal" if code in (None, 0, 16, 31, 127) else cause_name(code)
@@ -292,6 +390,119 @@ class Tracker:
                 del self.calls[conn.callid]
                 out += [CallCleared(ext, conn.callid, ts, cause=cause)
                         for ext in sorted(call.extensions)]
+        return out
+
+    # -- call control (astcti's own actions, told by astcti/cti/control.py) -----------------------
+    def plan(self, link: str, channel_id: str, plan: Plan) -> None:
+        """astcti is about to create this channel: how to read it when it appears."""
+        self.plans[(link, channel_id)] = plan
+
+    def forget_plan(self, link: str, channel_id: str) -> None:
+        self.plans.pop((link, channel_id), None)
+        self.dialled_for.pop((link, channel_id), None)
+
+    def dialling(self, link: str, channel_id: str, for_channel: str) -> None:
+        """astcti dials `channel_id` on behalf of `for_channel` (Dial events name no caller)."""
+        self.dialled_for[(link, channel_id)] = for_channel
+
+    def mark_hold(self, link: str, channel_id: str) -> None:
+        """astcti takes the channel out of its bridge to hold it (ARI raises no ChannelHold)."""
+        conn = self.connections.get((link, channel_id))
+        if conn is not None:
+            conn.hold_pending = True
+
+    def restore_hold(self, link: str, channel_id: str) -> None:
+        """After a reconnect: astcti finds this channel holding its call (no event: clients
+        that resume get the state in their snapshot)."""
+        conn = self.connections.get((link, channel_id))
+        if conn is not None:
+            conn.state = ConnectionState.HELD
+            conn.held_by_astcti = True
+
+    def expect(self, link: str, trigger_channel: str, intent: Intent) -> None:
+        """Fire `intent` when the trigger channel is destroyed (transfer) or bridged (conference)."""
+        self.intents[(link, trigger_channel)] = intent
+        if intent.kind == "transferred":
+            for channel_id in intent.channels:
+                conn = self.connections.get((link, channel_id))
+                if conn is not None and conn.extension == intent.controller:
+                    conn.clear_cause = "transferred"
+
+    def _fire(self, link: str, channel_id: str, ts: str) -> list[CtiEvent]:
+        intent = self.intents.pop((link, channel_id), None)
+        if intent is None:
+            return []
+        out: list[CtiEvent] = []
+        for cid in intent.channels:
+            conn = self.connections.get((link, cid))
+            if conn is None:
+                continue
+            if intent.kind == "transferred":
+                out.append(Transferred(conn.extension, conn.callid, ts,
+                                       transferring=intent.controller,
+                                       transferred=intent.parties[0] if intent.parties else "",
+                                       parties=list(intent.parties),
+                                       userdata=dict(conn.userdata)))
+            else:
+                if conn.state is ConnectionState.HELD:
+                    conn.state = ConnectionState.CONNECTED
+                out.append(Conferenced(conn.extension, conn.callid, ts,
+                                       controller=intent.controller, parties=list(intent.parties)))
+        return out
+
+    def _party_events(self, conn: Connection, make: Callable[[Connection], CtiEvent]
+                      ) -> list[CtiEvent]:
+        """One event per watched connection of the call (the holder's first)."""
+        call = self.calls.get(conn.callid)
+        others = [c for c in (call.connections.values() if call else ()) if c is not conn]
+        return [make(c) for c in [conn, *others]]
+
+    def _on_left_bridge(self, link: str, event: AriEvent) -> list[CtiEvent]:
+        conn = self._conn(link, event)
+        if conn is None or not conn.hold_pending:
+            return []
+        conn.hold_pending = False
+        conn.held_by_astcti = True
+        conn.state = ConnectionState.HELD
+        ts = event.get("timestamp", "")
+        return self._party_events(conn, lambda c: Held(c.extension, c.callid, ts,
+                                                       holding=conn.extension))
+
+    def _on_entered_bridge(self, link: str, event: AriEvent) -> list[CtiEvent]:
+        ts = event.get("timestamp", "")
+        channel = event.get("channel") or {}
+        fired = self._fire(link, channel.get("id", ""), ts)
+        conn = self._conn(link, event)
+        if conn is None or fired or not (conn.state is ConnectionState.HELD and conn.held_by_astcti):
+            return fired
+        conn.held_by_astcti = False
+        conn.state = ConnectionState.CONNECTED
+        return self._party_events(conn, lambda c: Retrieved(c.extension, c.callid, ts,
+                                                            retrieving=conn.extension))
+
+    def _on_phone_transfer(self, link: str, event: AriEvent) -> list[CtiEvent]:
+        """A phone transferred its own call (SIP REFER): BridgeBlind/AttendedTransfer."""
+        if event.get("result") not in (None, "Success"):
+            return []
+        ts = event.get("timestamp", "")
+        transferer = event.get("channel") or event.get("transferer_first_leg") or {}
+        conn = self.connections.get((link, transferer.get("id", "")))
+        if conn is None:
+            return []
+        parties = [((event.get(k) or {}).get("caller") or {}).get("number", "")
+                   for k in ("transferee", "transfer_target")]
+        parties = [p for p in parties if p] or [event.get("exten", "")]
+        out: list[CtiEvent] = []
+        legs = [conn]
+        second = self.connections.get(
+            (link, (event.get("transferer_second_leg") or {}).get("id", "")))
+        if second is not None:
+            legs.append(second)
+        for leg in legs:
+            leg.clear_cause = "transferred"
+            out.append(Transferred(leg.extension, leg.callid, ts, transferring=conn.extension,
+                                   transferred=parties[0], parties=parties,
+                                   userdata=dict(leg.userdata)))
         return out
 
     # -- reconnects -------------------------------------------------------------------------------

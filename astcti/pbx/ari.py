@@ -181,8 +181,14 @@ class AriEventSocket:
 
     async def __aiter__(self) -> AsyncIterator[AriEvent]:
         assert self._ws is not None, "open() first"
+        last = ""
         async for msg in self._ws:
             if msg.type == aiohttp.WSMsgType.TEXT:
+                # A channel both in the app's Stasis and on a subscribed endpoint has each of
+                # its events delivered twice, back to back and byte for byte: keep one.
+                if msg.data == last:
+                    continue
+                last = msg.data
                 try:
                     event = json.loads(msg.data)
                 except ValueError:

@@ -7,7 +7,9 @@ runs the `on_up` hook (resubscribe + resync) before the first event is handed on
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import os
 import random
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
@@ -25,6 +27,12 @@ log = logging.getLogger(__name__)
 BACKOFF_FIRST = 0.5
 BACKOFF_MAX = 15.0
 SUBSCRIBE_BATCH = 100  # event sources per request: keeps the query string short
+
+
+def _trace_file() -> Any:
+    """ASTCTI_ARI_TRACE=FILE appends every ARI event astcti receives (for recordings)."""
+    path = os.environ.get("ASTCTI_ARI_TRACE")
+    return open(path, "a") if path else None
 
 
 class LinkDownError(AstctiError):
@@ -144,7 +152,11 @@ class AsteriskLink:
     async def _pump(self) -> None:
         assert self._socket is not None
         handler = self.on_event
+        trace = _trace_file()
         async for event in self._socket:
+            if trace is not None and event.get("type") != "ChannelVarset":
+                trace.write(json.dumps(event, sort_keys=True) + "\n")
+                trace.flush()
             if handler is not None:
                 try:
                     handler(self, event)

@@ -21,6 +21,8 @@ DEFAULT_PARAMETERS: dict[str, tuple[str, str]] = {
     "acti_flavour": ("asterisk", "PBX flavour: asterisk (astcti dialplan) or freepbx (FreePBX contexts)"),
     "acti_resume_size": ("1000", "Events kept per extension for clients that resume"),
     "acti_resume_age": ("300", "Seconds events are kept for clients that resume"),
+    "acti_dial_context": ("from-internal", "Dialplan context of makecall/consultation/transfer"
+                          " destinations that are not configured extensions"),
 }
 
 

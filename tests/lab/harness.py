@@ -252,7 +252,8 @@ class Lab:
             "http_bind": "127.0.0.1", "http_port": c.ari_port,
             "ari_user": c.ari_user, "ari_password": c.ari_password,
             "sip_port": c.sip_port,
-            "phones": [{"ext": e, "port": p}
+            # 104 sends DTMF as SIP INFO so a SIPp phone can see the digits astcti sends
+            "phones": [{"ext": e, "port": p, **({"dtmf_mode": "info"} if e == "104" else {})}
                        for e, p in {**c.phones, **c.spare_phones}.items()],
             "trunk_port": c.trunk_port, "trunk_ports": c.trunk_ports,
             "extra_extensions": c.extra_extensions,

@@ -20,7 +20,26 @@ SOURCES = [f"{kind}:PJSIP/{e}" for e in ("101", "102", "103", "104")
            for kind in ("endpoint", "deviceState")]
 
 
+async def record_all(lab: Lab, name: str, scenario) -> None:
+    """Call control scenarios: astcti's own stream (its Stasis app sees the bridge events an
+    endpoint subscription does not). The lab's daemon must run with ASTCTI_ARI_TRACE set to
+    .lab/ari-trace.jsonl (`ASTCTI_ARI_TRACE=... python -m tests.lab up`)."""
+    trace = Path(lab.config.lab_dir) / "ari-trace.jsonl"
+    if not trace.exists():
+        raise SystemExit(f"{trace} missing: start the lab with ASTCTI_ARI_TRACE={trace}")
+    start = trace.stat().st_size
+    await scenario(lab)
+    await asyncio.sleep(1.5)
+    with open(trace) as fh:
+        fh.seek(start)
+        lines = fh.read()
+    (OUT / f"{name}.jsonl").write_text(lines)
+    print(name, lines.count("\n"), "events")
+
+
 async def record(lab: Lab, name: str, scenario) -> None:
+    if name in CONTROL:
+        return await record_all(lab, name, scenario)
     c = lab.config
     events: list[dict] = []
     link = AsteriskLink(LinkConfig("rec", "127.0.0.1", c.ari_port, "astcti-rec", c.ari_user,
@@ -100,6 +119,40 @@ async def queue_ivr_answered(lab: Lab) -> None:
     await asyncio.to_thread(p.wait, 30)
     lab.stop_phone("101")
     lab.rx("queue remove member PJSIP/101 from support")
+# -- call control (astcti's daemon in the lab drives these through its Stasis app) ------------
+async def _cti(lab: Lab):
+    from astcti.client import CtiClient
+
+    c = lab.config
+    return await CtiClient.websocket(c.ws_url, c.astcti_user, c.astcti_password)
+
+
+async def stasis_internal_101_to_102(lab: Lab) -> None:
+    """101 dials 102; the dialplan hands the call to astcti, which dials and bridges."""
+    lab.start_phone("102", Phone(answer_after_ms=500))
+    p = lab.dial_from("101", "102", talk_ms=1500)
+    await asyncio.to_thread(p.wait, 30)
+    lab.stop_phone("102")
+
+
+async def makecall_101_to_102(lab: Lab) -> None:
+    lab.start_phone("101", Phone(answer_after_ms=200))
+    lab.start_phone("102", Phone(answer_after_ms=500))
+    cti = await _cti(lab)
+    reply = await cti.request("makecall", extension="101", destination="102")
+    await asyncio.sleep(2)
+    await cti.request("hold", extension="101", callid=reply["callid"])
+    await asyncio.sleep(1)
+    await cti.request("retrieve", extension="101", callid=reply["callid"])
+    await asyncio.sleep(1)
+    await cti.request("hangup", extension="101", callid=reply["callid"])
+    await asyncio.sleep(1)
+    await cti.close()
+    lab.stop_phone("101")
+    lab.stop_phone("102")
+
+
+CONTROL = ["stasis_internal_101_to_102", "makecall_101_to_102"]
 
 
 async def main() -> None:

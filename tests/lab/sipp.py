@@ -62,17 +62,70 @@ a=fmtp:101 0-15
 ]]></send>
 """
 
-_TALK = """  <label id="talking"/>
-  <recv request="INVITE" optional="true" next="reinvite"/>
-  <recv request="INFO" optional="true" next="info"/>
-  <recv request="NOTIFY" optional="true" next="notify"/>
-  <recv request="BYE"{bye_attrs}/>
-""" + _REPLY.format(attrs="", status="200 OK") + """  <nop next="end"/>
-  <label id="reinvite"/>
-""" + _OK_SDP.format(attrs="") + """  <recv request="ACK" next="talking"/>
-  <label id="info"/>
-""" + _REPLY.format(attrs=' next="talking"', status="200 OK") + """  <label id="notify"/>
-""" + _REPLY.format(attrs=' next="talking"', status="200 OK")
+_IN_DIALOG_OK = """  <send next="{next}"><![CDATA[
+SIP/2.0 200 OK
+[last_Via:]
+[last_From:]
+[last_To:]
+[last_Call-ID:]
+[last_CSeq:]
+Contact: <sip:[service]@[local_ip]:[local_port];transport=[transport]>
+Content-Length: 0
+
+]]></send>
+"""
+
+_IN_DIALOG_OK_SDP = """  <send><![CDATA[
+SIP/2.0 200 OK
+[last_Via:]
+[last_From:]
+[last_To:]
+[last_Call-ID:]
+[last_CSeq:]
+Contact: <sip:[service]@[local_ip]:[local_port];transport=[transport]>
+Content-Type: application/sdp
+Content-Length: [len]
+
+v=0
+o=phone 53655765 2353687638 IN IP[local_ip_type] [local_ip]
+s=-
+c=IN IP[media_ip_type] [media_ip]
+t=0 0
+m=audio [media_port] RTP/AVP 0 101
+a=rtpmap:0 PCMU/8000
+a=rtpmap:101 telephone-event/8000
+a=fmtp:101 0-15
+
+]]></send>
+"""
+
+TALK_ROUNDS = 16
+
+
+def talk_loop(bye_attrs: str, prefix: str = "") -> str:
+    """Wait for BYE while answering in-dialog re-INVITE/UPDATE/INFO/NOTIFY (connected line
+    updates, hold, DTMF as SIP INFO). Unrolled into rounds: SIPp does not restart a recv
+    timeout after jumping back to it, so each request moves on to the next round; the timeout
+    is on every recv of a round because SIPp waits on the first (optional) one."""
+    out = []
+    for i in range(TALK_ROUNDS):
+        nxt = f"{prefix}talk{i + 1}" if i + 1 < TALK_ROUNDS else f"{prefix}byewait"
+        out.append(f'''  <label id="{prefix}talk{i}"/>
+  <recv request="INVITE" optional="true"{bye_attrs} next="{prefix}reinvite{i}"/>
+  <recv request="UPDATE" optional="true"{bye_attrs} next="{prefix}ok{i}"/>
+  <recv request="INFO" optional="true"{bye_attrs} next="{prefix}ok{i}"/>
+  <recv request="NOTIFY" optional="true"{bye_attrs} next="{prefix}ok{i}"/>
+  <recv request="BYE"{bye_attrs} next="{prefix}byereceived"/>
+  <label id="{prefix}reinvite{i}"/>
+''' + _IN_DIALOG_OK_SDP + f'''  <recv request="ACK" next="{nxt}"/>
+  <label id="{prefix}ok{i}"/>
+''' + _IN_DIALOG_OK.format(next=nxt))
+    out.append(f'''  <label id="{prefix}byewait"/>
+  <recv request="BYE"{bye_attrs} next="{prefix}byereceived"/>
+  <label id="{prefix}byereceived"/>
+''' + _IN_DIALOG_OK.format(next="end"))
+    return "".join(out)
+
 
 _CANCELLED = """  <label id="cancelled"/>
 """ + _REPLY.format(attrs="", status="200 OK") + """  <send><![CDATA[
@@ -95,7 +148,7 @@ Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
 From: <sip:[service]@[local_ip]:[local_port]>;tag=[pid]SIPpTag01[call_number]
 To: [$remote_from]
 [last_Call-ID:]
-CSeq: 2 BYE
+CSeq: 10 BYE
 Contact: <sip:[service]@[local_ip]:[local_port]>
 Max-Forwards: 70
 Content-Length: 0
@@ -105,6 +158,69 @@ Content-Length: 0
 """
 
 
+def _phone_reinvite(cseq: int, direction: str) -> str:
+    """The phone puts the call on hold (sendonly) or takes it back (sendrecv) itself."""
+    return f'''  <send retrans="500"><![CDATA[
+INVITE [next_url] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: <sip:[service]@[local_ip]:[local_port]>;tag=[pid]SIPpTag01[call_number]
+To: [$remote_from]
+[last_Call-ID:]
+CSeq: {cseq} INVITE
+Contact: <sip:[service]@[local_ip]:[local_port]>
+Max-Forwards: 70
+Content-Type: application/sdp
+Content-Length: [len]
+
+v=0
+o=phone 53655765 {2353687640 + cseq} IN IP[local_ip_type] [local_ip]
+s=-
+c=IN IP[media_ip_type] [media_ip]
+t=0 0
+m=audio [media_port] RTP/AVP 0 101
+a=rtpmap:0 PCMU/8000
+a=rtpmap:101 telephone-event/8000
+a=fmtp:101 0-15
+a={direction}
+
+]]></send>
+  <recv response="100" optional="true"/>
+  <recv response="200"/>
+  <send><![CDATA[
+ACK [next_url] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: <sip:[service]@[local_ip]:[local_port]>;tag=[pid]SIPpTag01[call_number]
+To: [$remote_from]
+[last_Call-ID:]
+CSeq: {cseq} ACK
+Contact: <sip:[service]@[local_ip]:[local_port]>
+Max-Forwards: 70
+Content-Length: 0
+
+]]></send>
+'''
+
+
+def _phone_refer(cseq: int, target: str) -> str:
+    """The phone transfers the call itself (blind transfer: SIP REFER)."""
+    return f'''  <send retrans="500"><![CDATA[
+REFER [next_url] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: <sip:[service]@[local_ip]:[local_port]>;tag=[pid]SIPpTag01[call_number]
+To: [$remote_from]
+[last_Call-ID:]
+CSeq: {cseq} REFER
+Contact: <sip:[service]@[local_ip]:[local_port]>
+Refer-To: <sip:{target}@[remote_ip]:[remote_port]>
+Referred-By: <sip:[service]@[local_ip]:[local_port]>
+Max-Forwards: 70
+Content-Length: 0
+
+]]></send>
+  <recv response="202"/>
+'''
+
+
 @dataclass(frozen=True)
 class Phone:
     """How a SIPp desk phone behaves on each incoming call."""
@@ -112,14 +228,25 @@ class Phone:
     answer_after_ms: int | None = 1000  # None: ring until cancelled
     reject: int | None = None  # e.g. 486 to answer busy
     hangup_after_ms: int | None = None  # phone hangs up itself after this talk time
+    auto_answer: bool = False  # answer at once an INVITE whose Call-Info says answer-after=0
+    hold_after_ms: int | None = None  # the phone holds the call itself (re-INVITE sendonly)...
+    hold_ms: int = 1500  # ... and takes it back (sendrecv) after this long
+    refer_to: str | None = None  # the phone blind-transfers the call to this number...
+    refer_after_ms: int = 1500  # ... this long after answering, then hangs up
 
 
 def uas_scenario(phone: Phone) -> str:
     """Generated scenario XML for one phone behaviour."""
-    capture = ""
-    if phone.hangup_after_ms is not None:  # the BYE we send needs the caller's From
-        capture = ('\n    <action><ereg regexp=".*" search_in="hdr" header="From:"'
-                   ' assign_to="remote_from"/></action>\n  ')
+    actions = []
+    if phone.hangup_after_ms is not None or phone.hold_after_ms is not None or \
+            phone.refer_to is not None:
+        # the requests the phone sends in the dialog need the caller's From
+        actions.append('<ereg regexp=".*" search_in="hdr" header="From:"'
+                       ' assign_to="remote_from"/>')
+    if phone.auto_answer:
+        actions.append('<ereg regexp="answer-after=0" search_in="hdr" header="Call-Info:"'
+                       ' check_it="false" assign_to="autoanswer"/>')
+    capture = f"\n    <action>{''.join(actions)}</action>\n  " if actions else ""
     parts = [_UAS_HEAD.replace("{capture}", capture)]
     if phone.reject is not None:
         reason = {486: "Busy Here", 480: "Temporarily Unavailable", 603: "Decline"}.get(
@@ -129,19 +256,34 @@ def uas_scenario(phone: Phone) -> str:
         parts.append('  <label id="end"/>\n</scenario>\n')
         return "".join(parts)
     parts.append(_REPLY.format(attrs="", status="180 Ringing"))
+    if phone.auto_answer:
+        parts.append('  <nop test="autoanswer" next="answer"/>\n')
     if phone.answer_after_ms is None:
         parts.append('  <recv request="CANCEL" next="cancelled"/>\n')
     else:
         parts.append(f'  <recv request="CANCEL" optional="false" timeout="{max(phone.answer_after_ms, 1)}"'
                      ' ontimeout="answer" next="cancelled"/>\n')
+    if phone.answer_after_ms is not None or phone.auto_answer:
         parts.append('  <label id="answer"/>\n')
         parts.append(_OK_SDP.format(attrs=""))
         parts.append('  <recv request="ACK"/>\n')
         bye_attrs = ""
         if phone.hangup_after_ms is not None:
             bye_attrs = f' timeout="{phone.hangup_after_ms}" ontimeout="hangup"'
-        parts.append(_TALK.format(bye_attrs=bye_attrs))
-        if phone.hangup_after_ms is not None:
+        if phone.hold_after_ms is not None:
+            parts.append(talk_loop(f' timeout="{phone.hold_after_ms}" ontimeout="phonehold"',
+                                   prefix="a"))
+            parts.append('  <label id="phonehold"/>\n' + _phone_reinvite(2, "sendonly"))
+            parts.append(talk_loop(f' timeout="{phone.hold_ms}" ontimeout="phoneunhold"',
+                                   prefix="b"))
+            parts.append('  <label id="phoneunhold"/>\n' + _phone_reinvite(3, "sendrecv"))
+        if phone.refer_to is not None:
+            parts.append(talk_loop(f' timeout="{phone.refer_after_ms}" ontimeout="phonerefer"',
+                                   prefix="r"))
+            parts.append('  <label id="phonerefer"/>\n' + _phone_refer(4, phone.refer_to))
+            bye_attrs = ' timeout="1500" ontimeout="hangup"'  # NOTIFYs, then the phone hangs up
+        parts.append(talk_loop(bye_attrs))
+        if phone.hangup_after_ms is not None or phone.refer_to is not None:
             parts.append(_HANGUP_BY_PHONE)
     parts.append(_CANCELLED)
     parts.append('  <label id="end"/>\n</scenario>\n')
@@ -177,7 +319,9 @@ a=fmtp:101 0-15
   <recv response="100" optional="true"/>
   <recv response="180" optional="true"/>
   <recv response="183" optional="true"/>
-  <recv response="200" rrs="true" next="answered"/>
+  <recv response="200" rrs="true" next="answered">
+    <action><ereg regexp=".*" search_in="hdr" header="To:" assign_to="remote_to"/></action>
+  </recv>
   <label id="answered"/>
   <send><![CDATA[
 ACK [next_url] SIP/2.0
@@ -192,13 +336,12 @@ Max-Forwards: 70
 Content-Length: 0
 
 ]]></send>
-  <recv request="BYE" timeout="{talk_ms}" ontimeout="hangup" next="byereceived"/>
-  <label id="hangup"/>
+{talk}  <label id="hangup"/>
   <send retrans="500"><![CDATA[
 BYE [next_url] SIP/2.0
 Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
 From: "{name}" <sip:{caller}@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
-[last_To:]
+To: [$remote_to]
 [routes]
 Call-ID: [call_id]
 CSeq: 2 BYE
@@ -208,24 +351,16 @@ Content-Length: 0
 
 ]]></send>
   <recv response="200" next="end"/>
-  <label id="byereceived"/>
-  <send><![CDATA[
-SIP/2.0 200 OK
-[last_Via:]
-[last_From:]
-[last_To:]
-[last_Call-ID:]
-[last_CSeq:]
-Content-Length: 0
-
-]]></send>
   <label id="end"/>
 </scenario>
 """
 
 
 def uac_scenario(caller: str, talk_ms: int, name: str = "") -> str:
-    return _UAC.format(caller=caller, talk_ms=max(talk_ms, 1), name=name or caller)
+    talk = talk_loop(f' timeout="{max(talk_ms, 1)}" ontimeout="hangup"')
+    return _UAC.replace("{talk}", "{talk_block}").format(
+        caller=caller, talk_ms=max(talk_ms, 1), name=name or caller, talk_block="{talk_block}"
+    ).replace("{talk_block}", talk)
 
 
 class SippProcess:

@@ -18,12 +18,14 @@ import pytest
 from astcti.client import CtiClient, CtiError
 from astcti.store import Store
 from tests.lab import Lab
+from tests.lab.ari import force_clean
 from tests.lab.sipp import Phone
 
 pytestmark = pytest.mark.lab
 
 AGENT = "7001"
 IVR_DATA = {"account": "4711", "ivr": "billing"}  # set by the lab dialplan on 601
+CUSTOMER = "0912345678"  # the trunk caller of Lab.call
 
 
 def member_line(lab: Lab, iface: str = "PJSIP/101") -> str:
@@ -31,6 +33,11 @@ def member_line(lab: Lab, iface: str = "PJSIP/101") -> str:
     text = re.sub(r"\x1b\[[0-9;]*m", "", lab.rx("queue show support"))
     return next((line.strip() for line in text.splitlines()
                  if f"({iface})" in line or f"({iface} from " in line), "")
+
+
+def customer_invites(lab: Lab) -> list[str]:
+    """INVITEs phone 101 got from the trunk customer (not calls other tests left behind)."""
+    return [m for m in lab.phones["101"].received("INVITE") if f"sip:{CUSTOMER}@" in m]
 
 
 def set_parameters(lab: Lab, **values: str) -> None:
@@ -53,6 +60,7 @@ async def connect(lab: Lab, *extensions: str) -> CtiClient:
 @pytest.fixture
 async def agent101(lab: Lab) -> AsyncIterator[CtiClient]:
     """A client monitoring 101 with phone 101 answering; agent logged off afterwards."""
+    force_clean(lab)  # calls earlier tests left (they would keep 101 busy)
     lab.start_phone("101", Phone(answer_after_ms=500))
     client = await connect(lab, "101")
     try:
@@ -92,7 +100,7 @@ async def test_queue_call_reaches_the_agent_with_ivr_and_client_data(
     assert shown.stdout.splitlines()[1].split()[:4] == ["101", AGENT, "support", "ready"]
 
     caller = lab.call("601", talk_ms=3000)  # IVR sets ASTCTI_USERDATA, then queue support
-    delivered = await client.expect("delivered", extension="101")
+    delivered = await client.expect("delivered", extension="101", calling=CUSTOMER)
     assert delivered["lastredirection"] == "support"
     assert delivered["userdata"] == IVR_DATA
     reply = await client.request("userdata", extension="101", callid=delivered["callid"],
@@ -100,10 +108,11 @@ async def test_queue_call_reaches_the_agent_with_ivr_and_client_data(
     assert reply["userdata"] == {**IVR_DATA, "crm": "case-9", "score": 3}
     read = await client.request("userdata", extension="101", callid=delivered["callid"])
     assert read["userdata"] == reply["userdata"]
-    cleared = await client.expect("connectioncleared", extension="101", timeout=20)
+    cleared = await client.expect("connectioncleared", extension="101",
+                                  callid=delivered["callid"], timeout=20)
     assert cleared["userdata"] == {**IVR_DATA, "crm": "case-9", "score": 3}
     assert await asyncio.to_thread(caller.wait, 20) == 0
-    assert len(lab.phones["101"].received("INVITE")) == 1
+    assert len(customer_invites(lab)) == 1
 
     # not ready with a reason: the next queue call waits and is not offered to 101
     await client.request("acdsetstate", extension="101", agentid=AGENT, state="notready",
@@ -116,13 +125,14 @@ async def test_queue_call_reaches_the_agent_with_ivr_and_client_data(
     assert (queued["queue"], queued["position"], queued["calling"]) == ("support", 1,
                                                                         "0912345678")
     await asyncio.sleep(3)  # the queue retries members every few seconds: give it the chance
-    assert not [e for e in client.drain() if e.get("event") == "delivered"]
-    assert len(lab.phones["101"].received("INVITE")) == 1
+    assert not [e for e in client.drain()
+                if e.get("event") == "delivered" and e["callid"] == queued["callid"]]
+    assert len(customer_invites(lab)) == 1
     assert "1. PJSIP/trunk-" in lab.rx("queue show support")  # the caller still waits
     # ready again: the waiting caller is offered to 101 at once
     await client.request("acdsetstate", extension="101", agentid=AGENT, state="manual")
     await client.expect("agentready")
-    delivered = await client.expect("delivered", extension="101")
+    delivered = await client.expect("delivered", extension="101", calling=CUSTOMER)
     assert delivered["callid"] == queued["callid"]
     assert await asyncio.to_thread(caller.wait, 30) == 0
 
@@ -137,8 +147,9 @@ async def test_after_call_work_returns_to_ready_after_the_timeout(
     set_parameters(lab, acti_autoacw="1", acti_acwtimeout="3")
     await login_ready(client)
     caller = lab.call("600", talk_ms=1000)
-    await client.expect("established", extension="101", lastredirection="support")
-    await client.expect("connectioncleared", extension="101", timeout=20)
+    est = await client.expect("established", extension="101", calling=CUSTOMER,
+                              lastredirection="support")
+    await client.expect("connectioncleared", extension="101", callid=est["callid"], timeout=20)
     acw = await client.expect("agentworknotready", timeout=10)
     assert acw["until"]
     assert "paused:acw" in member_line(lab)
@@ -190,7 +201,7 @@ async def test_bad_requests_fail_clearly_and_change_nothing(
     assert member_line(lab) == line and "paused" not in line
 
     caller = lab.call("600", talk_ms=2500)
-    delivered = await client.expect("delivered", extension="101")
+    delivered = await client.expect("delivered", extension="101", calling=CUSTOMER)
     callid = delivered["callid"]
     await fails("userdata", "bad field data: expected a JSON object", extension="101",
                 callid=callid, data=[1, 2])
@@ -211,8 +222,8 @@ async def test_daemon_restart_keeps_agent_state_and_call_data(
     client = agent101
     await login_ready(client)
     caller = lab.call("601", talk_ms=9000)
-    delivered = await client.expect("delivered", extension="101")
-    await client.expect("established", extension="101")
+    delivered = await client.expect("delivered", extension="101", calling=CUSTOMER)
+    await client.expect("established", extension="101", calling=CUSTOMER)
     await client.request("userdata", extension="101", callid=delivered["callid"],
                          data={"crm": "case-77"})
     await client.request("acdsetstate", extension="101", agentid=AGENT, state="aux",
@@ -229,7 +240,8 @@ async def test_daemon_restart_keeps_agent_state_and_call_data(
                                                                            "break")
         read = await client.request("userdata", extension="101", callid=delivered["callid"])
         assert read["userdata"] == {**IVR_DATA, "crm": "case-77"}
-        cleared = await client.expect("connectioncleared", extension="101", timeout=20)
+        cleared = await client.expect("connectioncleared", extension="101",
+                                  callid=delivered["callid"], timeout=20)
         assert cleared["userdata"] == {**IVR_DATA, "crm": "case-77"}
         assert await asyncio.to_thread(caller.wait, 20) == 0
         assert "paused:break" in member_line(lab)
@@ -303,7 +315,7 @@ async def test_freepbx_members_are_shared_with_the_phone_feature_code(
         await client.expect("agentready")
 
         caller = lab.call("600", talk_ms=1500)
-        delivered = await client.expect("delivered", extension="101")
+        delivered = await client.expect("delivered", extension="101", calling=CUSTOMER)
         assert delivered["calling"] == "0912345678"
         # lastredirection stays empty here: the phone is rung by a Dial inside from-queue,
         # not by app_queue (docs/acd.md, "Member format")

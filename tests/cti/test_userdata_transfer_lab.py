@@ -16,6 +16,7 @@ import astcti.api.requests  # noqa: F401  (registers every request)
 from astcti.api.protocol import REQUESTS
 from astcti.client import CtiClient
 from tests.lab import Lab
+from tests.lab.ari import force_clean
 from tests.lab.sipp import Phone
 
 pytestmark = [pytest.mark.lab,
@@ -32,12 +33,14 @@ async def connect(lab: Lab, *extensions: str) -> CtiClient:
 
 
 async def test_data_attached_by_101_reaches_102_after_a_blind_transfer(lab: Lab) -> None:
+    force_clean(lab)  # calls earlier tests left
     lab.start_phone("101", Phone(answer_after_ms=300))
     lab.start_phone("102", Phone(answer_after_ms=1500))
     client = await connect(lab, "101", "102")
     try:
         caller = lab.call("101", talk_ms=8000)
-        established = await client.expect("established", extension="101")
+        established = await client.expect("established", extension="101",
+                                          calling="0912345678")
         callid = established["callid"]
         await client.request("userdata", extension="101", callid=callid,
                              data={"crm": "case-42", "note": "wants a refund"})
@@ -55,12 +58,14 @@ async def test_data_attached_by_101_reaches_102_after_a_blind_transfer(lab: Lab)
 
 
 async def test_data_attached_by_101_reaches_102_in_an_attended_transfer(lab: Lab) -> None:
+    force_clean(lab)  # calls earlier tests left
     lab.start_phone("101", Phone(answer_after_ms=300))
     lab.start_phone("102", Phone(answer_after_ms=1500))
     client = await connect(lab, "101", "102")
     try:
         caller = lab.call("101", talk_ms=12000)
-        established = await client.expect("established", extension="101")
+        established = await client.expect("established", extension="101",
+                                          calling="0912345678")
         held = established["callid"]
         await client.request("userdata", extension="101", callid=held, data={"crm": "case-43"})
         reply = await client.request("consultation", extension="101", callid=held,

@@ -158,6 +158,9 @@ class Daemon:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stopping.set)
+        # issue 6: SIGHUP re-reads the listeners table (the admin API calls reload_listeners)
+        loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(
+            self.reload_listeners()))
         try:
             await self.start()
         except AstctiError:
@@ -167,6 +170,12 @@ class Daemon:
         log.info("stopping")
         await self.stop()
         return 0
+
+    async def reload_listeners(self) -> dict[int, str]:
+        """Open/close listeners to match the store's rows, without touching unchanged ones."""
+        if self.listeners is None or self.store is None:
+            return {}
+        return await self.listeners.sync(self.store.listeners())
 
     # -- the event flow -------------------------------------------------------------------------
     def _on_ari_event(self, link: AsteriskLink, event: AriEvent) -> None:

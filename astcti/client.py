@@ -1,4 +1,4 @@
-"""A small asyncio client of the astcti protocol over WebSocket or raw TCP.
+"""A small asyncio client of the astcti protocol over WebSocket, raw TCP or REST (+ SSE).
 
     async with await CtiClient.websocket("ws://127.0.0.1:9003/", "agent", "secret") as cti:
         await cti.request("startmonitor", extension="101")
@@ -108,6 +108,55 @@ class CtiClient:
             await client.login(username, password, token)
         return client
 
+    @classmethod
+    async def rest(cls, url: str, username: str | None = None, password: str | None = None,
+                   *, token: str | None = None, ssl: Any = None) -> CtiClient:
+        """Requests as `POST {url}/api/v1/requests/<name>`, events from the SSE stream
+        `GET {url}/api/v1/events` (opened after login, with the session's token)."""
+        url = url.rstrip("/")
+        session = aiohttp.ClientSession()
+        state: dict[str, Any] = {"token": token, "stream": None}
+        tls: dict[str, Any] = {"ssl": ssl} if ssl else {}
+
+        async def stream() -> None:
+            headers = {"Accept": "text/event-stream",
+                       "Authorization": f"Bearer {state['token']}"}
+            try:
+                async with session.get(f"{url}/api/v1/events", headers=headers, **tls,
+                                       timeout=aiohttp.ClientTimeout(total=None)) as resp:
+                    async for raw in resp.content:
+                        line = raw.decode().rstrip("\r\n")
+                        if line.startswith("data:"):
+                            client._received(line[5:].strip())
+            except (aiohttp.ClientError, ConnectionError):
+                pass
+            finally:
+                client.closed.set()
+
+        async def send(text: str) -> None:
+            message = json.loads(text)
+            name = message.pop("request")
+            headers = {"Authorization": f"Bearer {state['token']}"} if state["token"] else {}
+            async with session.post(f"{url}/api/v1/requests/{name}", json=message,
+                                    headers=headers, **tls) as resp:
+                reply = await resp.json(content_type=None)
+            if name == "login" and reply.get("token"):
+                state["token"] = reply["token"]
+                if state["stream"] is None:
+                    state["stream"] = asyncio.create_task(stream())
+                    client._reader = state["stream"]
+            client._received(json.dumps(reply))
+
+        async def close() -> None:
+            if state["stream"] is not None:
+                state["stream"].cancel()
+            await session.close()
+
+        client = cls(send, close)
+        if username or token:
+            await client.login(username, password, token)
+        return client
+
     async def __aenter__(self) -> CtiClient:
         return self
 
@@ -121,6 +170,8 @@ class CtiClient:
                 await asyncio.wait_for(self._reader, 5)
             except (asyncio.TimeoutError, asyncio.CancelledError):
                 self._reader.cancel()
+            except Exception:  # noqa: BLE001  (the connection is gone either way)
+                pass
 
     # -- messages ---------------------------------------------------------------------------------
     def _received(self, text: str) -> None:

@@ -366,6 +366,81 @@ the latency figures above.)
 """
 
 
+def _invite_times(proc) -> list[float]:
+    """Wall-clock receipt times of the INVITEs in a SIPp phone's message log."""
+    times = []
+    for block in proc.messages().split("----------------------------------------------- ")[1:]:
+        head, _, rest = block.partition("\n")
+        kind, _, body = rest.partition("\n")
+        if "message received" in kind and body.lstrip().startswith("INVITE "):
+            stamp = datetime.strptime(head.strip(), "%Y-%m-%d %H:%M:%S.%f")
+            times.append(stamp.replace(tzinfo=timezone.utc).timestamp())
+    return times
+
+
+async def makecall_vs_originate(lab: Lab, rounds: int = 30) -> dict:
+    """Request -> INVITE at the phone: astcti makecall vs one direct ARI originate."""
+    c = lab.config
+    phone = lab.start_phone("101", Phone(reject=486))  # no call to clean up, INVITE timing only
+    client = await CtiClient.websocket(c.ws_url, c.astcti_user, c.astcti_password)
+    cfg = LinkConfig("raw", "127.0.0.1", c.ari_port, "bench-raw", c.ari_user, c.ari_password)
+    astcti_ms: list[float] = []
+    raw_ms: list[float] = []
+    async with aiohttp.ClientSession(headers={"Authorization": _auth_header(cfg)}) as session:
+        ws = await session.ws_connect(f"ws://127.0.0.1:{c.ari_port}/ari/events",
+                                      params={"app": "bench-raw"})  # registers the app
+        base = f"http://127.0.0.1:{c.ari_port}/ari"
+
+        async def one(action) -> float:
+            before = len(_invite_times(phone))
+            t0 = time.time()
+            await action()
+            for _ in range(400):
+                times = _invite_times(phone)
+                if len(times) > before:
+                    return (times[before] - t0) * 1000
+                await asyncio.sleep(0.01)
+            raise RuntimeError("no INVITE reached the phone")
+
+        async def astcti() -> None:
+            await client.request("makecall", extension="101", destination="102")
+
+        async def raw() -> None:
+            async with session.post(f"{base}/channels", params={
+                    "endpoint": "PJSIP/101", "app": "bench-raw"}) as resp:
+                assert resp.status == 200, await resp.text()
+
+        for _ in range(rounds):
+            astcti_ms.append(await one(astcti))
+            await asyncio.sleep(0.3)
+            raw_ms.append(await one(raw))
+            await asyncio.sleep(0.3)
+        await ws.close()
+    await client.close()
+    lab.stop_phone("101")
+    return {"astcti": astcti_ms, "raw": raw_ms, "rounds": rounds}
+
+
+def render_makecall(mc: dict) -> str:
+    a50, r50 = statistics.median(mc["astcti"]), statistics.median(mc["raw"])
+    ratio = a50 / r50 if r50 else float("nan")
+    verdict = "met" if ratio <= 1.2 else f"missed: {ratio:.2f}x"
+    return f"""
+## makecall: request to INVITE at the phone
+
+{mc['rounds']} rounds alternating an astcti `makecall` (WebSocket request: the agent leg created with
+auto-answer headers, then dialled) and one direct ARI originate (`POST /channels`) to the same
+SIPp phone; time from sending the request to the INVITE's arrival in the phone's message log.
+
+| path | p50 ms | min ms | max ms |
+| --- | --- | --- | --- |
+| direct ARI originate | {r50:.1f} | {min(mc['raw']):.1f} | {max(mc['raw']):.1f} |
+| astcti makecall | {a50:.1f} | {min(mc['astcti']):.1f} | {max(mc['astcti']):.1f} |
+
+Ratio of medians: **{ratio:.2f}x** (target <= 1.2x: {verdict}).
+"""
+
+
 def plot(series: dict[str, list[float]], path: Path) -> None:
     """Latency distributions (CDF) of the raw and astcti clients, side by side."""
     import matplotlib
@@ -445,9 +520,10 @@ async def main() -> None:
     lab.up(phones="none")
     try:
         lat = await latency(lab)
+        mc = await makecall_vs_originate(lab)
     finally:
         lab.down()
-    text = render(lat, rep)
+    text = render(lat, rep) + render_makecall(mc)
     if os.environ.get("BENCH_SCALE", "1") == "1":
         sc = await scale(500, 10, 490, int(os.environ.get("BENCH_SCALE_CALLS", "400")), 20)
         mem_small = await memory(4, 0)

@@ -105,6 +105,10 @@ class Auth:
         self.tokens[token] = (identity, now + TOKEN_TTL)
         return token
 
+    def revoke(self, token: str) -> None:
+        """A token given up at logout stops working at once."""
+        self.tokens.pop(token, None)
+
     def check_token(self, token: str) -> Identity | None:
         entry = self.tokens.get(token)
         if entry is None or entry[1] < time.monotonic():

@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import ipaddress
 import logging
+import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -30,8 +31,20 @@ def _ws_factory(dispatcher: Dispatcher, auth_required: bool) -> web.Application:
     return ws.make_app(dispatcher, auth_required=auth_required)
 
 
+def _rest_factory(dispatcher: Dispatcher, auth_required: bool) -> web.Application:
+    from astcti.api import rest
+
+    return rest.make_app(dispatcher, auth_required=auth_required)
+
+
 #: protocol -> aiohttp application factory. Transports register here.
-HTTP_PROTOCOLS: dict[str, AppFactory] = {"astctiws": _ws_factory}
+HTTP_PROTOCOLS: dict[str, AppFactory] = {"astctiws": _ws_factory, "astctirest": _rest_factory}
+#: an HTTP connection idle (or sending a request slower) than this is closed (slowloris);
+#: WebSocket and event streams are not idle while their handler runs
+HTTP_IDLE_TIMEOUT = 15.0
+#: parameters naming the PEM files of listeners with tls on
+TLS_CERT_PARAMETER = "acti_tls_cert"
+TLS_KEY_PARAMETER = "acti_tls_key"
 PROTOCOLS = ("astctiws", "astctirest", "astctiapi")
 
 
@@ -106,11 +119,11 @@ class Listeners:
             log.warning("listener %d (%s) has auth=none on %s: anyone allowed by %r can use it",
                         row.port, row.protocol, row.bind, row.allow)
         try:
+            context = self._tls_context(row)
             if row.protocol in HTTP_PROTOCOLS:
-                stop = await self._open_http(row, nets, bind)
+                stop = await self._open_http(row, nets, bind, context)
             else:
-                raise ConfigError(f"listener {row.port}: protocol {row.protocol} is not"
-                                  " available yet")
+                stop = await self._open_tcp(row, nets, bind, context)
         except OSError as exc:
             why = ("port in use" if exc.errno == errno.EADDRINUSE else exc.strerror or str(exc))
             message = (f"listener {row.port} ({row.protocol}) cannot open on {row.bind}: {why}:"
@@ -124,8 +137,44 @@ class Listeners:
         log.info("listening: %s on %s:%d (auth %s, allow %s)", row.protocol, row.bind, row.port,
                  row.auth, row.allow)
 
+    def _tls_context(self, row: ListenerRow) -> ssl.SSLContext | None:
+        """The server TLS context of a `tls` listener, from the cert/key parameters."""
+        if not row.tls:
+            return None
+        store = self.dispatcher.services.store
+        cert = store.get_parameter(TLS_CERT_PARAMETER) or ""
+        key = store.get_parameter(TLS_KEY_PARAMETER) or ""
+        if not cert or not key:
+            raise ConfigError(f"listener {row.port}: tls needs the parameters"
+                              f" {TLS_CERT_PARAMETER} and {TLS_KEY_PARAMETER} (PEM file paths):"
+                              f" set them with `update parameter {TLS_CERT_PARAMETER} /path`")
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        try:
+            context.load_cert_chain(cert, key)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(f"listener {row.port}: cannot load TLS certificate {cert} / key"
+                              f" {key}: {getattr(exc, 'strerror', None) or exc}: fix the files"
+                              " or the parameters") from None
+        return context
+
+    async def _open_tcp(self, row: ListenerRow, nets: list[Network] | None, bind: str | None,
+                        context: ssl.SSLContext | None) -> Callable[[], object]:
+        from astcti.api.tcp import TcpServer
+
+        def admit(peer: str) -> bool:
+            if allowed(nets, peer):
+                return True
+            log.warning("listener %d: refused %s (not in allow %s)", row.port, peer, row.allow)
+            return False
+
+        server = TcpServer(self.dispatcher, auth_required=row.auth != "none", admit=admit,
+                           name=f"listener {row.port}")
+        await server.start(bind, row.port, context)
+        return server.stop
+
     async def _open_http(self, row: ListenerRow, nets: list[Network] | None,
-                         bind: str | None) -> Callable[[], object]:
+                         bind: str | None,
+                         context: ssl.SSLContext | None = None) -> Callable[[], object]:
         factory = HTTP_PROTOCOLS[row.protocol]
         app = factory(self.dispatcher, row.auth != "none")
 
@@ -139,9 +188,9 @@ class Listeners:
 
         app.middlewares.insert(0, allow_list)
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0,
-                               handle_signals=False)
+                               handle_signals=False, keepalive_timeout=HTTP_IDLE_TIMEOUT)
         await runner.setup()
-        site = web.TCPSite(runner, bind, row.port, reuse_address=True)
+        site = web.TCPSite(runner, bind, row.port, reuse_address=True, ssl_context=context)
         try:
             await site.start()
         except BaseException:
@@ -159,6 +208,26 @@ class Listeners:
             await result
         log.info("closed listener %d (%s)", port, running.row.protocol)
         return True
+
+    async def sync(self, rows: list[ListenerRow]) -> dict[int, str]:
+        """Make the open listeners match `rows` (the store's): open new or changed rows, close
+        removed ones, leave unchanged ones (and their clients) alone. Returns port -> error."""
+        wanted = {row.port: row for row in rows}
+        for port in list(self.running):
+            if port not in wanted:
+                await self.close(port)
+        for port in list(self.errors):
+            if port not in wanted:
+                self.errors.pop(port, None)
+        for port, row in wanted.items():
+            current = self.running.get(port)
+            if current is not None and current.row == row:
+                continue
+            try:
+                await self.open(row)
+            except ConfigError as exc:
+                log.error("%s", exc)
+        return dict(self.errors)
 
     async def close_all(self) -> None:
         for port in list(self.running):

@@ -1,0 +1,127 @@
+/* astcti.js: a plain JavaScript client of the astcti REST API (no build step, no dependency).
+ *
+ *   const cti = new AstCti("");                 // "" = the server that served the page
+ *   await cti.login("agent", "secret");         // keeps the token, opens the event stream
+ *   cti.onEvent(e => console.log(e.event, e.callid));
+ *   await cti.request("startmonitor", {extension: "101"});
+ *
+ * Requests go to POST /api/v1/requests/<name>; events come from the Server-Sent Events stream
+ * GET /api/v1/events, read with fetch() so the token travels in the Authorization header.
+ */
+(function (global) {
+  "use strict";
+
+  class AstCti {
+    constructor(baseUrl) {
+      this.baseUrl = (baseUrl || "").replace(/\/$/, "");
+      this.token = null;
+      this.lastEventId = 0;
+      this.listeners = [];
+      this.statusListeners = [];
+      this.nextId = 1;
+      this.abort = null;
+    }
+
+    headers() {
+      const h = {"Content-Type": "application/json"};
+      if (this.token) h.Authorization = "Bearer " + this.token;
+      return h;
+    }
+
+    /** The declared requests (name, group, doc, fields): what a UI builds its buttons from. */
+    async requests() {
+      const resp = await fetch(this.baseUrl + "/api/v1/requests");
+      return (await resp.json()).requests;
+    }
+
+    /** Send one request; resolves with the response envelope (result success or fail). */
+    async request(name, fields) {
+      const body = Object.assign({id: String(this.nextId++)}, fields || {});
+      const resp = await fetch(this.baseUrl + "/api/v1/requests/" + encodeURIComponent(name),
+        {method: "POST", headers: this.headers(), body: JSON.stringify(body)});
+      let reply;
+      try {
+        reply = await resp.json();
+      } catch (err) {
+        reply = {msgtype: "response", id: body.id, result: "fail",
+                 error: "HTTP " + resp.status + " without a JSON body"};
+      }
+      reply.httpStatus = resp.status;
+      return reply;
+    }
+
+    async login(username, password) {
+      const reply = await this.request("login", {username, password});
+      if (reply.result === "success") {
+        this.token = reply.token;
+        this.startEvents();
+      }
+      return reply;
+    }
+
+    async logout() {
+      const reply = await this.request("logout", {});
+      this.stopEvents();
+      this.token = null;
+      return reply;
+    }
+
+    onEvent(callback) { this.listeners.push(callback); }
+    onStatus(callback) { this.statusListeners.push(callback); }
+
+    status(text) { this.statusListeners.forEach(cb => cb(text)); }
+
+    stopEvents() {
+      if (this.abort) this.abort.abort();
+      this.abort = null;
+    }
+
+    /** Read the SSE stream; reconnect after 3 s (with the last id, so nothing is missed). */
+    async startEvents() {
+      this.stopEvents();
+      const abort = new AbortController();
+      this.abort = abort;
+      while (!abort.signal.aborted) {
+        try {
+          const headers = this.headers();
+          headers.Accept = "text/event-stream";
+          const resp = await fetch(this.baseUrl + "/api/v1/events?after=" + this.lastEventId,
+            {headers, signal: abort.signal});
+          if (!resp.ok) throw new Error("event stream: HTTP " + resp.status);
+          this.status("events connected");
+          const reader = resp.body.getReader();
+          const decoder = new TextDecoder();
+          let buffer = "";
+          for (;;) {
+            const {value, done} = await reader.read();
+            if (done) break;
+            buffer += decoder.decode(value, {stream: true});
+            let cut;
+            while ((cut = buffer.indexOf("\n\n")) >= 0) {
+              this.dispatchBlock(buffer.slice(0, cut));
+              buffer = buffer.slice(cut + 2);
+            }
+          }
+        } catch (err) {
+          if (abort.signal.aborted) return;
+          this.status("events disconnected: " + err.message);
+        }
+        await new Promise(r => setTimeout(r, 3000));
+      }
+    }
+
+    dispatchBlock(block) {
+      let data = "";
+      for (const line of block.split("\n")) {
+        if (line.startsWith("id:")) this.lastEventId = parseInt(line.slice(3), 10) || this.lastEventId;
+        else if (line.startsWith("data:")) data += line.slice(5).trim();
+      }
+      if (!data) return;
+      let event;
+      try { event = JSON.parse(data); } catch (err) { return; }
+      this.listeners.forEach(cb => cb(event));
+    }
+  }
+
+  global.AstCti = AstCti;
+})(typeof window !== "undefined" ? window : globalThis);

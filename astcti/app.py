@@ -12,6 +12,7 @@ import os
 import signal
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 from cryptography.fernet import Fernet
 
@@ -20,11 +21,13 @@ from astcti.admin.trace import TraceBus  # admin console (issue 7)
 from astcti.api.auth import Auth
 from astcti.api.dispatch import Dispatcher, Services
 from astcti.api.listeners import Listeners
+from astcti.cti.acd import AcdService
 from astcti.cti.control import CallControl
 from astcti.cti.directory import Directory
 from astcti.cti.events import LinkDown, LinkUp
 from astcti.cti.hub import Hub
 from astcti.cti.tracker import Tracker
+from astcti.cti.userdata import UserDataService
 from astcti.errors import AstctiError
 from astcti.pbx.ari import AriError, AriEvent
 from astcti.pbx.link import AsteriskLink
@@ -58,6 +61,8 @@ class Daemon:
         self.services: Services | None = None
         self.dispatcher: Dispatcher | None = None
         self.listeners: Listeners | None = None
+        self.acd: AcdService | None = None  # ACD agents (issue 5)
+        self.userdata: UserDataService | None = None  # call user data (issue 5)
         # -- admin console (issue 7): trace taps and the admin socket ----------------------------
         self.trace = TraceBus()
         self.hub.tap = self.trace.on_cti
@@ -79,6 +84,7 @@ class Daemon:
                                  Auth(self.store))
         self.services.extra["control"] = self.control
         self.control.dial_context = params.get("acti_dial_context") or "from-internal"
+        self._start_acd()
         self.dispatcher = Dispatcher(self.services)
         self.dispatcher.tap = self.trace.on_client  # admin console (issue 7)
         self._start_links()
@@ -139,6 +145,8 @@ class Daemon:
             self.admin = None
         if self.listeners is not None:
             await self.listeners.close_all()
+        if self.acd is not None:
+            await self.acd.stop()
         for link in self.links.values():
             await link.stop()
         self.links.clear()
@@ -172,9 +180,14 @@ class Daemon:
     # -- the event flow -------------------------------------------------------------------------
     def _on_ari_event(self, link: AsteriskLink, event: AriEvent) -> None:
         self.trace.on_ari(link.name, event)  # admin console (issue 7); no-op unless traced
-        for cti_event in self.tracker.handle(link.name, event):
+        cti_events = self.tracker.handle(link.name, event)
+        if self.userdata is not None and cti_events:  # issue 5: the call's user data
+            cti_events = self.userdata.decorate(cti_events)
+        for cti_event in cti_events:
             self.hub.publish(cti_event)
         self.control.on_event(link, event)
+        if self.acd is not None:  # issue 5: helper replies, pause changes, queue calls
+            self.acd.on_event(link, event, cti_events)
 
     async def _on_link_up(self, link: AsteriskLink) -> None:
         """Resubscribe the configured extensions and resynchronise calls after any connect."""
@@ -185,8 +198,12 @@ class Daemon:
         except AriError as exc:
             log.warning("%s: cannot list channels to resync: %s", link.name, exc.message)
             channels = []
-        self.hub.publish_all(self.tracker.resync(link.name, channels, _now()))
+        resynced = self.tracker.resync(link.name, channels, _now())
+        if self.userdata is not None:
+            resynced = self.userdata.decorate(resynced)
+        self.hub.publish_all(resynced)
         await self.control.resync(link)
+        await self._acd_link_up(link)
         for ext, name in self.directory.serving.items():
             if name == link.name:
                 self.hub.publish(LinkUp(ext, "", _now(), link=link.name))
@@ -198,6 +215,44 @@ class Daemon:
                                       {"disallowed": [{"type": "ChannelVarset"}]})
         except AriError as exc:
             log.info("%s: event filter not applied (%s)", link.name, exc.message)
+
+    # -- ACD agents and user data (issue 5) ------------------------------------------------------
+    def _start_acd(self) -> None:
+        assert self.store is not None and self.services is not None
+        grace = float(self.store.get_parameter("acti_userdata_grace", "60") or 60)
+        self.userdata = UserDataService(self.store, grace=grace)
+        self.acd = AcdService(self.store, self.directory, self.hub)
+        self.tracker.queue_of = self.acd.queue_of
+        self.services.extra.update(acd=self.acd, userdata=self.userdata)
+        self._hand_over_on_consultation()
+
+    def _hand_over_on_consultation(self) -> None:
+        """A consultation is a new Asterisk call (new linkedid): give it the held call's data.
+
+        Glue for issue 4's CallControl (absent on this branch): drop it once
+        `CallControl.consultation` calls `UserDataService.hand_over(callid, new_callid)` itself.
+        """
+        control = getattr(self, "control", None)
+        consult = getattr(control, "consultation", None)
+        if control is None or consult is None or self.userdata is None:
+            return
+        userdata = self.userdata
+
+        async def consultation(extension: str, callid: str, destination: str,
+                               data: dict[str, Any] | None = None) -> str:
+            new_callid = await consult(extension, callid, destination,
+                                       {**userdata.get(callid), **(data or {})})
+            userdata.hand_over(callid, new_callid)
+            return new_callid
+
+        control.consultation = consultation
+
+    async def _acd_link_up(self, link: AsteriskLink) -> None:
+        """Agents re-read from the queues; user data of calls that ended meanwhile expires."""
+        if self.userdata is not None:
+            self.userdata.live(self.tracker.calls)
+        if self.acd is not None:
+            await self.acd.on_link_up(link)
 
     def _on_link_down(self, link: AsteriskLink, reason: str) -> None:
         self.control.forget_link(link.name)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from astcti.api.dispatch import Dispatcher
+from astcti.api.protocol import MAX_REQUEST_BYTES
 from astcti.errors import ConfigError
 from astcti.store.store import ListenerRow
 
@@ -187,8 +188,12 @@ class Listeners:
             return await handler(request)
 
         app.middlewares.insert(0, allow_list)
+        # a GET in the astCTI form carries a whole request in its URL (up to MAX_REQUEST_BYTES,
+        # URL-encoded): let it reach the dispatcher, which answers in JSON, instead of
+        # aiohttp's plain-text 400 at 8190 bytes
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0,
-                               handle_signals=False, keepalive_timeout=HTTP_IDLE_TIMEOUT)
+                               handle_signals=False, keepalive_timeout=HTTP_IDLE_TIMEOUT,
+                               max_line_size=3 * MAX_REQUEST_BYTES + 1024)
         await runner.setup()
         site = web.TCPSite(runner, bind, row.port, reuse_address=True, ssl_context=context)
         try:

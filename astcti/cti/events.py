@@ -184,9 +184,57 @@ class LinkDown(LinkStatus):
     NAME: ClassVar[str] = "linkdown"
 
 
+# -- ACD agent events (issue 5; callid is empty) -------------------------------------------------
+@dataclass
+class AgentEvent(CtiEvent):
+    """An ACD agent's state on the extension changed (callid is empty)."""
+
+    agentid: str = ""
+    groups: list[str] = field(default_factory=list)
+
+
+@dataclass
+class AgentLoggedOn(AgentEvent):
+    """The agent logged in on the extension and is a member of `groups` (queues)."""
+
+    NAME: ClassVar[str] = "agentloggedon"
+
+
+@dataclass
+class AgentLoggedOff(AgentEvent):
+    """The agent left its queues (`reason`: request, or asterisk when the queue lost it)."""
+
+    NAME: ClassVar[str] = "agentloggedoff"
+    reason: str = "request"
+
+
+@dataclass
+class AgentReady(AgentEvent):
+    """The agent takes queue calls."""
+
+    NAME: ClassVar[str] = "agentready"
+
+
+@dataclass
+class AgentNotReady(AgentEvent):
+    """The agent is paused in its queues (`reasoncode`: break, lunch, a number...)."""
+
+    NAME: ClassVar[str] = "agentnotready"
+    reasoncode: str = ""
+
+
+@dataclass
+class AgentWorkNotReady(AgentEvent):
+    """After-call work: paused until `until` (ISO-8601; empty: until the agent says ready)."""
+
+    NAME: ClassVar[str] = "agentworknotready"
+    until: str = ""
+
+
 CATALOGUE: tuple[type[CtiEvent], ...] = (
     ServiceInitiated, Originated, Delivered, Established, Held, Retrieved, ConnectionCleared,
     CallCleared, Failed, Diverted, Transferred, Conferenced, Queued, LinkDown, LinkUp,
+    AgentLoggedOn, AgentLoggedOff, AgentReady, AgentNotReady, AgentWorkNotReady,
 )
 
 #: Q.850 cause codes (as Asterisk reports them) -> CSTA cause names.

@@ -45,6 +45,7 @@ class Connection:
     failed_cause: str | None = None
     hangup_cause: int | None = None
     held_by_astcti: bool = False
+    via_queue: bool = False  # created by app_queue (dialplan app AppQueue)
     hold_pending: bool = False  # astcti is taking this channel out of its bridge to hold it
     await_far_answer: bool = False  # makecall/consultation: established when the far end answers
     clear_cause: str | None = None  # e.g. "transferred": overrides the cause of the clearing

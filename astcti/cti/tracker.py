@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 
 AriEvent = dict[str, Any]
 Resolver = Callable[[str, str], str | None]  # (link, "PJSIP/101") -> extension or None
+QueueLookup = Callable[[str, str], str | None]  # (extension, callid) -> queue name or None
 
 
 def endpoint_of(channel_name: str) -> str:
@@ -70,6 +71,8 @@ class Tracker:
 
     def __init__(self, resolve: Resolver) -> None:
         self.resolve = resolve
+        #: Which queue a call reached an agent through (set by the ACD service; in memory).
+        self.queue_of: QueueLookup | None = None
         self.connections: dict[tuple[str, str], Connection] = {}  # (link, channel id)
         self.calls: dict[str, Call] = {}
         self._warned_linkedid = False
@@ -166,6 +169,7 @@ class Tracker:
         else:
             conn.called = extension
             conn.calling = (channel.get("connected") or {}).get("number", "")
+        self._refresh(conn, channel)
         self.connections[(link, conn.channel_id)] = conn
         call = self.calls.setdefault(conn.callid, Call(conn.callid))
         call.connections[conn.channel_id] = conn
@@ -186,6 +190,8 @@ class Tracker:
         return conn
 
     def _refresh(self, conn: Connection, channel: dict[str, Any]) -> None:
+        if (channel.get("dialplan") or {}).get("app_name") == "AppQueue":
+            conn.via_queue = True
         data = parse_userdata((channel.get("channelvars") or {}).get(USERDATA_VAR))
         if data:
             conn.userdata.update(data)
@@ -220,6 +226,8 @@ class Tracker:
     def _apply_state(self, conn: Connection, state: str, ts: str) -> list[CtiEvent]:
         if state == "Ringing" and conn.direction is Direction.INCOMING and not conn.delivered:
             conn.delivered = True
+            if conn.via_queue and not conn.lastredirection and self.queue_of is not None:
+                conn.lastredirection = self.queue_of(conn.extension, conn.callid) or ""
             conn.state = ConnectionState.ALERTING
             return [Delivered(conn.extension, conn.callid, ts, alerting=conn.extension,
                               calling=conn.calling, called=conn.called,

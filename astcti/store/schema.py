@@ -49,7 +49,31 @@ def _v1(db: sqlite_utils.Database) -> None:
     )
 
 
+#: Parameters added by v2 (ACD agents and user data, issue 5).
+V2_PARAMETERS: dict[str, tuple[str, str]] = {
+    "acti_reasoncodes": ("", "Not-ready reason codes acdsetstate accepts (comma list, e.g."
+                             " break,lunch,1,2); empty: any word or number"),
+    "acti_userdata_grace": ("60", "Seconds a call's user data is kept after the call ends"),
+}
+
+
+def _v2(db: sqlite_utils.Database) -> None:
+    """Agent state (survives daemon restarts) and per-call user data (survives them too)."""
+    db["agents"].create(
+        {"extension": str, "agentid": str, "groups": str, "state": str, "reason": str,
+         "since": str, "acw_until": float},
+        pk="extension", not_null={"agentid", "groups", "state"},
+    )
+    db["agents"].create_index(["agentid"], unique=True)
+    db["userdata"].create({"callid": str, "data": str, "updated": str, "expires": float},
+                          pk="callid", not_null={"data"})
+    db["parameters"].insert_all(
+        [{"name": n, "value": v, "description": d} for n, (v, d) in V2_PARAMETERS.items()],
+        ignore=True,
+    )
+
+
 #: Ordered migrations; index + 1 is the schema version it produces.
-MIGRATIONS: list[Migration] = [_v1]
+MIGRATIONS: list[Migration] = [_v1, _v2]
 
 SCHEMA_VERSION = len(MIGRATIONS)

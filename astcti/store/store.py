@@ -54,6 +54,19 @@ class UserRow:
     created: str
 
 
+@dataclass(frozen=True)
+class AgentRow:
+    """A logged-in ACD agent as last known (Asterisk's queues stay the truth)."""
+
+    extension: str
+    agentid: str
+    groups: tuple[str, ...]
+    state: str  # ready | notready | acw
+    reason: str = ""
+    since: str = ""
+    acw_until: float | None = None  # epoch seconds when after-call work ends
+
+
 class Store:
     """The parameter store. Open it with :meth:`open`; close it with :meth:`close`."""
 
@@ -282,6 +295,54 @@ class Store:
         if rows and ok:
             return UserRow(rows[0][0], rows[0][1], rows[0][2])
         return None
+
+
+    # -- ACD agents ---------------------------------------------------------------------------
+    def agents(self) -> list[AgentRow]:
+        rows = self._read("SELECT extension, agentid, groups, state, coalesce(reason, ''),"
+                          " coalesce(since, ''), acw_until FROM agents ORDER BY extension")
+        return [AgentRow(e, a, tuple(g for g in groups.split(",") if g), s, r, si, acw)
+                for e, a, groups, s, r, si, acw in rows]
+
+    def save_agent(self, row: AgentRow) -> None:
+        with self._writing(f"save agent {row.agentid}"):
+            self.db.conn.execute(
+                "INSERT INTO agents(extension, agentid, groups, state, reason, since, acw_until)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(extension) DO UPDATE SET"
+                " agentid = excluded.agentid, groups = excluded.groups, state = excluded.state,"
+                " reason = excluded.reason, since = excluded.since,"
+                " acw_until = excluded.acw_until",
+                (row.extension, row.agentid, ",".join(row.groups), row.state, row.reason,
+                 row.since, row.acw_until),
+            )
+
+    def remove_agent(self, extension: str) -> bool:
+        with self._writing(f"remove agent on {extension}"):
+            cur = self.db.conn.execute("DELETE FROM agents WHERE extension = ?", (extension,))
+        return cur.rowcount > 0
+
+    # -- call user data -----------------------------------------------------------------------
+    def userdata_rows(self) -> dict[str, tuple[str, float | None]]:
+        """callid -> (JSON text, expiry epoch or None while the call lives)."""
+        rows = self._read("SELECT callid, data, expires FROM userdata")
+        return {c: (d, e) for c, d, e in rows}
+
+    def save_userdata(self, callid: str, data: str, expires: float | None = None) -> None:
+        updated = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+        with self._writing(f"save user data of call {callid}"):
+            self.db.conn.execute(
+                "INSERT INTO userdata(callid, data, updated, expires) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT(callid) DO UPDATE SET data = excluded.data,"
+                " updated = excluded.updated, expires = excluded.expires",
+                (callid, data, updated, expires),
+            )
+
+    def remove_userdata(self, callids: list[str]) -> None:
+        if not callids:
+            return
+        with self._writing("forget user data of ended calls"):
+            self.db.conn.executemany("DELETE FROM userdata WHERE callid = ?",
+                                     [(c,) for c in callids])
 
 
 # -- password hashing ---------------------------------------------------------------------------

@@ -145,6 +145,9 @@ async def test_show_agents_reads_the_acd_service(paths, tmp_path: Path) -> None:
     await daemon.start()
     try:
         (reply,) = await ask(sock, {"id": 1, "op": "run", "argv": ["show", "agents"]})
+        assert reply["text"] == "no agent is logged in"  # issue 5's AcdService, nobody in
+        daemon.services.extra.pop("acd")
+        (reply,) = await ask(sock, {"id": 3, "op": "run", "argv": ["show", "agents"]})
         assert reply["text"] == "ACD not available: this astcti runs no ACD service"
 
         class Agent:

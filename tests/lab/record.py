@@ -111,6 +111,14 @@ async def internal_101_to_104_noanswer(lab: Lab) -> None:
     await _internal(lab, "104", Phone(answer_after_ms=None), wait=40)
 
 
+async def queue_ivr_answered(lab: Lab) -> None:
+    """Customer calls 601 (IVR sets ASTCTI_USERDATA), queue support rings member PJSIP/101."""
+    lab.rx("queue add member PJSIP/101 to support")
+    lab.start_phone("101", Phone(answer_after_ms=500))
+    p = lab.call("601", talk_ms=1500)
+    await asyncio.to_thread(p.wait, 30)
+    lab.stop_phone("101")
+    lab.rx("queue remove member PJSIP/101 from support")
 # -- call control (astcti's daemon in the lab drives these through its Stasis app) ------------
 async def _cti(lab: Lab):
     from astcti.client import CtiClient

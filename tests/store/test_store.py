@@ -123,3 +123,19 @@ def test_write_failure_is_one_line_and_keeps_data(tmp_path: Path) -> None:
     store.db.conn.execute("PRAGMA query_only=OFF")
     assert store.get_parameter("keep") == "me" and store.get_parameter("new") is None
     store.close()
+
+
+def test_v2_keeps_agents_and_call_user_data(tmp_path: Path) -> None:
+    from astcti.store.store import AgentRow
+
+    store = Store.open(tmp_path / "a.db", create=True)
+    store.save_agent(AgentRow("101", "7001", ("support", "sales"), "notready", "lunch", "t", None))
+    store.save_userdata("c1", '{"a": "1"}')
+    store.close()
+    store = Store.open(tmp_path / "a.db")
+    assert store.agents() == [AgentRow("101", "7001", ("support", "sales"), "notready", "lunch",
+                                       "t", None)]
+    assert store.userdata_rows() == {"c1": ('{"a": "1"}', None)}
+    assert store.get_parameter("acti_userdata_grace") == "60"
+    assert store.remove_agent("101") and store.agents() == []
+    store.close()

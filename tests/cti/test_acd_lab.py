@@ -1,0 +1,328 @@
+"""ACD agents and call user data against the lab's real Asterisk queue `support` (600).
+
+What a supervisor would check: `queue show support` in the Asterisk console agrees with what
+astcti reports, the agent's SIPp phone is (or is not) rung, and the monitoring client sees the
+agent events, `queued`, and `delivered`/`connectioncleared` carrying the call's user data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+
+import pytest
+
+from astcti.client import CtiClient, CtiError
+from astcti.store import Store
+from tests.lab import Lab
+from tests.lab.ari import force_clean
+from tests.lab.sipp import Phone
+
+pytestmark = pytest.mark.lab
+
+AGENT = "7001"
+IVR_DATA = {"account": "4711", "ivr": "billing"}  # set by the lab dialplan on 601
+CUSTOMER = "0912345678"  # the trunk caller of Lab.call
+
+
+def member_line(lab: Lab, iface: str = "PJSIP/101") -> str:
+    """The member's line of `queue show support` ('' when it is not a member)."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", lab.rx("queue show support"))
+    return next((line.strip() for line in text.splitlines()
+                 if f"({iface})" in line or f"({iface} from " in line), "")
+
+
+def customer_invites(lab: Lab) -> list[str]:
+    """INVITEs phone 101 got from the trunk customer (not calls other tests left behind)."""
+    return [m for m in lab.phones["101"].received("INVITE") if f"sip:{CUSTOMER}@" in m]
+
+
+def set_parameters(lab: Lab, **values: str) -> None:
+    store = Store.open(lab.config.db)
+    try:
+        for name, value in values.items():
+            store.set_parameter(name, value)
+    finally:
+        store.close()
+
+
+async def connect(lab: Lab, *extensions: str) -> CtiClient:
+    c = lab.config
+    client = await CtiClient.websocket(c.ws_url, c.astcti_user, c.astcti_password)
+    for ext in extensions:
+        await client.request("startmonitor", extension=ext)
+    return client
+
+
+@pytest.fixture
+async def agent101(lab: Lab) -> AsyncIterator[CtiClient]:
+    """A client monitoring 101 with phone 101 answering; agent logged off afterwards."""
+    force_clean(lab)  # calls earlier tests left (they would keep 101 busy)
+    lab.start_phone("101", Phone(answer_after_ms=500))
+    client = await connect(lab, "101")
+    try:
+        yield client
+    finally:
+        await client.close()
+        cleanup = await connect(lab)
+        await cleanup.request("acdlogout", extension="101", agentid=AGENT, check=False)
+        await cleanup.close()
+        lab.stop_phone("101")
+        set_parameters(lab, acti_autoacw="0", acti_acwtimeout="30")
+        lab.rx("queue remove member PJSIP/101 from support")
+
+
+async def login_ready(client: CtiClient) -> None:
+    await client.request("acdlogin", extension="101", agentid=AGENT, groups="support")
+    await client.expect("agentloggedon", agentid=AGENT, groups=["support"])
+    await client.expect("agentnotready")  # acti_loginstate defaults to notready
+    await client.request("acdsetstate", extension="101", agentid=AGENT, state="auto")
+    await client.expect("agentready", agentid=AGENT)
+
+
+async def test_queue_call_reaches_the_agent_with_ivr_and_client_data(
+        lab: Lab, agent101: CtiClient) -> None:
+    client = agent101
+    await client.request("acdlogin", extension="101", agentid=AGENT, groups="support")
+    await client.expect("agentloggedon", agentid=AGENT)
+    await client.expect("agentnotready")
+    assert "paused" in member_line(lab)
+    await client.request("acdsetstate", extension="101", agentid=AGENT, state="ready")
+    await client.expect("agentready")
+    line = member_line(lab)
+    assert line.startswith(AGENT) and "paused" not in line
+    shown = await asyncio.to_thread(subprocess.run, [
+        sys.executable, "-m", "astcti.admin.shell", "--socket", lab.config.admin_socket,
+        "-c", "show agents"], capture_output=True, text=True, timeout=30)
+    assert shown.stdout.splitlines()[1].split()[:4] == ["101", AGENT, "support", "ready"]
+
+    caller = lab.call("601", talk_ms=3000)  # IVR sets ASTCTI_USERDATA, then queue support
+    delivered = await client.expect("delivered", extension="101", calling=CUSTOMER)
+    assert delivered["lastredirection"] == "support"
+    assert delivered["userdata"] == IVR_DATA
+    reply = await client.request("userdata", extension="101", callid=delivered["callid"],
+                                 data={"crm": "case-9", "score": 3})
+    assert reply["userdata"] == {**IVR_DATA, "crm": "case-9", "score": 3}
+    read = await client.request("userdata", extension="101", callid=delivered["callid"])
+    assert read["userdata"] == reply["userdata"]
+    cleared = await client.expect("connectioncleared", extension="101",
+                                  callid=delivered["callid"], timeout=20)
+    assert cleared["userdata"] == {**IVR_DATA, "crm": "case-9", "score": 3}
+    assert await asyncio.to_thread(caller.wait, 20) == 0
+    assert len(customer_invites(lab)) == 1
+
+    # not ready with a reason: the next queue call waits and is not offered to 101
+    await client.request("acdsetstate", extension="101", agentid=AGENT, state="notready",
+                         reasoncode="lunch")
+    event = await client.expect("agentnotready")
+    assert event["reasoncode"] == "lunch"
+    assert "paused:lunch" in member_line(lab)
+    caller = lab.call("600", talk_ms=1000)
+    queued = await client.expect("queued", extension="101")
+    assert (queued["queue"], queued["position"], queued["calling"]) == ("support", 1,
+                                                                        "0912345678")
+    await asyncio.sleep(3)  # the queue retries members every few seconds: give it the chance
+    assert not [e for e in client.drain()
+                if e.get("event") == "delivered" and e["callid"] == queued["callid"]]
+    assert len(customer_invites(lab)) == 1
+    assert "1. PJSIP/trunk-" in lab.rx("queue show support")  # the caller still waits
+    # ready again: the waiting caller is offered to 101 at once
+    await client.request("acdsetstate", extension="101", agentid=AGENT, state="manual")
+    await client.expect("agentready")
+    delivered = await client.expect("delivered", extension="101", calling=CUSTOMER)
+    assert delivered["callid"] == queued["callid"]
+    assert await asyncio.to_thread(caller.wait, 30) == 0
+
+    await client.request("acdlogout", extension="101", agentid=AGENT)
+    await client.expect("agentloggedoff", agentid=AGENT, reason="request")
+    assert member_line(lab) == ""
+
+
+async def test_after_call_work_returns_to_ready_after_the_timeout(
+        lab: Lab, agent101: CtiClient) -> None:
+    client = agent101
+    set_parameters(lab, acti_autoacw="1", acti_acwtimeout="3")
+    await login_ready(client)
+    caller = lab.call("600", talk_ms=1000)
+    est = await client.expect("established", extension="101", calling=CUSTOMER,
+                              lastredirection="support")
+    await client.expect("connectioncleared", extension="101", callid=est["callid"], timeout=20)
+    acw = await client.expect("agentworknotready", timeout=10)
+    assert acw["until"]
+    assert "paused:acw" in member_line(lab)
+    await client.expect("agentready", timeout=15)
+    assert "paused" not in member_line(lab)
+    assert await asyncio.to_thread(caller.wait, 20) == 0
+
+    # acw on request ends on a ready request before the timeout
+    set_parameters(lab, acti_acwtimeout="600")
+    await client.request("acdsetstate", extension="101", agentid=AGENT, state="acw")
+    await client.expect("agentworknotready")
+    await client.request("acdsetstate", extension="101", agentid=AGENT, state="ready")
+    await client.expect("agentready")
+    assert "paused" not in member_line(lab)
+
+
+async def test_bad_requests_fail_clearly_and_change_nothing(
+        lab: Lab, agent101: CtiClient) -> None:
+    client = agent101
+    before = member_line(lab)
+
+    async def fails(name: str, words: str, **fields: object) -> None:
+        reply = await client.request(name, check=False, **fields)
+        assert reply["result"] == "fail" and words in reply["error"], reply
+
+    await fails("acdlogin", "queue nosuchqueue does not exist", extension="101",
+                agentid=AGENT, groups="support,nosuchqueue")
+    assert member_line(lab) == before == ""
+    await fails("acdlogout", "no agent is logged in on extension 101", extension="101",
+                agentid=AGENT)
+    await fails("acdsetstate", "no agent is logged in", extension="101", agentid=AGENT,
+                state="ready")
+    await login_ready(client)
+    line = member_line(lab)
+    await fails("acdlogin", "already has agent 7001 logged in", extension="101",
+                agentid="7002", groups="support")
+    await fails("acdsetstate", "bad field state: expected one of", extension="101",
+                agentid=AGENT, state="sleeping")
+    await fails("acdsetstate", "not a reason code", extension="101", agentid=AGENT,
+                state="notready", reasoncode="x;y")
+    set_parameters(lab, acti_reasoncodes="break,lunch")
+    try:
+        await fails("acdsetstate", "unknown reason code 'nap'", extension="101",
+                    agentid=AGENT, state="notready", reasoncode="nap")
+    finally:
+        set_parameters(lab, acti_reasoncodes="")
+    await fails("acdsetstate", "has agent 7001 logged in, not 7002", extension="101",
+                agentid="7002", state="notready")
+    assert member_line(lab) == line and "paused" not in line
+
+    caller = lab.call("600", talk_ms=2500)
+    delivered = await client.expect("delivered", extension="101", calling=CUSTOMER)
+    callid = delivered["callid"]
+    await fails("userdata", "bad field data: expected a JSON object", extension="101",
+                callid=callid, data=[1, 2])
+    await fails("userdata", "no nested objects", extension="101", callid=callid,
+                data={"a": {"b": 1}})
+    await fails("userdata", "would exceed", extension="101", callid=callid,
+                data={f"k{i}": "x" * 1000 for i in range(5)})
+    await fails("userdata", "invalid call id", extension="101", callid="1.1", data={"a": 1})
+    read = await client.request("userdata", extension="101", callid=callid)
+    assert read["userdata"] == {}
+    assert await asyncio.to_thread(caller.wait, 20) == 0
+    # the daemon still serves
+    assert (await client.request("acdgetstate", extension="101"))["state"] == "ready"
+
+
+async def test_daemon_restart_keeps_agent_state_and_call_data(
+        lab: Lab, agent101: CtiClient) -> None:
+    client = agent101
+    await login_ready(client)
+    caller = lab.call("601", talk_ms=9000)
+    delivered = await client.expect("delivered", extension="101", calling=CUSTOMER)
+    await client.expect("established", extension="101", calling=CUSTOMER)
+    await client.request("userdata", extension="101", callid=delivered["callid"],
+                         data={"crm": "case-77"})
+    await client.request("acdsetstate", extension="101", agentid=AGENT, state="aux",
+                         reasoncode="break")
+    await client.expect("agentnotready", reasoncode="break")
+    await client.close()
+
+    lab.stop_astcti()
+    lab.start_astcti()
+    client = await connect(lab, "101")
+    try:
+        state = await client.request("acdgetstate", extension="101")
+        assert (state["agentid"], state["state"], state["reasoncode"]) == (AGENT, "notready",
+                                                                           "break")
+        read = await client.request("userdata", extension="101", callid=delivered["callid"])
+        assert read["userdata"] == {**IVR_DATA, "crm": "case-77"}
+        cleared = await client.expect("connectioncleared", extension="101",
+                                  callid=delivered["callid"], timeout=20)
+        assert cleared["userdata"] == {**IVR_DATA, "crm": "case-77"}
+        assert await asyncio.to_thread(caller.wait, 20) == 0
+        assert "paused:break" in member_line(lab)
+    finally:
+        await client.request("acdlogout", extension="101", agentid=AGENT, check=False)
+        await client.close()
+
+
+async def test_asterisk_is_the_truth_after_restarts(lab: Lab, agent101: CtiClient) -> None:
+    client = agent101
+    await login_ready(client)
+    await client.request("acdsetstate", extension="101", agentid=AGENT, state="notready",
+                         reasoncode="lunch")
+    await client.expect("agentnotready", reasoncode="lunch")
+    await client.close()
+
+    lab.restart_asterisk()  # persistentmembers=yes: the member comes back, still paused
+    client = await connect(lab)
+    try:
+        for _ in range(100):
+            try:
+                await client.request("startmonitor", extension="101")
+                break
+            except CtiError:
+                await asyncio.sleep(0.2)
+        assert "paused:lunch" in member_line(lab)
+        state = await client.request("acdgetstate", extension="101")
+        assert (state["state"], state["reasoncode"]) == ("notready", "lunch")
+
+        # a change made outside astcti (console, feature code) is what astcti reports
+        lab.rx("queue unpause member PJSIP/101 queue support")
+        await client.expect("agentready", agentid=AGENT)
+        assert (await client.request("acdgetstate", extension="101"))["state"] == "ready"
+
+        # the member disappears while astcti is down: after its restart it reports logged off
+        await client.close()
+        lab.stop_astcti()
+        lab.rx("queue remove member PJSIP/101 from support")
+        lab.start_astcti()
+        client = await connect(lab, "101")
+        for _ in range(50):
+            reply = await client.request("acdgetstate", extension="101", check=False)
+            if reply["result"] == "fail":
+                break
+            await asyncio.sleep(0.2)
+        assert "no agent is logged in on extension 101" in reply["error"]
+        assert member_line(lab) == ""
+    finally:
+        await client.close()
+
+
+async def test_freepbx_members_are_shared_with_the_phone_feature_code(
+        lab: Lab, agent101: CtiClient) -> None:
+    """acti_flavour=freepbx: the phone's *45 login and astcti's acdlogin are one member."""
+    client = agent101
+    member = "Local/101@from-queue/n"
+    set_parameters(lab, acti_flavour="freepbx")
+    try:
+        dialled = lab.dial_from("101", "*45", talk_ms=500)
+        assert await asyncio.to_thread(dialled.wait, 20) == 0
+        assert "from hint:101@ext-local" in member_line(lab, member)
+        lab.start_phone("101", Phone(answer_after_ms=500))
+
+        await client.request("acdlogin", extension="101", agentid=AGENT, groups="support")
+        await client.expect("agentloggedon", agentid=AGENT)
+        await client.expect("agentnotready")
+        text = lab.rx("queue show support")
+        assert text.count("(Local/101@from-queue/n") == 1 and "PJSIP/101)" not in text
+        assert "paused" in member_line(lab, member)
+        await client.request("acdsetstate", extension="101", agentid=AGENT, state="ready")
+        await client.expect("agentready")
+
+        caller = lab.call("600", talk_ms=1500)
+        delivered = await client.expect("delivered", extension="101", calling=CUSTOMER)
+        assert delivered["calling"] == "0912345678"
+        # lastredirection stays empty here: the phone is rung by a Dial inside from-queue,
+        # not by app_queue (docs/acd.md, "Member format")
+        assert await asyncio.to_thread(caller.wait, 20) == 0
+        await client.request("acdlogout", extension="101", agentid=AGENT)
+        await client.expect("agentloggedoff")
+        assert member_line(lab, member) == ""
+    finally:
+        set_parameters(lab, acti_flavour="asterisk")
+        lab.rx(f"queue remove member {member} from support")

@@ -1,0 +1,50 @@
+"""The tracker on a recorded queue call: app_queue's agent leg is delivered via the queue."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from astcti.cti.events import ConnectionCleared, Delivered, Established
+from astcti.cti.tracker import Tracker
+
+RECORDINGS = Path(__file__).with_name("recordings")
+
+
+def replay(name: str, tracker: Tracker) -> list:
+    out = []
+    for line in (RECORDINGS / f"{name}.jsonl").read_text().splitlines():
+        out += tracker.handle("l1", json.loads(line))
+    return out
+
+
+def resolve(link: str, endpoint: str) -> str | None:
+    return {"PJSIP/101": "101"}.get(endpoint)
+
+
+def test_queue_call_is_delivered_with_the_queue_and_ivr_data() -> None:
+    tracker = Tracker(resolve)
+    asked: list[tuple[str, str]] = []
+
+    def queue_of(ext: str, callid: str) -> str:
+        asked.append((ext, callid))
+        return "support"
+
+    tracker.queue_of = queue_of
+    events = replay("queue_ivr_answered", tracker)
+    delivered = [e for e in events if isinstance(e, Delivered)]
+    assert len(delivered) == 1
+    d = delivered[0]
+    assert (d.extension, d.lastredirection, d.calling) == ("101", "support", "0912345678")
+    assert d.userdata == {"account": "4711", "ivr": "billing"}
+    assert asked == [("101", d.callid)]
+    est = next(e for e in events if isinstance(e, Established))
+    assert est.lastredirection == "support"
+    assert any(isinstance(e, ConnectionCleared) and e.userdata == d.userdata for e in events)
+
+
+def test_direct_calls_never_ask_for_a_queue() -> None:
+    tracker = Tracker(resolve)
+    tracker.queue_of = lambda ext, callid: "support"
+    events = replay("inbound_answered", tracker)
+    assert [e.lastredirection for e in events if isinstance(e, Delivered)] == [""]

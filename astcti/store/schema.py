@@ -21,8 +21,6 @@ DEFAULT_PARAMETERS: dict[str, tuple[str, str]] = {
     "acti_flavour": ("asterisk", "PBX flavour: asterisk (astcti dialplan) or freepbx (FreePBX contexts)"),
     "acti_resume_size": ("1000", "Events kept per extension for clients that resume"),
     "acti_resume_age": ("300", "Seconds events are kept for clients that resume"),
-    "acti_dial_context": ("from-internal", "Dialplan context of makecall/consultation/transfer"
-                          " destinations that are not configured extensions"),
 }
 
 
@@ -49,8 +47,10 @@ def _v1(db: sqlite_utils.Database) -> None:
     )
 
 
-#: Parameters added by v2 (ACD agents and user data, issue 5).
+#: Parameters added by v2 (call control dial context, ACD agents, user data).
 V2_PARAMETERS: dict[str, tuple[str, str]] = {
+    "acti_dial_context": ("from-internal", "Dialplan context of makecall/consultation/transfer"
+                          " destinations that are not configured extensions"),
     "acti_reasoncodes": ("", "Not-ready reason codes acdsetstate accepts (comma list, e.g."
                              " break,lunch,1,2); empty: any word or number"),
     "acti_userdata_grace": ("60", "Seconds a call's user data is kept after the call ends"),

@@ -108,57 +108,50 @@ async def alternate(services: Services, session: Session, args: dict[str, Any]) 
         args["extension"], args["activecallid"], args["heldcallid"]))
 
 
-@request("transfer", EXTENSION,
-         Field("activecallid", pattern=CALLID_RE, max_length=64, required=False,
-               doc="consultation call (with heldcallid)"),
-         Field("heldcallid", pattern=CALLID_RE, max_length=64, required=False,
-               doc="held call (with activecallid)"),
-         Field("callid", pattern=CALLID_RE, max_length=64, required=False,
-               doc="single-step: the call to transfer (with destination)"),
-         Field("destination", pattern=NUMBER_RE, max_length=64, required=False,
-               doc="single-step: where to send it"),
-         group=GROUP,
+def _two_forms(action: str) -> tuple[Field, ...]:
+    """The fields of a request that works on two calls or, in a single step, on a destination."""
+    return (
+        Field("activecallid", pattern=CALLID_RE, max_length=64, required=False,
+              doc="consultation call (with heldcallid)"),
+        Field("heldcallid", pattern=CALLID_RE, max_length=64, required=False,
+              doc="held call (with activecallid)"),
+        Field("callid", pattern=CALLID_RE, max_length=64, required=False,
+              doc=f"single-step: the call to {action} (with destination)"),
+        Field("destination", pattern=NUMBER_RE, max_length=64, required=False,
+              doc="single-step: the other party"),
+    )
+
+
+async def _either_form(args: dict[str, Any], two_calls, single_step) -> None:
+    """Run the two-call form or the single-step form, whichever the fields name."""
+    ext = args["extension"]
+    if "activecallid" in args and "heldcallid" in args:
+        await _run(two_calls(ext, args["activecallid"], args["heldcallid"]))
+    elif "callid" in args and "destination" in args:
+        await _run(single_step(ext, args["callid"], args["destination"]))
+    else:
+        raise RequestError("missing fields: give activecallid and heldcallid, or callid and"
+                           " destination", 400)
+
+
+@request("transfer", EXTENSION, *_two_forms("transfer"), group=GROUP,
          doc="Join the held call's party with the consulted party and release the extension"
              " (activecallid + heldcallid), or send the call to `destination` in a single step"
              " (callid + destination). Event: transferred (to every monitor of the parties).",
          resource=("POST", "/api/v1/extensions/{extension}/transfer"))
 async def transfer(services: Services, session: Session, args: dict[str, Any]) -> None:
     control = _control(services, args["extension"])
-    if "activecallid" in args and "heldcallid" in args:
-        await _run(control.transfer(args["extension"], args["activecallid"], args["heldcallid"]))
-    elif "callid" in args and "destination" in args:
-        await _run(control.transfer_blind(args["extension"], args["callid"],
-                                          args["destination"]))
-    else:
-        raise RequestError("missing fields: give activecallid and heldcallid, or callid and"
-                           " destination", 400)
+    await _either_form(args, control.transfer, control.transfer_blind)
 
 
-@request("conference", EXTENSION,
-         Field("activecallid", pattern=CALLID_RE, max_length=64, required=False,
-               doc="consultation call (with heldcallid)"),
-         Field("heldcallid", pattern=CALLID_RE, max_length=64, required=False,
-               doc="held call (with activecallid)"),
-         Field("callid", pattern=CALLID_RE, max_length=64, required=False,
-               doc="single-step: the call to add a party to (with destination)"),
-         Field("destination", pattern=NUMBER_RE, max_length=64, required=False,
-               doc="single-step: the party to add"),
-         group=GROUP,
+@request("conference", EXTENSION, *_two_forms("add a party to"), group=GROUP,
          doc="All parties talk: the consulted party joins the held call and the extension"
              " returns to it (activecallid + heldcallid), or `destination` is dialled into the"
              " call (callid + destination). Event: conferenced.",
          resource=("POST", "/api/v1/extensions/{extension}/conference"))
 async def conference(services: Services, session: Session, args: dict[str, Any]) -> None:
     control = _control(services, args["extension"])
-    if "activecallid" in args and "heldcallid" in args:
-        await _run(control.conference(args["extension"], args["activecallid"],
-                                      args["heldcallid"]))
-    elif "callid" in args and "destination" in args:
-        await _run(control.conference_add(args["extension"], args["callid"],
-                                          args["destination"]))
-    else:
-        raise RequestError("missing fields: give activecallid and heldcallid, or callid and"
-                           " destination", 400)
+    await _either_form(args, control.conference, control.conference_add)
 
 
 @request("dtmf", EXTENSION, CALLID,

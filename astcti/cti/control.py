@@ -93,6 +93,7 @@ class Conv:
     incoming: set[str] = field(default_factory=set)  # legs being dialled into it
     moh: bool = False
     closing: bool = False
+    recall: str | None = None  # single-step transfer: the agent to ring again if it fails
 
 
 class CallControl:
@@ -226,6 +227,8 @@ class CallControl:
         old = self.conv_of.get((conv.link, channel_id))
         if old is not None and old is not conv:
             old.members.discard(channel_id)
+        if channel_id in conv.incoming:
+            conv.recall = None  # the destination took the call: no recall any more
         conv.members.add(channel_id)
         conv.incoming.discard(channel_id)
         self.conv_of[(conv.link, channel_id)] = conv
@@ -244,6 +247,16 @@ class CallControl:
             return
         if len(alive) >= 2 or (holder_alive and alive):
             return
+        if conv.recall is not None and len(alive) == 1 and not holder_alive:
+            # a single-step transfer's destination did not take the call: ring the agent
+            # again rather than drop the customer (once; a second failure ends the call)
+            agent, conv.recall = conv.recall, None
+            try:
+                await self._far_into(conv, alive[0], agent, self._number(conv.link, alive[0]))
+                log.info("transfer not answered: recalling %s", agent)
+                return
+            except Exception as exc:
+                log.info("recall of %s failed: %s", agent, exc)
         conv.closing = True
         for channel_id in [*alive, *([conv.holder] if holder_alive else [])]:
             await self._hangup(conv.link, channel_id)
@@ -663,6 +676,7 @@ class CallControl:
             if not others:
                 raise ControlError("no active call", 409)
             await self._far_into(conv, others[0], destination, extension)
+            conv.recall = extension
             self.tracker.expect(link, conn.channel_id, Intent(
                 "transferred", extension, [conn.channel_id, *self._watched(link, others)],
                 [self._number(link, c) for c in others] + [destination]))

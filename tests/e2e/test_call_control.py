@@ -294,6 +294,32 @@ async def test_single_step_transfer(lab: Lab, cti, clean_asterisk) -> None:
         _stop(lab, *([customer] if customer else []))
 
 
+async def test_single_step_transfer_not_taken_rings_the_agent_again(lab: Lab, cti,
+                                                                    clean_asterisk) -> None:
+    client = await _monitor(cti, "101", "103")
+    lab.start_phone("101", Phone(answer_after_ms=300))
+    lab.start_phone("103", Phone(reject=486))  # the destination is busy
+    customer = None
+    try:
+        customer, callid = await _customer_talking_to(lab, client, "101")
+        def dialogs() -> set[str]:  # re-INVITEs (connected line updates) do not count
+            return {_header(i, "Call-ID") for i in lab.phones["101"].received("INVITE")}
+
+        dialogs_before = dialogs()
+        await client.request("transfer", extension="101", callid=callid, destination="103")
+        await _expect(client, "transferred", "101")
+        recalled = await _expect(client, "established", "101", timeout=30)
+        assert recalled["callid"] == callid  # the customer's call came back to the agent
+        assert len(dialogs() - dialogs_before) == 1  # the phone was rung once more
+        wait_for(lambda: _bridge_members(lab) == [{"PJSIP/trunk", "PJSIP/101"}],
+                 what="customer bridged with 101 again")
+        assert customer.alive()
+        await client.request("hangup", extension="101", callid=callid)
+        assert await asyncio.to_thread(customer.wait, 20) == 0
+    finally:
+        _stop(lab, *([customer] if customer else []))
+
+
 async def test_single_step_conference(lab: Lab, cti, clean_asterisk) -> None:
     client = await _monitor(cti, "101", "102")
     lab.start_phone("101", Phone(answer_after_ms=300))

@@ -302,6 +302,7 @@ async def test_single_step_transfer_not_taken_rings_the_agent_again(lab: Lab, ct
     customer = None
     try:
         customer, callid = await _customer_talking_to(lab, client, "101")
+
         def dialogs() -> set[str]:  # re-INVITEs (connected line updates) do not count
             return {_header(i, "Call-ID") for i in lab.phones["101"].received("INVITE")}
 

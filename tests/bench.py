@@ -430,8 +430,9 @@ leg must be in Stasis from birth and carry the auto-answer headers, so astcti cr
 (`POST /channels/create` with the variables) and then dials it (`POST /channels/{{id}}/dial`):
 Asterisk does two requests' work before sending the INVITE, where an originate does one. Now and
 then the dial finds the new channel not yet in Stasis and is retried after 20 ms (the max column).
-Next steps: dial on the channel's StasisStart instead of polling, or originate the agent leg with
-`app=` and adopt it when it enters Stasis on answer.
+(Waiting for the created channel's StasisStart before dialling does not help: tried, it only
+arrives with the dial.) Next step: originate the agent leg with `app=` (one request, as the
+raw client does) and adopt it when it enters Stasis on answer.
 """
 
 

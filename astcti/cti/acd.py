@@ -25,6 +25,7 @@ from astcti.cti.events import (
 from astcti.cti.hub import Hub
 from astcti.errors import AstctiError
 from astcti.pbx.ari import AriError, AriEvent
+from astcti.pbx.dialplan import AGENT_SHIM_CONTEXT
 from astcti.pbx.link import AsteriskLink
 from astcti.pbx.queues import SUCCESS, QueueControl, QueueError
 from astcti.store import Store
@@ -121,12 +122,17 @@ class AcdService:
 
         FreePBX's own agent login (*45) adds `Local/<ext>@from-queue/n` with state interface
         `hint:<ext>@ext-local`; using the same lets the phone's feature codes and astcti see one
-        member. Plain Asterisk (the lab) rings the endpoint itself.
+        member. On plain Asterisk a PJSIP agent is `Local/<ext>@astcti-agent/n` (state interface
+        the endpoint): the queue's calls pass through astcti's Stasis app, so call control works
+        on them.
         """
         if self._param("acti_flavour", "asterisk").lower() == "freepbx":
             return f"Local/{extension}@from-queue/n", f"hint:{extension}@ext-local"
         ext = self.directory.extensions.get(extension)
         endpoint = ext.endpoint if ext else f"PJSIP/{extension}"
+        if endpoint.startswith("PJSIP/"):
+            # through astcti's Stasis app, so queue calls can be held and transferred
+            return f"Local/{extension}@{AGENT_SHIM_CONTEXT}/n", endpoint
         return endpoint, endpoint
 
     def default_groups(self, agentid: str) -> list[str]:

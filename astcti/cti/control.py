@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 from astcti.cti.model import Connection, ConnectionState, Direction
 from astcti.cti.tracker import Intent, Plan, Tracker
 from astcti.pbx.ari import AriError, AriEvent
-from astcti.pbx.dialplan import LINKEDID_VAR
+from astcti.pbx.dialplan import AGENT_SHIM_CONTEXT, LINKEDID_VAR
 
 if TYPE_CHECKING:
     from astcti.cti.directory import Directory
@@ -348,9 +348,12 @@ class CallControl:
         variables = {"CONNECTEDLINE(num,i)": caller_id.get("number", ""),
                      "CONNECTEDLINE(name,i)": caller_id.get("name", ""),
                      "ASTCTI_DIRECT": "1"}
+        # a queue's call comes through the member shim (Local/<ext>@astcti-agent/n)
+        from_queue = f"@{AGENT_SHIM_CONTEXT}-" in channel.get("name", "")  # Local/101@astcti-agent-...;2
         try:
             callee = await self._create(link, dialstring, originator=caller.id,
-                                        variables=variables, peer=caller.id)
+                                        variables=variables, peer=caller.id,
+                                        plan=Plan(via_queue=True) if from_queue else None)
             await self._dial(callee, caller.id, timeout)
         except Exception as exc:
             log.info("cannot dial %s for %s: %s", dialstring, channel["name"], exc)

@@ -53,6 +53,7 @@ class Plan:
     called: str = ""
     userdata: dict[str, Any] = field(default_factory=dict)
     replaces: str | None = None  # `answer`: this leg takes over that ringing channel's connection
+    via_queue: bool = False  # a queue's call reaching the agent through the astcti-agent shim
 
 
 @dataclass
@@ -160,6 +161,8 @@ class Tracker:
             state=ConnectionState.INITIATED, since=ts,
             userdata=parse_userdata((channel.get("channelvars") or {}).get(USERDATA_VAR)),
         )
+        if plan is not None and plan.via_queue:
+            conn.via_queue = True
         if plan is not None and plan.outgoing:
             conn.calling, conn.called = extension, plan.called
             conn.await_far_answer = True

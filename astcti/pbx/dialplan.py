@@ -9,4 +9,7 @@ USERDATA_VAR = "ASTCTI_USERDATA"  # JSON object set by an IVR, delivered as user
 
 #: Context of the queue membership helper (originated as Local/<action>@astcti-queue).
 QUEUE_HELPER_CONTEXT = "astcti-queue"
+#: Queue member shim: agents join queues as Local/<ext>@astcti-agent/n so queue calls reach them
+#: through astcti's Stasis app (controllable like any other call).
+AGENT_SHIM_CONTEXT = "astcti-agent"
 QUEUE_USEREVENT = "astcti_queue"

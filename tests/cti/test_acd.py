@@ -41,7 +41,7 @@ def test_reason_codes_follow_the_parameter(acd: AcdService) -> None:
 
 
 def test_member_format_follows_the_flavour(acd: AcdService) -> None:
-    assert acd.interfaces("101") == ("PJSIP/101", "PJSIP/101")
+    assert acd.interfaces("101") == ("Local/101@astcti-agent/n", "PJSIP/101")
     acd.store.set_parameter("acti_flavour", "freepbx")
     assert acd.interfaces("101") == ("Local/101@from-queue/n", "hint:101@ext-local")
 
@@ -83,10 +83,10 @@ def test_pause_made_outside_astcti_is_reported(acd: AcdService) -> None:
     acd.hub.attach(sink, "101")
     acd.agents["101"] = Agent("101", "7001", ["support"], state="ready")
 
-    def device(state: str, name: str = "Queue:support_pause_PJSIP/101") -> dict:
+    def device(state: str, name: str = "Queue:support_pause_Local/101@astcti-agent/n") -> dict:
         return {"type": "DeviceStateChanged", "device_state": {"name": name, "state": state}}
 
-    acd._on_pause_state(device("INUSE", "Queue:sales_pause_PJSIP/101"))  # not its queue
+    acd._on_pause_state(device("INUSE", "Queue:sales_pause_Local/101@astcti-agent/n"))  # not its queue
     acd._on_pause_state(device("NOT_INUSE"))  # agrees with astcti: nothing to say
     assert sink.texts == []
     acd._on_pause_state(device("INUSE"))

@@ -12,12 +12,11 @@ import os
 import signal
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
 from cryptography.fernet import Fernet
 
 from astcti import __version__
-from astcti.admin.trace import TraceBus  # admin console (issue 7)
+from astcti.admin.trace import TraceBus
 from astcti.api.auth import Auth
 from astcti.api.dispatch import Dispatcher, Services
 from astcti.api.listeners import Listeners
@@ -57,17 +56,16 @@ class Daemon:
         self.directory = Directory()
         self.tracker = Tracker(self.directory.resolve)
         self.hub = Hub()
-        self.control = CallControl(self.tracker, self.directory)  # issue 4: call control
+        self.control = CallControl(self.tracker, self.directory)
         self.services: Services | None = None
         self.dispatcher: Dispatcher | None = None
         self.listeners: Listeners | None = None
-        self.acd: AcdService | None = None  # ACD agents (issue 5)
-        self.userdata: UserDataService | None = None  # call user data (issue 5)
-        # -- admin console (issue 7): trace taps and the admin socket ----------------------------
+        self.acd: AcdService | None = None  # ACD agents on queues
+        self.userdata: UserDataService | None = None  # user data attached to calls
+        # admin console: trace taps and the admin socket
         self.trace = TraceBus()
         self.hub.tap = self.trace.on_cti
         self.admin = None  # astcti.admin.server.AdminServer once started
-        # -- end admin console --------------------------------------------------------------------
         self._stopping = asyncio.Event()
 
     # -- lifecycle --------------------------------------------------------------------------------
@@ -86,7 +84,7 @@ class Daemon:
         self.control.dial_context = params.get("acti_dial_context") or "from-internal"
         self._start_acd()
         self.dispatcher = Dispatcher(self.services)
-        self.dispatcher.tap = self.trace.on_client  # admin console (issue 7)
+        self.dispatcher.tap = self.trace.on_client  # client requests, for `trace on client`
         self._start_links()
         self.listeners = Listeners(self.dispatcher)
         for row in self.store.listeners():
@@ -94,7 +92,7 @@ class Daemon:
                 await self.listeners.open(row)
             except AstctiError as exc:
                 log.error("%s", exc)
-        await self._start_admin()  # admin console (issue 7)
+        await self._start_admin()
         ports = ", ".join(f"{r.row.protocol}:{p}" for p, r in self.listeners.running.items())
         log.info("ready: store %s, %d link(s), listeners %s", self.db_path, len(self.links),
                  ports or "none")
@@ -126,7 +124,7 @@ class Daemon:
         self.directory.add_link(link)
         return link
 
-    # -- admin console (issue 7) -------------------------------------------------------------------
+    # -- admin console ---------------------------------------------------------------------------
     async def _start_admin(self) -> None:
         """Open the admin socket; a failure is logged and the daemon keeps serving clients."""
         from astcti.admin.server import AdminServer
@@ -137,10 +135,9 @@ class Daemon:
         except AstctiError as exc:
             log.error("%s", exc)
             self.admin = None
-    # -- end admin console -------------------------------------------------------------------------
 
     async def stop(self) -> None:
-        if self.admin is not None:  # admin console (issue 7)
+        if self.admin is not None:
             await self.admin.stop()
             self.admin = None
         if self.listeners is not None:
@@ -158,7 +155,7 @@ class Daemon:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stopping.set)
-        # issue 6: SIGHUP re-reads the listeners table (the admin API calls reload_listeners)
+        # SIGHUP re-reads the listeners table (the admin API calls reload_listeners itself)
         loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(
             self.reload_listeners()))
         try:
@@ -179,14 +176,14 @@ class Daemon:
 
     # -- the event flow -------------------------------------------------------------------------
     def _on_ari_event(self, link: AsteriskLink, event: AriEvent) -> None:
-        self.trace.on_ari(link.name, event)  # admin console (issue 7); no-op unless traced
+        self.trace.on_ari(link.name, event)  # no-op unless someone traces
         cti_events = self.tracker.handle(link.name, event)
-        if self.userdata is not None and cti_events:  # issue 5: the call's user data
+        if self.userdata is not None and cti_events:  # the call's user data on its events
             cti_events = self.userdata.decorate(cti_events)
         for cti_event in cti_events:
             self.hub.publish(cti_event)
         self.control.on_event(link, event)
-        if self.acd is not None:  # issue 5: helper replies, pause changes, queue calls
+        if self.acd is not None:  # queue helper replies, pause changes, queue calls
             self.acd.on_event(link, event, cti_events)
 
     async def _on_link_up(self, link: AsteriskLink) -> None:
@@ -216,7 +213,7 @@ class Daemon:
         except AriError as exc:
             log.info("%s: event filter not applied (%s)", link.name, exc.message)
 
-    # -- ACD agents and user data (issue 5) ------------------------------------------------------
+    # -- ACD agents and user data ---------------------------------------------------------------
     def _start_acd(self) -> None:
         assert self.store is not None and self.services is not None
         grace = float(self.store.get_parameter("acti_userdata_grace", "60") or 60)
@@ -224,28 +221,7 @@ class Daemon:
         self.acd = AcdService(self.store, self.directory, self.hub)
         self.tracker.queue_of = self.acd.queue_of
         self.services.extra.update(acd=self.acd, userdata=self.userdata)
-        self._hand_over_on_consultation()
-
-    def _hand_over_on_consultation(self) -> None:
-        """A consultation is a new Asterisk call (new linkedid): give it the held call's data.
-
-        Glue for issue 4's CallControl (absent on this branch): drop it once
-        `CallControl.consultation` calls `UserDataService.hand_over(callid, new_callid)` itself.
-        """
-        control = getattr(self, "control", None)
-        consult = getattr(control, "consultation", None)
-        if control is None or consult is None or self.userdata is None:
-            return
-        userdata = self.userdata
-
-        async def consultation(extension: str, callid: str, destination: str,
-                               data: dict[str, Any] | None = None) -> str:
-            new_callid = await consult(extension, callid, destination,
-                                       {**userdata.get(callid), **(data or {})})
-            userdata.hand_over(callid, new_callid)
-            return new_callid
-
-        control.consultation = consultation
+        self.control.userdata = self.userdata
 
     async def _acd_link_up(self, link: AsteriskLink) -> None:
         """Agents re-read from the queues; user data of calls that ended meanwhile expires."""

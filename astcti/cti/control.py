@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from astcti.cti.model import Connection, ConnectionState, Direction
 from astcti.cti.tracker import Intent, Plan, Tracker
+from astcti.cti.userdata import UserDataService
 from astcti.pbx.ari import AriError, AriEvent
 from astcti.pbx.dialplan import AGENT_SHIM_CONTEXT, LINKEDID_VAR
 
@@ -104,6 +105,7 @@ class CallControl:
         self.tracker = tracker
         self.directory = directory
         self.dial_context = dial_context
+        self.userdata: UserDataService | None = None  # set by the daemon: data follows calls
         self.legs: dict[tuple[str, str], Leg] = {}
         self.convs: dict[tuple[str, str], Conv] = {}  # (link, bridge id)
         self.conv_of: dict[tuple[str, str], Conv] = {}  # (link, channel id) -> its conv
@@ -619,11 +621,17 @@ class CallControl:
             conn, conv = self._active(extension, callid)
             await self._check_destination(conn.link, destination, conn.channel_id)
             await self._hold(conn, conv)
+            # a consultation is a new Asterisk call (new linkedid): it starts with the held
+            # call's user data, the request's own keys winning
+            data = {**(self.userdata.get(callid) if self.userdata else {}), **(userdata or {})}
             try:
-                return await self._agent_call(conn.link, extension, destination, userdata or {})
+                new_callid = await self._agent_call(conn.link, extension, destination, data)
             except Exception:
                 await self._retrieve(conn, conv)
                 raise
+            if self.userdata is not None:
+                self.userdata.hand_over(callid, new_callid)
+            return new_callid
 
     def _pair(self, extension: str, activecallid: str, heldcallid: str
               ) -> tuple[Connection, Conv, Connection, Conv]:

@@ -87,8 +87,8 @@ class Dispatcher:
             extra = await spec.handler(self.services, session, args) or {}
         except RequestError as exc:
             return response(env.id, exc.error), exc.status
-        except AstctiError as exc:  # e.g. link down, store failure: words for the client
-            return response(env.id, str(exc)), 503
+        except AstctiError as exc:  # a service's refusal, link down, store failure: words
+            return response(env.id, str(exc)), getattr(exc, "status", 503)
         except Exception:
             log.exception("request %s from %r failed", env.name, session)
             return response(env.id, "internal error: see the astcti log"), 500

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 from astcti.cti.model import Connection, ConnectionState, Direction
 from astcti.cti.tracker import Intent, Plan, Tracker
 from astcti.cti.userdata import UserDataService
+from astcti.errors import AstctiError
 from astcti.pbx.ari import AriError, AriEvent
 from astcti.pbx.dialplan import AGENT_SHIM_CONTEXT, LINKEDID_VAR
 
@@ -59,7 +60,7 @@ AGENT_RING_SECONDS = 30
 FAR_RING_SECONDS = 60
 
 
-class ControlError(Exception):
+class ControlError(AstctiError):
     """A control request that cannot be carried out: `words` for the client, HTTP `status`."""
 
     def __init__(self, words: str, status: int) -> None:

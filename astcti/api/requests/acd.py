@@ -26,12 +26,6 @@ def _acd(services: Services) -> AcdService:
     return acd
 
 
-async def _run(coro: Any) -> Any:
-    try:
-        return await coro
-    except AcdError as exc:
-        raise RequestError(str(exc), exc.status) from None
-
 
 @request("acdlogin", EXTENSION, AGENTID,
          Field("password", required=False, max_length=128,
@@ -45,12 +39,12 @@ async def _run(coro: Any) -> Any:
          resource=("POST", "/api/v1/extensions/{extension}/agent"))
 async def acdlogin(services: Services, session: Session, args: dict[str, Any]) -> dict[str, Any]:
     served_extension(services, args["extension"])
-    groups = await _run(_groups(args))
-    agent = await _run(_acd(services).login(args["extension"], args["agentid"], groups))
+    groups = _groups(args)
+    agent = await _acd(services).login(args["extension"], args["agentid"], groups)
     return agent.view()
 
 
-async def _groups(args: dict[str, Any]) -> list[str] | None:
+def _groups(args: dict[str, Any]) -> list[str] | None:
     text = args.get("groups")
     if text is None:
         return None
@@ -66,8 +60,8 @@ async def _groups(args: dict[str, Any]) -> list[str] | None:
          resource=("DELETE", "/api/v1/extensions/{extension}/agent"))
 async def acdlogout(services: Services, session: Session, args: dict[str, Any]) -> dict[str, Any]:
     served_extension(services, args["extension"])
-    groups = await _run(_groups(args))
-    agent = await _run(_acd(services).logout(args["extension"], args["agentid"], groups))
+    groups = _groups(args)
+    agent = await _acd(services).logout(args["extension"], args["agentid"], groups)
     return agent.view()
 
 
@@ -86,8 +80,8 @@ async def acdlogout(services: Services, session: Session, args: dict[str, Any]) 
 async def acdsetstate(services: Services, session: Session,
                       args: dict[str, Any]) -> dict[str, Any]:
     served_extension(services, args["extension"])
-    agent = await _run(_acd(services).set_state(args["extension"], args["agentid"],
-                                                args["state"], args.get("reasoncode", "")))
+    agent = await _acd(services).set_state(args["extension"], args["agentid"],
+                                                args["state"], args.get("reasoncode", ""))
     return agent.view()
 
 

@@ -7,7 +7,7 @@ from typing import Any
 from astcti.api.dispatch import Services, Session
 from astcti.api.protocol import CALLID_RE, NUMBER_RE, Field, RequestError, request
 from astcti.api.requests.monitoring import EXTENSION, served_extension
-from astcti.cti.control import CallControl, ControlError
+from astcti.cti.control import CallControl
 
 CALLID = Field("callid", pattern=CALLID_RE, max_length=64, doc="the call's id (from events)",
                example="1732610000.12")
@@ -27,12 +27,6 @@ def _control(services: Services, extension: str) -> CallControl:
     return services.extra["control"]
 
 
-async def _run(coro: Any) -> Any:
-    try:
-        return await coro
-    except ControlError as exc:
-        raise RequestError(exc.words, exc.status) from None
-
 
 @request("makecall", EXTENSION, DESTINATION, USERDATA, group=GROUP,
          doc="Call `destination` from the extension: its phone is called first with auto-answer"
@@ -43,8 +37,8 @@ async def _run(coro: Any) -> Any:
          resource=("POST", "/api/v1/extensions/{extension}/calls"))
 async def makecall(services: Services, session: Session, args: dict[str, Any]) -> dict[str, Any]:
     control = _control(services, args["extension"])
-    callid = await _run(control.makecall(args["extension"], args["destination"],
-                                         args.get("userdata")))
+    callid = await control.makecall(args["extension"], args["destination"],
+                                         args.get("userdata"))
     return {"callid": callid}
 
 
@@ -53,14 +47,14 @@ async def makecall(services: Services, session: Session, args: dict[str, Any]) -
              " auto-answer headers (see docs/call-control.md for phone settings).",
          resource=("POST", "/api/v1/extensions/{extension}/calls/{callid}/answer"))
 async def answer(services: Services, session: Session, args: dict[str, Any]) -> None:
-    await _run(_control(services, args["extension"]).answer(args["extension"], args["callid"]))
+    await _control(services, args["extension"]).answer(args["extension"], args["callid"])
 
 
 @request("hangup", EXTENSION, CALLID, group=GROUP,
          doc="Clear the extension's connection; a two-party call releases the other party too.",
          resource=("DELETE", "/api/v1/extensions/{extension}/calls/{callid}"))
 async def hangup(services: Services, session: Session, args: dict[str, Any]) -> None:
-    await _run(_control(services, args["extension"]).hangup(args["extension"], args["callid"]))
+    await _control(services, args["extension"]).hangup(args["extension"], args["callid"])
 
 
 @request("hold", EXTENSION, CALLID, group=GROUP,
@@ -68,15 +62,15 @@ async def hangup(services: Services, session: Session, args: dict[str, Any]) -> 
              " Event: held.",
          resource=("POST", "/api/v1/extensions/{extension}/calls/{callid}/hold"))
 async def hold(services: Services, session: Session, args: dict[str, Any]) -> None:
-    await _run(_control(services, args["extension"]).hold(args["extension"], args["callid"]))
+    await _control(services, args["extension"]).hold(args["extension"], args["callid"])
 
 
 @request("retrieve", EXTENSION, CALLID, group=GROUP,
          doc="Take back a call the extension holds. Event: retrieved.",
          resource=("POST", "/api/v1/extensions/{extension}/calls/{callid}/retrieve"))
 async def retrieve(services: Services, session: Session, args: dict[str, Any]) -> None:
-    await _run(_control(services, args["extension"]).retrieve(args["extension"],
-                                                                args["callid"]))
+    await _control(services, args["extension"]).retrieve(args["extension"],
+                                                                args["callid"])
 
 
 @request("consultation", EXTENSION, CALLID, DESTINATION, USERDATA, group=GROUP,
@@ -87,8 +81,8 @@ async def retrieve(services: Services, session: Session, args: dict[str, Any]) -
 async def consultation(services: Services, session: Session,
                        args: dict[str, Any]) -> dict[str, Any]:
     control = _control(services, args["extension"])
-    callid = await _run(control.consultation(args["extension"], args["callid"],
-                                             args["destination"], args.get("userdata")))
+    callid = await control.consultation(args["extension"], args["callid"],
+                                             args["destination"], args.get("userdata"))
     return {"callid": callid}
 
 
@@ -96,16 +90,16 @@ async def consultation(services: Services, session: Session,
          doc="Drop the consultation call and retrieve the held call.",
          resource=("POST", "/api/v1/extensions/{extension}/reconnect"))
 async def reconnect(services: Services, session: Session, args: dict[str, Any]) -> None:
-    await _run(_control(services, args["extension"]).reconnect(
-        args["extension"], args["activecallid"], args["heldcallid"]))
+    await _control(services, args["extension"]).reconnect(
+        args["extension"], args["activecallid"], args["heldcallid"])
 
 
 @request("alternate", EXTENSION, ACTIVE, HELD, group=GROUP,
          doc="Hold the active call and retrieve the held one. Events: held, retrieved.",
          resource=("POST", "/api/v1/extensions/{extension}/alternate"))
 async def alternate(services: Services, session: Session, args: dict[str, Any]) -> None:
-    await _run(_control(services, args["extension"]).alternate(
-        args["extension"], args["activecallid"], args["heldcallid"]))
+    await _control(services, args["extension"]).alternate(
+        args["extension"], args["activecallid"], args["heldcallid"])
 
 
 def _two_forms(action: str) -> tuple[Field, ...]:
@@ -126,9 +120,9 @@ async def _either_form(args: dict[str, Any], two_calls, single_step) -> None:
     """Run the two-call form or the single-step form, whichever the fields name."""
     ext = args["extension"]
     if "activecallid" in args and "heldcallid" in args:
-        await _run(two_calls(ext, args["activecallid"], args["heldcallid"]))
+        await two_calls(ext, args["activecallid"], args["heldcallid"])
     elif "callid" in args and "destination" in args:
-        await _run(single_step(ext, args["callid"], args["destination"]))
+        await single_step(ext, args["callid"], args["destination"])
     else:
         raise RequestError("missing fields: give activecallid and heldcallid, or callid and"
                            " destination", 400)
@@ -162,5 +156,5 @@ async def conference(services: Services, session: Session, args: dict[str, Any])
              " SIP INFO, as its endpoint is configured).",
          resource=("POST", "/api/v1/extensions/{extension}/calls/{callid}/dtmf"))
 async def dtmf(services: Services, session: Session, args: dict[str, Any]) -> None:
-    await _run(_control(services, args["extension"]).dtmf(args["extension"], args["callid"],
-                                                           args["digits"]))
+    await _control(services, args["extension"]).dtmf(args["extension"], args["callid"],
+                                                           args["digits"])

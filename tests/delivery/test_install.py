@@ -27,6 +27,7 @@ import pytest
 
 from tests.delivery import chroots
 from tests.lab import chroot as labchroot
+from tests.lab.harness import port_in_use
 from tests.lab.sipp import Phone, caller_process, phone_process, wait_port_free
 
 REPO = Path(__file__).resolve().parents[2]
@@ -139,16 +140,6 @@ def unit_settings(unit: str) -> dict[str, str]:
                 if "=" in line and not line.startswith("#"))
 
 
-def port_free(port: int, udp: bool = False) -> bool:
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM if udp else socket.SOCK_STREAM)
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        s.bind(("127.0.0.1", port))
-        return True
-    except OSError:
-        return False
-    finally:
-        s.close()
 
 
 def wait_for(what: str, predicate, timeout: float) -> None:
@@ -164,7 +155,7 @@ def wait_for(what: str, predicate, timeout: float) -> None:
 def world() -> Iterator[World]:
     for port, udp in [(SIP_PORT, True), (ARI_PORT, False), (WS_PORT, False),
                       (PHONE_PORT, True), (TRUNK_PORT, True), (BUSY_PORT, False)]:
-        if not port_free(port, udp):
+        if port_in_use(port, udp):
             pytest.fail(f"port {port} is in use on 127.0.0.1: stop what holds it (`ss -lntup |"
                         f" grep {port}`) or shift this test with ASTCTI_DELIVERY_PORT_OFFSET=1000")
     debs = sorted((REPO / "dist").glob("astcti_*.deb"))

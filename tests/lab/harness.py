@@ -169,7 +169,7 @@ def free_port() -> int:
     return port
 
 
-def _port_in_use(port: int, udp: bool = False) -> bool:
+def port_in_use(port: int, udp: bool = False) -> bool:
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM if udp else socket.SOCK_STREAM)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
@@ -218,7 +218,7 @@ class Lab:
                                 (self.config.ws_port, False, "astcti WebSocket"),
                                 (self.config.rest_port, False, "astcti REST"),
                                 (self.config.tcp_port, False, "astcti TCP")]:
-            if _port_in_use(port, udp):
+            if port_in_use(port, udp):
                 raise LabError(f"port {port} ({what}) is in use on 127.0.0.1: stop what holds it"
                                f" (`ss -lntup | grep {port}`) or `make lab-down`")
         self.dir.mkdir(parents=True, exist_ok=True)

@@ -77,7 +77,7 @@ class Daemon:
         self.hub.buffer_size = int(params.get("acti_resume_size") or 1000)
         self.hub.buffer_age = float(params.get("acti_resume_age") or 300)
         for ext in self.store.extensions():
-            await self.directory.add(ext.number, ext.technology)
+            await self.directory.add(ext.number, ext.technology, ext.answer)
         self.services = Services(self.store, self.directory, self.tracker, self.hub,
                                  Auth(self.store))
         self.services.extra["control"] = self.control

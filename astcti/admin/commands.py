@@ -31,6 +31,7 @@ from astcti.cti.directory import TECHNOLOGIES
 from astcti.errors import AstctiError
 from astcti.pbx.linkconfig import parse_link
 from astcti.secrets import encrypt
+from astcti.store.schema import ANSWER_MODES
 from astcti.store.store import LINK_PARAMETER, ListenerRow
 
 if TYPE_CHECKING:
@@ -160,6 +161,8 @@ VALIDATORS: dict[str, Callable[[str], Any]] = {
     "onoff": _choice(("on", "off"), "switch"),
     "channel": _choice(CHANNELS, "trace channel"),
     "command": str,
+    "answer": _choice((*ANSWER_MODES, "default"), "answer mode"),
+    "answer-word": _keyword("answer"),
 }
 
 #: kind -> fixed completions (dynamic kinds are completed from the daemon's or store's names)
@@ -173,6 +176,8 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "channel": CHANNELS,
     "bind": ("127.0.0.1", "::1", "*"),
     "allow": ("*", "127.0.0.1/32"),
+    "answer": (*ANSWER_MODES, "default"),
+    "answer-word": ("answer",),
 }
 
 
@@ -600,14 +605,16 @@ async def apply_link(daemon: Daemon, name: str, value: str) -> str:
 async def _show_extensions(ctx: Context, args: dict[str, Any]) -> str:
     rows = []
     counts = ctx.daemon.hub.monitor_counts() if ctx.daemon else {}
+    default = ctx.store.get_parameter("acti_answer", "reoffer") or "reoffer"
     for ext in ctx.store.extensions():
-        row = [ext.number, f"{ext.technology}/{ext.number}"]
+        row = [ext.number, f"{ext.technology}/{ext.number}", ext.answer or f"{default} (default)"]
         if ctx.daemon is not None:
             link = ctx.daemon.directory.link_of(ext.number)
             row += [link.name if link else "-", "up" if link and link.up else "not served",
                     str(counts.get(ext.number, 0))]
         rows.append(row)
-    header = ["extension", "endpoint"] + (["link", "state", "monitors"] if ctx.daemon else [])
+    header = ["extension", "endpoint", "answer"] + (["link", "state", "monitors"] if ctx.daemon
+                                                    else [])
     return _table(rows, header) or "no extensions: add one with `add extension NUM [TECH]`"
 
 
@@ -644,6 +651,33 @@ async def _add_extension(ctx: Context, args: dict[str, Any]) -> str:
         return f"extension {number} {verb} {tech}/{number}, watched on {served_by}"
     return (f"extension {number} {verb} {tech}/{number}; {daemon.directory.why_unserved(number)}"
             ": it is watched as soon as an Asterisk has it")
+
+
+@command("set extension", Arg("NUM", "extension", doc="a configured extension"),
+         Arg("answer", "answer-word", doc="the setting: answer"),
+         Arg("MODE", "answer", doc="talk (the phone honours SIP NOTIFY Event: talk; re-offer if"
+                                   " it does not go off-hook), reoffer (ring it again with"
+                                   " auto-answer headers), none (answered by hand only), or"
+                                   " default (parameter acti_answer)"),
+         doc="Say how the `answer` request takes this extension's ringing phone off-hook"
+             " (docs/call-control.md lists what each phone honours).",
+         example="set extension 101 answer talk", group="extensions")
+async def _set_extension(ctx: Context, args: dict[str, Any]) -> str:
+    number, mode = args["NUM"], args["MODE"]
+    stored = "" if mode == "default" else mode
+    if not ctx.store.set_extension_answer(number, stored):
+        raise CommandError(f"extension {number} is not configured: see `show extensions`")
+    if ctx.daemon is not None:
+        ctx.daemon.directory.set_answer(number, stored)
+    if mode == "default":
+        default = ctx.store.get_parameter("acti_answer", "reoffer") or "reoffer"
+        return f"extension {number} answers as parameter acti_answer says ({default})"
+    return f"extension {number}: answer by {_ANSWER_WORDS[mode]}"
+
+
+_ANSWER_WORDS = {"talk": "SIP NOTIFY Event: talk (re-offer if the phone stays ringing)",
+                 "reoffer": "re-offering the call with auto-answer headers",
+                 "none": "hand only: the answer request is refused"}
 
 
 @command("remove extension", Arg("NUM", "extension", doc="a configured extension"),

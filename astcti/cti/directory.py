@@ -21,6 +21,7 @@ TECHNOLOGIES = ("PJSIP", "SIP", "IAX2", "DAHDI", "Local")
 class Extension:
     number: str
     technology: str
+    answer: str = ""  # how `answer` reaches its phone (talk | reoffer | none); "" = default
 
     @property
     def endpoint(self) -> str:
@@ -86,18 +87,25 @@ class Directory:
         if name and ext:
             self._by_endpoint.pop((name, ext.endpoint), None)
 
-    async def add(self, number: str, technology: str) -> str | None:
+    async def add(self, number: str, technology: str, answer: str = "") -> str | None:
         """Watch an extension; the name of the link now serving it, if any."""
         old = self.extensions.get(number)
+        answer = answer or (old.answer if old else "")
         if old and old.technology != technology:
             await self.remove(number)
-        ext = Extension(number, technology)
+        ext = Extension(number, technology, answer)
         self.extensions[number] = ext
         for link in self.links.values():
             if link.up and ext.endpoint in link.endpoints and self._assign(ext, link):
                 await link.subscribe(ext.sources)
                 return link.name
         return None  # a link that connects later assigns it in link_up
+
+    def set_answer(self, number: str, answer: str) -> None:
+        """Change how `answer` reaches an extension's phone (no resubscription needed)."""
+        ext = self.extensions.get(number)
+        if ext is not None:
+            self.extensions[number] = Extension(ext.number, ext.technology, answer)
 
     async def remove(self, number: str) -> None:
         ext = self.extensions.pop(number, None)

@@ -73,7 +73,27 @@ def _v2(db: sqlite_utils.Database) -> None:
     )
 
 
+#: How astcti's `answer` request takes a ringing call off-hook (docs/call-control.md).
+ANSWER_MODES = ("talk", "reoffer", "none")
+
+#: Parameters added by v3 (phone capabilities for `answer`).
+V3_PARAMETERS: dict[str, tuple[str, str]] = {
+    "acti_answer": ("reoffer", "How `answer` takes a ringing phone off-hook when its extension"
+                    " says nothing: talk (SIP NOTIFY Event: talk, then re-offer), reoffer"
+                    " (ring it again with auto-answer headers) or none (answer by hand)"),
+}
+
+
+def _v3(db: sqlite_utils.Database) -> None:
+    """Per-extension answer mode: which phones honour NOTIFY talk or auto-answer headers."""
+    db.execute("ALTER TABLE extensions ADD COLUMN answer TEXT NOT NULL DEFAULT ''")
+    db["parameters"].insert_all(
+        [{"name": n, "value": v, "description": d} for n, (v, d) in V3_PARAMETERS.items()],
+        ignore=True,
+    )
+
+
 #: Ordered migrations; index + 1 is the schema version it produces.
-MIGRATIONS: list[Migration] = [_v1, _v2]
+MIGRATIONS: list[Migration] = [_v1, _v2, _v3]
 
 SCHEMA_VERSION = len(MIGRATIONS)

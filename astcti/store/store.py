@@ -35,6 +35,7 @@ LINK_PARAMETER = re.compile(r"^acti_tlink_(\d{2})$")
 class ExtensionRow:
     number: str
     technology: str
+    answer: str = ""  # talk | reoffer | none; "" = parameter acti_answer
 
 
 @dataclass(frozen=True)
@@ -216,8 +217,15 @@ class Store:
 
     # -- extensions ---------------------------------------------------------------------------
     def extensions(self) -> list[ExtensionRow]:
-        rows = self._read("SELECT number, technology FROM extensions ORDER BY number")
-        return [ExtensionRow(n, t) for n, t in rows]
+        rows = self._read("SELECT number, technology, answer FROM extensions ORDER BY number")
+        return [ExtensionRow(n, t, a) for n, t, a in rows]
+
+    def set_extension_answer(self, number: str, answer: str) -> bool:
+        """How `answer` reaches this extension's phone ("" = the acti_answer default)."""
+        with self._writing(f"set the answer mode of extension {number}"):
+            cur = self.db.conn.execute("UPDATE extensions SET answer = ? WHERE number = ?",
+                                       (answer, number))
+        return cur.rowcount > 0
 
     def add_extension(self, number: str, technology: str) -> None:
         with self._writing(f"add extension {number}"):

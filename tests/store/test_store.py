@@ -40,7 +40,7 @@ def test_newer_schema_is_refused_without_damage(tmp_path: Path) -> None:
     Store.open(path, create=True).close()
     conn = sqlite3.connect(path)
     conn.execute(f"PRAGMA user_version={SCHEMA_VERSION + 5}")
-    conn.execute("INSERT INTO extensions VALUES ('999', 'PJSIP')")
+    conn.execute("INSERT INTO extensions(number, technology) VALUES ('999', 'PJSIP')")
     conn.commit()
     conn.close()
     with pytest.raises(StoreError, match="upgrade astcti"):
@@ -59,6 +59,30 @@ def test_migration_from_empty_file_and_reopen_is_idempotent(tmp_path: Path) -> N
     store = Store.open(path)
     assert store.schema_version == SCHEMA_VERSION
     assert store.get_parameter("acti_defaultexttype") == "SIP"  # not reset by a second migrate
+    store.close()
+
+
+def test_v2_store_gains_the_answer_mode_and_keeps_its_extensions(tmp_path: Path) -> None:
+    from astcti.store.schema import MIGRATIONS
+
+    path = tmp_path / "v2.db"
+    conn = sqlite3.connect(path)
+    import sqlite_utils
+
+    db = sqlite_utils.Database(conn)
+    for migration in MIGRATIONS[:2]:
+        migration(db)
+    conn.execute("PRAGMA user_version=2")
+    conn.execute("INSERT INTO extensions VALUES ('101', 'PJSIP')")
+    conn.commit()
+    conn.close()
+    store = Store.open(path)
+    assert store.schema_version == SCHEMA_VERSION
+    assert [(e.number, e.answer) for e in store.extensions()] == [("101", "")]
+    assert store.get_parameter("acti_answer") == "reoffer"
+    assert store.set_extension_answer("101", "talk")
+    assert not store.set_extension_answer("999", "talk")
+    assert store.extensions()[0].answer == "talk"
     store.close()
 
 

@@ -82,6 +82,7 @@ class Daemon:
                                  Auth(self.store))
         self.services.extra["control"] = self.control
         self.control.dial_context = params.get("acti_dial_context") or "from-internal"
+        self.control.default_answer = params.get("acti_answer") or "reoffer"
         self._start_acd()
         self.dispatcher = Dispatcher(self.services)
         self.dispatcher.tap = self.trace.on_client  # client requests, for `trace on client`

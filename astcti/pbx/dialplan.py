@@ -13,3 +13,9 @@ QUEUE_HELPER_CONTEXT = "astcti-queue"
 #: through astcti's Stasis app (controllable like any other call).
 AGENT_SHIM_CONTEXT = "astcti-agent"
 QUEUE_USEREVENT = "astcti_queue"
+#: NOTIFY Event: talk helper (originated as Local/talk@astcti-notify/n; PJSIPNotify is a
+#: dialplan application): the phone answers its ringing call. Replies with a UserEvent.
+NOTIFY_HELPER_CONTEXT = "astcti-notify"
+NOTIFY_USEREVENT = "astcti_notify"
+#: On an agent's channel: the bridges of the calls it holds (comma list), for a restarted astcti.
+HOLDING_VAR = "ASTCTI_HOLDING"

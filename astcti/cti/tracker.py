@@ -66,6 +66,7 @@ class Intent:
     controller: str
     channels: list[str]  # keys of the watched connections whose monitors get the event
     parties: list[str]  # numbers of the parties joined
+    ends: list[str] = field(default_factory=list)  # lines that end with it (a consultation)
 
 
 class Tracker:
@@ -572,6 +573,10 @@ class Tracker:
                     conn.state = ConnectionState.CONNECTED
                 out.append(Conferenced(conn.extension, conn.callid, ts,
                                        controller=intent.controller, parties=list(intent.parties)))
+        for key in intent.ends:  # the consultation merged into the call: its line ends
+            conn = self.connections.get((link, key))
+            if conn is not None:
+                out += self._clear(conn, ts, "normal")
         return out
 
     def _party_events(self, conn: Connection, make: Callable[[Connection], CtiEvent]

@@ -353,6 +353,7 @@ class Phone:
     refer_after_ms: int = 1500  # ... this long after answering, then hangs up
     attended_to: str | None = None  # attended transfer: hold, call this number, REFER+Replaces
     attended_after_ms: int = 1000  # ... this long after answering (then talks as long again)
+    sdp_port: int | None = None  # RTP port its SDP announces (a test's own RTP receiver)
 
     @property
     def rings(self) -> bool:
@@ -439,7 +440,10 @@ def uas_scenario(phone: Phone) -> str:
     if phone.attended_to is not None:
         parts.append('  <Reference variables="atxjunk"/>\n')
     parts.append('  <label id="done"/>\n</scenario>\n')
-    return "".join(parts)
+    xml = "".join(parts)
+    if phone.sdp_port is not None:
+        xml = xml.replace("m=audio [media_port]", f"m=audio {phone.sdp_port}")
+    return xml
 
 
 def _in_call(phone: Phone) -> str:

@@ -177,6 +177,14 @@ class Bridging:
             await self.note_holding(link, holder)
         await self.pbx.destroy(link, conv.bridge_id)
 
+    async def discard(self, conv: Conversation) -> None:
+        """Forget and destroy a conversation whose parties were all moved elsewhere."""
+        link = conv.link
+        self.state.convs.pop((link, conv.bridge_id), None)
+        for key in [k for k, c in self.state.member_of.items() if c is conv]:
+            del self.state.member_of[key]
+        await self.pbx.destroy(link, conv.bridge_id)
+
     # -- hold -----------------------------------------------------------------------------------
     async def hold(self, conn: Connection, conv: Conversation) -> None:
         """The agent's channel leaves (it hears silence); the others hear music on hold."""

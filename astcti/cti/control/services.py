@@ -338,15 +338,12 @@ class ControlServices:
                 await self.pbx.moh(link, hconv.bridge_id, False)
                 hconv.moh = False
             hconv.holder = None
-            aconv.members.discard(active.channel_id)
+            aconv.closing = True  # emptied on purpose: no clean-up rule on the way
             for channel_id in moving:
                 await self.b.join(hconv, channel_id)
-            for channel_id in {held.channel_id, active.channel_id}:
-                if self.state.member_of.get((link, channel_id)) in (aconv, hconv):
-                    del self.state.member_of[(link, channel_id)]
+            for channel_id in dict.fromkeys([held.channel_id, active.channel_id]):
                 await self.pbx.hangup(link, channel_id)
-            if (link, aconv.bridge_id) in self.state.convs:
-                await self.b.settle(aconv)
+            await self.b.discard(aconv)
 
     async def conference(self, extension: str, activecallid: str, heldcallid: str) -> None:
         """All talk: the consulted parties join the held call, the agent returns to it."""
@@ -356,21 +353,18 @@ class ControlServices:
             moving = self.b.others(aconv, active.channel_id)
             staying = list(hconv.members)
             parties = [extension] + [self.b.number(link, c) for c in staying + moving]
+            one_leg = active.channel_id == held.channel_id
             self.tracker.expect(link, held.channel_id, Intent(
                 "conferenced", extension,
-                [held.key, *self.b.watched(link, staying + moving)], parties))
+                [held.key, *self.b.watched(link, staying + moving)], parties,
+                ends=[active.key] if one_leg else []))
+            aconv.closing = True  # emptied on purpose: no clean-up rule on the way
             for channel_id in moving:
                 await self.b.join(hconv, channel_id)
-            line = self.tracker.line(link, active.channel_id, aconv.bridge_id)
-            if active.channel_id == held.channel_id:
-                if line is not None and line.key != held.key:
-                    self.tracker.mark_leave(link, line.key, "normal")
-                await self.b.retrieve(held, hconv)  # the agent's one leg moves back
-            else:  # a consultation made from another leg of the agent's (phone's own call)
-                await self.b.retrieve(held, hconv)
+            await self.b.retrieve(held, hconv)  # the agent's one leg moves back
+            if not one_leg:  # a consultation from another leg of the agent's phone
                 await self.pbx.hangup(link, active.channel_id)
-            if (link, aconv.bridge_id) in self.state.convs:
-                await self.b.settle(aconv)
+            await self.b.discard(aconv)
 
     # -- single step ----------------------------------------------------------------------------
     async def transfer_blind(self, extension: str, callid: str, destination: str) -> None:

@@ -60,6 +60,8 @@ class LabConfig:
     astcti_password: str = ""
     admin_user: str = "admin"
     admin_password: str = ""
+    supervisor_user: str = "supervisor"  # role supervisor: the wallboard
+    supervisor_password: str = ""
     db: str = str(LAB_DIR / "astcti.db")
     key: str = str(LAB_DIR / "secret.key")
     admin_socket: str = str(LAB_DIR / "admin.sock")
@@ -160,6 +162,20 @@ def _kill_group(pid: int, timeout: float = 10.0) -> None:
         pass
 
 
+def media_port(sip_port: int) -> int:
+    """The RTP port of a SIPp process on `sip_port`: distinct for every lab port (5060-5090
+    shifted by ASTCTI_LAB_PORT_OFFSET up to 7000: 20240-48360), always below 65536 (a port
+    above it made Asterisk reject the SDP: "Invalid SDP media line") and below Asterisk's."""
+    return 20000 + (sip_port - 5000) * 4
+
+
+def rtp_range(offset: int) -> tuple[int, int]:
+    """Asterisk's RTP ports for a lab: 1000 ports per 500 of offset from 50000 (64000-64999
+    at offset 7000), clear of the SIPp media ports (`rtpstart` above 65535 was ignored)."""
+    start = 50000 + ((offset // 500) % 15) * 1000
+    return start, start + 999
+
+
 def free_port() -> int:
     """A TCP port nobody listens on right now (for a test's extra listener or daemon)."""
     s = socket.socket()
@@ -228,6 +244,7 @@ class Lab:
         c.ari_password = c.ari_password or secrets.token_urlsafe(18)
         c.astcti_password = c.astcti_password or secrets.token_urlsafe(12)
         c.admin_password = c.admin_password or secrets.token_urlsafe(12)
+        c.supervisor_password = c.supervisor_password or secrets.token_urlsafe(12)
         base = chroot.ensure_base(log=self.log)
         chroot.copy_base(base, self.root)
         chroot.reset_state(self.root)
@@ -257,7 +274,7 @@ class Lab:
                        for e, p in {**c.phones, **c.spare_phones}.items()],
             "trunk_port": c.trunk_port, "trunk_ports": c.trunk_ports,
             "extra_extensions": c.extra_extensions,
-            "rtp_start": 20000 + 10 * c.port_offset, "rtp_end": 20999 + 10 * c.port_offset,
+            "rtp_start": rtp_range(c.port_offset)[0], "rtp_end": rtp_range(c.port_offset)[1],
         }
         provision.write(provision.render("lab", variables), self.root / "etc/asterisk")
 
@@ -342,6 +359,7 @@ class Lab:
                 store.add_listener(ListenerRow(port, "127.0.0.1", "*", proto, "token"))
             store.set_user(c.astcti_user, c.astcti_password, "client")
             store.set_user(c.admin_user, c.admin_password, "admin")
+            store.set_user(c.supervisor_user, c.supervisor_password, "supervisor")
         finally:
             store.close()
 
@@ -396,7 +414,7 @@ class Lab:
         port = {**self.config.phones, **self.config.spare_phones}[ext]
         wait_port_free(port)
         proc = phone_process(ext, port, behaviour, self.workdir, self.config.sip_port,
-                             media_port=30000 + 10 * (port - 5000)).start()
+                             media_port=media_port(port)).start()
         self.phones[ext] = proc
         self.config.pids[f"phone-{ext}"] = proc.pid
         self.config.save()
@@ -416,7 +434,7 @@ class Lab:
         port = local_port or self.config.trunk_ports[1]
         wait_port_free(port)
         return caller_process(port, caller, dest, self.workdir, self.config.sip_port,
-                              media_port=30000 + 10 * (port - 5000), talk_ms=talk_ms,
+                              media_port=media_port(port), talk_ms=talk_ms,
                               **kwargs).start()
 
     def dial_from(self, ext: str, dest: str, talk_ms: int = 2000) -> SippProcess:
@@ -425,7 +443,7 @@ class Lab:
         port = self.config.phones[ext]
         wait_port_free(port)
         return caller_process(port, ext, dest, self.workdir, self.config.sip_port,
-                              media_port=30000 + 10 * (port - 5000), talk_ms=talk_ms,
+                              media_port=media_port(port), talk_ms=talk_ms,
                               name=f"Agent {ext}", tag=f"dial-{ext}").start()
 
     # -- down ---------------------------------------------------------------------------------

@@ -162,20 +162,6 @@ def _kill_group(pid: int, timeout: float = 10.0) -> None:
         pass
 
 
-def media_port(sip_port: int) -> int:
-    """The RTP port of a SIPp process on `sip_port`: distinct for every lab port (5060-5090
-    shifted by ASTCTI_LAB_PORT_OFFSET up to 7000: 20240-48360), always below 65536 (a port
-    above it made Asterisk reject the SDP: "Invalid SDP media line") and below Asterisk's."""
-    return 20000 + (sip_port - 5000) * 4
-
-
-def rtp_range(offset: int) -> tuple[int, int]:
-    """Asterisk's RTP ports for a lab: 1000 ports per 500 of offset from 50000 (64000-64999
-    at offset 7000), clear of the SIPp media ports (`rtpstart` above 65535 was ignored)."""
-    start = 50000 + ((offset // 500) % 15) * 1000
-    return start, start + 999
-
-
 def free_port() -> int:
     """A TCP port nobody listens on right now (for a test's extra listener or daemon)."""
     s = socket.socket()
@@ -274,7 +260,7 @@ class Lab:
                        for e, p in {**c.phones, **c.spare_phones}.items()],
             "trunk_port": c.trunk_port, "trunk_ports": c.trunk_ports,
             "extra_extensions": c.extra_extensions,
-            "rtp_start": rtp_range(c.port_offset)[0], "rtp_end": rtp_range(c.port_offset)[1],
+            "rtp_start": 20000 + 2 * c.port_offset, "rtp_end": 20999 + 2 * c.port_offset,
         }
         provision.write(provision.render("lab", variables), self.root / "etc/asterisk")
 
@@ -409,12 +395,19 @@ class Lab:
         for ext in self.config.phones:
             self.start_phone(ext, behaviour)
 
+    def media_port(self, sip_port: int) -> int:
+        """The RTP port of the SIPp process on `sip_port`: below 65536 for every lab offset
+        (0-7500 in steps of 500) and apart from every other lab's, and from Asterisk's RTP
+        range (20000 + 2 * offset, 1000 wide)."""
+        return 40000 + 2 * self.config.port_offset + 10 * (
+            (sip_port - self.config.port_offset - 5000) % 100)
+
     def start_phone(self, ext: str, behaviour: Phone = Phone()) -> SippProcess:
         self.stop_phone(ext)
         port = {**self.config.phones, **self.config.spare_phones}[ext]
         wait_port_free(port)
         proc = phone_process(ext, port, behaviour, self.workdir, self.config.sip_port,
-                             media_port=media_port(port)).start()
+                             media_port=self.media_port(port)).start()
         self.phones[ext] = proc
         self.config.pids[f"phone-{ext}"] = proc.pid
         self.config.save()
@@ -434,7 +427,7 @@ class Lab:
         port = local_port or self.config.trunk_ports[1]
         wait_port_free(port)
         return caller_process(port, caller, dest, self.workdir, self.config.sip_port,
-                              media_port=media_port(port), talk_ms=talk_ms,
+                              media_port=self.media_port(port), talk_ms=talk_ms,
                               **kwargs).start()
 
     def dial_from(self, ext: str, dest: str, talk_ms: int = 2000) -> SippProcess:
@@ -443,7 +436,7 @@ class Lab:
         port = self.config.phones[ext]
         wait_port_free(port)
         return caller_process(port, ext, dest, self.workdir, self.config.sip_port,
-                              media_port=media_port(port), talk_ms=talk_ms,
+                              media_port=self.media_port(port), talk_ms=talk_ms,
                               name=f"Agent {ext}", tag=f"dial-{ext}").start()
 
     # -- down ---------------------------------------------------------------------------------

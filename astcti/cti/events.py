@@ -61,6 +61,7 @@ class Delivered(CtiEvent):
     NAME: ClassVar[str] = "delivered"
     alerting: str = ""
     calling: str = ""
+    callingname: str = ""  # the caller's name, when Asterisk has one
     called: str = ""
     lastredirection: str = ""
     userdata: dict[str, Any] = field(default_factory=dict)
@@ -73,6 +74,7 @@ class Established(CtiEvent):
     NAME: ClassVar[str] = "established"
     answering: str = ""
     calling: str = ""
+    callingname: str = ""  # the caller's name, when Asterisk has one
     called: str = ""
     lastredirection: str = ""
     userdata: dict[str, Any] = field(default_factory=dict)

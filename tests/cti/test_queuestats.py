@@ -1,4 +1,4 @@
-"""Queue statistics without Asterisk: the board's arithmetic, agents' lines, the published events."""
+"""Queue statistics without Asterisk: the board's figures, agents' lines, the events sent."""
 
 from __future__ import annotations
 

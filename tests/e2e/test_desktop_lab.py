@@ -29,6 +29,7 @@ DOCS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 CUSTOMER = "0912345678"
+CUSTOMER_NAME = "Alice Example"
 RINGS_UNTIL_ANSWERED = Phone(answer_after_ms=None, auto_answer=True)  # answers astcti's re-offer
 WIDE = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
@@ -134,18 +135,20 @@ async def test_queue_call_answered_held_consulted_transferred_from_the_desktop(
     await board.wait_for_selector('article[data-queue="support"]')
 
     # a customer through the IVR (user data account=4711) waits: the agent is not ready
-    customer = lab.call("601", caller=CUSTOMER, talk_ms=120000)
+    customer = lab.call("601", caller=CUSTOMER, talk_ms=120000, name=CUSTOMER_NAME)
     try:
         await board.wait_for_selector(
             'article[data-queue="support"] [data-figure="waiting"] .value:text-is("1")',
             timeout=20000)
-        await board.wait_for_selector(f'article[data-queue="support"] .callers li:has-text("{CUSTOMER}")')
+        await board.wait_for_selector(
+            f'article[data-queue="support"] .callers li:has-text("{CUSTOMER}")')
         await board.screenshot(path=str(DOCS / "wallboard.png"))
 
         # ready: the queue rings 101; the desktop shows the call, its data and the screen pop
         await desk.click("#btn-ready")
         await desk.wait_for_selector('#call-card[data-state="alerting"]', timeout=20000)
-        assert await desk.text_content("#caller-name") == CUSTOMER
+        assert await desk.text_content("#caller-name") == CUSTOMER_NAME
+        assert await desk.text_content("#caller-number") == CUSTOMER
         assert "support" in (await desk.text_content("#call-via") or "")
         assert "4711" in (await desk.text_content("#userdata") or "")
         assert await desk.is_visible('#actions [data-action="answer"]')
@@ -187,7 +190,8 @@ async def test_queue_call_answered_held_consulted_transferred_from_the_desktop(
         await desk.click('#actions [data-action="transfer"]')
         await desk.wait_for_selector("#call-empty:not([hidden])", timeout=20000)
         wait_for(lambda: _talking_to_102(lab), what="the customer talking to 102, 101 free")
-        await desk.wait_for_selector(f'#history tbody tr:has-text("{CUSTOMER}"):has-text("Transferred")')
+        await desk.wait_for_selector(
+            f'#history tbody tr:has-text("{CUSTOMER}"):has-text("Transferred")')
         await board.wait_for_selector(agent_row("ready"))
         assert await board.text_content(f'{agent_row("ready")} td.num') == "1"  # handled today
 

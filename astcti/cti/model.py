@@ -41,6 +41,7 @@ class Connection:
     direction: Direction
     state: ConnectionState
     calling: str = ""
+    callingname: str = ""
     called: str = ""
     since: str = ""
     lastredirection: str = ""
@@ -75,6 +76,7 @@ class Connection:
             "state": self.state.value,
             "direction": self.direction.value,
             "calling": self.calling,
+            "callingname": self.callingname,
             "called": self.called,
             "since": self.since,
             "lastredirection": self.lastredirection,

@@ -17,7 +17,7 @@ from astcti.cti.events import (
     Established, Failed, Held, Originated, Retrieved, ServiceInitiated, Transferred, cause_name,
 )
 from astcti.cti.model import Call, Connection, ConnectionState, Direction
-from astcti.pbx.dialplan import LINKEDID_VAR, USERDATA_VAR
+from astcti.pbx.dialplan import CALLID_VAR, LINKEDID_VAR, USERDATA_VAR
 
 log = logging.getLogger(__name__)
 
@@ -182,14 +182,17 @@ class Tracker:
                 self.in_bridge.pop((conn.link, conn.channel_id), None)
 
     def _callid(self, channel: dict[str, Any]) -> str:
-        linkedid = (channel.get("channelvars") or {}).get(LINKEDID_VAR)
+        variables = channel.get("channelvars") or {}
+        if variables.get(CALLID_VAR):  # astcti named this call (a consultation's far leg)
+            return variables[CALLID_VAR]
+        linkedid = variables.get(LINKEDID_VAR)
         if linkedid:
             return linkedid
         if not self._warned_linkedid:
             self._warned_linkedid = True
-            log.warning("channel snapshots lack %s: add `channelvars = %s,%s` to ari.conf"
+            log.warning("channel snapshots lack %s: add `channelvars = %s,%s,%s` to ari.conf"
                         " [general] (asterisk-conf does); call ids now differ per leg",
-                        LINKEDID_VAR, LINKEDID_VAR, USERDATA_VAR)
+                        LINKEDID_VAR, LINKEDID_VAR, USERDATA_VAR, CALLID_VAR)
         return channel["id"]
 
     def _new_connection(self, link: str, channel: dict[str, Any], ts: str) -> Connection | None:
@@ -687,6 +690,12 @@ class Tracker:
             legs.append(second)
         for leg in legs:
             leg.clear_cause = "transferred"
+        # the parties joined (watched ones) hear of it too, as with astcti's own transfers
+        for key in ("transferee", "transfer_target"):
+            party = self.connections.get((link, (event.get(key) or {}).get("id", "")))
+            if party is not None and party not in legs:
+                legs.append(party)
+        for leg in legs:
             out.append(Transferred(leg.extension, leg.callid, ts, transferring=conn.extension,
                                    transferred=parties[0], parties=parties,
                                    userdata=dict(leg.userdata)))

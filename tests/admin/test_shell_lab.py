@@ -171,10 +171,11 @@ async def test_every_command_non_interactively(lab: Lab) -> None:
         # a call in progress shows in show calls
         lab.start_phone("102")
         try:
-            caller = lab.call("102", talk_ms=3000)
-            await cti.expect("established", extension="102")
+            caller = lab.call("102", talk_ms=20000)  # a shell starts slowly on a busy host
+            est = await cti.expect("established", extension="102")
             calls = ok(shell(lab, "show calls"))
             assert "102" in calls and "connected" in calls and "incoming" in calls
+            await cti.request("hangup", extension="102", callid=est["callid"])
             assert await asyncio.to_thread(caller.wait, 30) == 0
         finally:
             lab.stop_phone("102")

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from astcti.cti.control.model import Conversation, Leg
 from astcti.cti.tracker import endpoint_of
 from astcti.pbx.ari import AriError
-from astcti.pbx.dialplan import HOLDING_VAR, LINKEDID_VAR
+from astcti.pbx.dialplan import CALLID_VAR, HOLDING_VAR, LINKEDID_VAR
 
 if TYPE_CHECKING:
     from astcti.cti.control.bridging import Bridging
@@ -53,8 +53,10 @@ class Resync:
                                          up=channel.get("state") == "Up"))
             if leg.up:
                 leg.answered.set()
-            linkedid = (channel.get("channelvars") or {}).get(LINKEDID_VAR) or leg.id
-            linkedid_of[leg.id] = linkedid
+            variables = channel.get("channelvars") or {}
+            linkedid = variables.get(LINKEDID_VAR) or leg.id
+            # the call a party belongs to: astcti's name for it, else Asterisk's linkedid
+            linkedid_of[leg.id] = variables.get(CALLID_VAR) or linkedid
             linked.setdefault(linkedid, []).append(leg)
             if (len(args) > 1 and args[1] == "dial") or leg.id == linkedid:
                 roots.setdefault(linkedid, leg)

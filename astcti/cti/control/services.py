@@ -25,6 +25,7 @@ from astcti.cti.control.phones import (
 from astcti.cti.model import Connection, ConnectionState, Direction
 from astcti.cti.tracker import Intent, Plan
 from astcti.pbx.ari import AriError
+from astcti.pbx.dialplan import CALLID_VAR, USERDATA_VAR
 
 if TYPE_CHECKING:
     from astcti.cti.userdata import UserDataService
@@ -142,7 +143,7 @@ class ControlServices:
             return
         link = leg.link
         conv = await self.b.bridge(link, [leg.id])
-        extra = {"ASTCTI_USERDATA": json.dumps(far_call.userdata)} if far_call.userdata else {}
+        extra = {USERDATA_VAR: json.dumps(far_call.userdata)} if far_call.userdata else {}
         try:
             await self.b.far_into(conv, far_call.destination, originator=leg.id, peer=leg.id,
                                   caller_number=far_call.extension, extra=extra)
@@ -292,8 +293,9 @@ class ControlServices:
                                     callid=callid))
         try:
             await self.b.join(bridge, agent)
-            extra = {"ASTCTI_USERDATA": json.dumps(data)} if data else {}
-            # the consulted party's leg id is the new call's id (no originator: own linkedid)
+            extra = {CALLID_VAR: callid, **({USERDATA_VAR: json.dumps(data)} if data else {})}
+            # the consulted party's leg id is the new call's id (no originator: own linkedid;
+            # Asterisk merges linkedids in the bridge, so the id is also kept in a variable)
             await self.b.far_into(bridge, destination, originator=None, peer=agent,
                                   caller_number=extension, channel_id=callid,
                                   dialled_for=self.tracker.line_key(agent, callid),

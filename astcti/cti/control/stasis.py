@@ -79,6 +79,13 @@ class StasisReactions:
             if conv is not None and channel.get("id") not in conv.members and \
                     channel.get("id") != conv.holder:
                 self._spawn(link, [*conv.members], self._adopt, conv, channel)
+        elif kind in ("BridgeBlindTransfer", "BridgeAttendedTransfer") and \
+                event.get("result") == "Success":
+            ids = [(event.get(k) or {}).get("id", "")
+                   for k in ("channel", "transferer_first_leg", "transferer_second_leg")]
+            mine = [i for i in ids if self.state.leg(link, i) is not None]
+            if mine:
+                self._spawn(link, mine, self._transferred_away, link, mine)
         elif kind in ("ChannelDestroyed", "StasisEnd") and leg is not None and not leg.gone:
             # StasisEnd carries no hangup cause: enough for an answered leg only (a Local
             # channel swapped in by Asterisk raises no ChannelDestroyed to the app)
@@ -222,6 +229,18 @@ class StasisReactions:
                 conv.incoming.discard(leg.id)
                 await self.b.settle(conv)
         self.state.legs.pop((link, leg.id), None)
+
+    async def _transferred_away(self, link: str, channel_ids: list[str]) -> None:
+        """A phone transferred its call itself (REFER): Asterisk put a Local channel in the
+        transferring leg's place and left that leg in astcti's app, out of any bridge. It has
+        nothing more to do: hang it up (the phone's transfer completes), unless it still has
+        another call of astcti's."""
+        for channel_id in channel_ids:
+            member = self.state.member_of.pop((link, channel_id), None)
+            if member is not None:
+                member.members.discard(channel_id)
+            if not self.state.calls_of(link, channel_id) and not self.state.gone(link, channel_id):
+                await self.pbx.hangup(link, channel_id)
 
     async def _adopt(self, conv: Any, channel: dict[str, Any]) -> None:
         """Asterisk put a channel in one of astcti's bridges (e.g. the Local channel of a

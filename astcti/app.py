@@ -28,9 +28,10 @@ from astcti.cti.hub import Hub
 from astcti.cti.tracker import Tracker
 from astcti.cti.userdata import UserDataService
 from astcti.errors import AstctiError
+from astcti.pbx.ami import AmiLink
 from astcti.pbx.ari import AriError, AriEvent
 from astcti.pbx.link import AsteriskLink
-from astcti.pbx.linkconfig import LinkConfig, parse_link
+from astcti.pbx.linkconfig import AmiLinkConfig, LinkConfig, ami_sibling, parse_amilink, parse_link
 from astcti.secrets import load_key
 from astcti.store import Store
 
@@ -53,6 +54,7 @@ class Daemon:
         self.cipher: Fernet | None = None
         self.links: dict[str, AsteriskLink] = {}
         self.link_errors: dict[str, str] = {}  # misconfigured links: parameter -> error line
+        self.ami_links: dict[str, AmiLink] = {}  # acti_amilink_NN -> its AMI connection
         self.directory = Directory()
         self.tracker = Tracker(self.directory.resolve)
         self.hub = Hub()
@@ -94,12 +96,20 @@ class Daemon:
                 log.error("%s", exc)
         await self._start_admin()
         ports = ", ".join(f"{r.row.protocol}:{p}" for p, r in self.listeners.running.items())
-        log.info("ready: store %s, %d link(s), listeners %s", self.db_path, len(self.links),
-                 ports or "none")
+        log.info("ready: store %s, %d link(s) (%d AMI), listeners %s", self.db_path,
+                 len(self.links), len(self.ami_links), ports or "none")
 
     def _start_links(self) -> None:
         assert self.store is not None
         heartbeat = float(self.store.get_parameter("acti_heartbeat", "5") or 5)
+        for name, value in self.store.ami_link_parameters().items():
+            try:
+                ami_config = parse_amilink(name, value, self.cipher)
+            except AstctiError as exc:
+                self.link_errors[name] = str(exc)
+                log.error("%s", exc)
+                continue
+            self.make_ami_link(ami_config, heartbeat).start()
         for name, value in self.store.link_parameters().items():
             try:
                 config = parse_link(name, value, self.cipher)
@@ -120,9 +130,31 @@ class Daemon:
             heartbeat = float(self.store.get_parameter("acti_heartbeat", "5") or 5)
         link = AsteriskLink(config, heartbeat=heartbeat, on_event=self._on_ari_event,
                             on_up=self._on_link_up, on_down=self._on_link_down)
+        link.ami = self.ami_links.get(ami_sibling(config.name))
         self.links[config.name] = link
         self.directory.add_link(link)
         return link
+
+    def make_ami_link(self, config: AmiLinkConfig, heartbeat: float | None = None) -> AmiLink:
+        """An AMI connection registered (not started) and handed to its ARI sibling (same NN)
+        as `link.ami`: startup and `update parameter acti_amilink_NN` build them here."""
+        if heartbeat is None:
+            assert self.store is not None
+            heartbeat = float(self.store.get_parameter("acti_heartbeat", "5") or 5)
+        ami = AmiLink(config, heartbeat=heartbeat)
+        self.ami_links[config.name] = ami
+        sibling = self.links.get(config.sibling)
+        if sibling is not None:
+            sibling.ami = ami
+        return ami
+
+    def forget_ami_link(self, name: str) -> AmiLink | None:
+        """Unregister an AMI connection (the caller stops it); its ARI sibling loses it."""
+        ami = self.ami_links.pop(name, None)
+        for link in self.links.values():
+            if link.ami is ami and ami is not None:
+                link.ami = None
+        return ami
 
     # -- admin console ---------------------------------------------------------------------------
     async def _start_admin(self) -> None:
@@ -147,6 +179,9 @@ class Daemon:
         for link in self.links.values():
             await link.stop()
         self.links.clear()
+        for ami in self.ami_links.values():
+            await ami.stop()
+        self.ami_links.clear()
         if self.store is not None:
             self.store.close()
             self.store = None

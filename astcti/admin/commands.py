@@ -29,9 +29,9 @@ from astcti.api.listeners import validate as validate_listener
 from astcti.api.protocol import EXTENSION_RE
 from astcti.cti.directory import TECHNOLOGIES
 from astcti.errors import AstctiError
-from astcti.pbx.linkconfig import parse_link
+from astcti.pbx.linkconfig import parse_amilink, parse_link
 from astcti.secrets import encrypt
-from astcti.store.store import LINK_PARAMETER, ListenerRow
+from astcti.store.store import AMI_LINK_PARAMETER, LINK_PARAMETER, ListenerRow
 
 if TYPE_CHECKING:
     from cryptography.fernet import Fernet
@@ -455,8 +455,13 @@ def _mask_link(value: str) -> str:
     return f"{head},***" if sep else value
 
 
+def _is_link(name: str) -> bool:
+    """acti_tlink_NN (ARI) or acti_amilink_NN (AMI): a link parameter with a secret."""
+    return bool(LINK_PARAMETER.match(name) or AMI_LINK_PARAMETER.match(name))
+
+
 def _show_value(name: str, value: str) -> str:
-    return _mask_link(value) if LINK_PARAMETER.match(name) and value else value
+    return _mask_link(value) if _is_link(name) and value else value
 
 
 @command("show parameters", doc="List every parameter, its value and what it does.",
@@ -491,13 +496,13 @@ async def _show_parameter(ctx: Context, args: dict[str, Any]) -> str:
          Arg("VALUE", "value", rest=True,
              doc='the new value (quote it if it has spaces; "" for empty)'),
          doc="Change a parameter, after checking its value; the daemon applies it at once"
-             " (acti_tlink_NN restarts that Asterisk link).",
+             " (acti_tlink_NN restarts that Asterisk's ARI link, acti_amilink_NN its AMI link).",
          example="update parameter acti_defaultexttype PJSIP", group="parameters")
 async def _update_parameter(ctx: Context, args: dict[str, Any]) -> str:
     name, value = args["NAME"], args.get("VALUE", "").strip()
     if "\n" in value or len(value) > 2048:
         raise CommandError(f"{name}: value must be one line of at most 2048 characters")
-    is_link = bool(LINK_PARAMETER.match(name))
+    is_link = _is_link(name)
     per_agent = bool(AGENT_GROUPS_PARAMETER.match(name))
     if not is_link and not per_agent:
         _known_parameter(ctx, name)
@@ -505,8 +510,9 @@ async def _update_parameter(ctx: Context, args: dict[str, Any]) -> str:
         value = _queues(value)
     if is_link and value:
         cipher = ctx.daemon.cipher if ctx.daemon is not None else ctx.cipher
+        parser = parse_link if LINK_PARAMETER.match(name) else parse_amilink
         try:
-            parse_link(name, value, cipher)  # format and decryptability
+            parser(name, value, cipher)  # format and decryptability
         except AstctiError as exc:
             raise CommandError(str(exc)) from None
         if cipher is None:
@@ -522,7 +528,9 @@ async def _update_parameter(ctx: Context, args: dict[str, Any]) -> str:
         raise CommandError(f"{name} is not set: nothing to remove (see `show parameters`)")
     if old == value:
         return f"{name} unchanged ({_show_value(name, value) or 'empty'})"
-    ctx.store.set_parameter(name, value, "Asterisk link" if is_link and old is None else None)
+    description = ("Asterisk link" if LINK_PARAMETER.match(name) else
+                   "Asterisk AMI link (same NN as its acti_tlink_NN)")
+    ctx.store.set_parameter(name, value, description if is_link and old is None else None)
     applied = await _apply_parameter(ctx, name, value) if ctx.daemon is not None else \
         "applies when astcti starts"
     shown = _show_value(name, value) or "empty"
@@ -535,8 +543,10 @@ async def _apply_parameter(ctx: Context, name: str, value: str) -> str:
     assert daemon is not None
     if LINK_PARAMETER.match(name):
         return await apply_link(daemon, name, value)
+    if AMI_LINK_PARAMETER.match(name):
+        return await apply_ami_link(daemon, name, value)
     if name == "acti_heartbeat":
-        for link in daemon.links.values():
+        for link in [*daemon.links.values(), *daemon.ami_links.values()]:
             link.heartbeat = float(value)
         return "used by each link from its next connection"
     if name in ("acti_resume_size", "acti_resume_age"):
@@ -592,6 +602,24 @@ async def apply_link(daemon: Daemon, name: str, value: str) -> str:
                f" at {where}"
     return (f"link {'restarted' if old else 'started'}: not connected yet"
             f" ({link.last_error or 'connecting'}): see `show links`")
+
+
+async def apply_ami_link(daemon: Daemon, name: str, value: str) -> str:
+    """Stop the AMI link of that parameter (if any) and start it with the new value."""
+    old = daemon.forget_ami_link(name)
+    daemon.link_errors.pop(name, None)
+    if old is not None:
+        await old.stop()
+    if not value:
+        return "AMI link stopped" if old is not None else "no AMI link to stop"
+    config = parse_amilink(name, value, daemon.cipher)
+    ami = daemon.make_ami_link(config)
+    ami.start()
+    verb = "restarted" if old else "started"
+    if await ami.wait_up(5):
+        return f"AMI link {verb}: connected to {config.address} as {config.username}"
+    return (f"AMI link {verb}: not connected yet ({ami.last_error or 'connecting'}):"
+            " see `show links`")
 
 
 # == extensions ====================================================================================
@@ -766,22 +794,28 @@ VALIDATORS["listener-port"] = _port
 
 
 # == live views ====================================================================================
-@command("show links", doc="Each Asterisk link: up/down, since when, Asterisk version, last"
-                           " error.", example="show links", offline=False, group="status")
+@command("show links", doc="Each Asterisk link (ARI, and AMI where acti_amilink_NN is set):"
+                           " up/down, since when, version, last error.",
+         example="show links", offline=False, group="status")
 async def _show_links(ctx: Context, args: dict[str, Any]) -> str:
     daemon = ctx.daemon
     assert daemon is not None
     rows = []
-    for name in sorted(set(daemon.links) | set(daemon.link_errors)):
-        link = daemon.links.get(name)
+    names = set(daemon.links) | set(daemon.ami_links) | set(daemon.link_errors)
+    # acti_tlink_01 then its acti_amilink_01, and so on
+    for name in sorted(names, key=lambda n: (n.rsplit("_", 1)[-1], "amilink" in n)):
+        link = daemon.links.get(name) or daemon.ami_links.get(name)
         if link is None:
             rows.append([name, "-", "not started", "-", "-", daemon.link_errors[name]])
             continue
         st = link.status()
         since = st.since.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+        version = st.version or "-"
+        if name in daemon.ami_links and st.version:
+            version = f"AMI {st.version}"
         rows.append([name, st.address, "up" if st.up else "down",
-                     f"{since} ({_age(st.since)})", st.version or "-", st.last_error or "-"])
-    return (_table(rows, ["link", "address", "state", "since", "asterisk", "last error"])
+                     f"{since} ({_age(st.since)})", version, st.last_error or "-"])
+    return (_table(rows, ["link", "address", "state", "since", "version", "last error"])
             or "no Asterisk link: set one with `update parameter acti_tlink_01"
                " IP#PORT#APP,USER,ENCRYPTEDPASSWORD`")
 
@@ -901,7 +935,8 @@ async def _passwd_user(ctx: Context, args: dict[str, Any]) -> str:
 
 
 @command("encrypt password",
-         doc="Encrypt an ARI password with astcti's key, for acti_tlink_NN (prompted for).",
+         doc="Encrypt an ARI password or AMI secret with astcti's key, for acti_tlink_NN or"
+             " acti_amilink_NN (prompted for).",
          example="encrypt password", secret="the ARI password", secret_twice=True,
          group="parameters")
 async def _encrypt_password(ctx: Context, args: dict[str, Any]) -> str:

@@ -72,6 +72,12 @@ class Hub:
     def monitor_counts(self) -> dict[str, int]:
         return {ext: len(subs) for ext, subs in sorted(self.monitors.items())}
 
+    def resize_buffers(self, size: int) -> None:
+        """A new resume buffer size, applied to every extension's buffer now."""
+        self.buffer_size = size
+        for ext, buf in list(self.buffers.items()):
+            self.buffers[ext] = deque(buf, maxlen=size)
+
     # -- events ---------------------------------------------------------------------------------
     def publish(self, event: CtiEvent) -> None:
         ext = event.extension

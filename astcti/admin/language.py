@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from astcti.app import Daemon
     from astcti.store import Store
 
-ROLES = ("client", "admin")
+ROLES = ("client", "supervisor", "admin")
 USERNAME_RE = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
 PARAMETER_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 

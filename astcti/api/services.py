@@ -15,6 +15,8 @@ if TYPE_CHECKING:
     from astcti.cti.control import CallControl
     from astcti.cti.directory import Directory
     from astcti.cti.hub import Hub
+    from astcti.cti.presence import PresenceService
+    from astcti.cti.queuestats import QueueStatsService
     from astcti.cti.tracker import Tracker
     from astcti.cti.userdata import UserDataService
     from astcti.store import Store
@@ -33,3 +35,5 @@ class Services:
     control: CallControl | None = None  # third-party call control (cti/control.py)
     acd: AcdService | None = None  # ACD agents on queues (cti/acd.py)
     userdata: UserDataService | None = None  # user data attached to calls (cti/userdata.py)
+    presence: PresenceService | None = None  # line states for desktops (cti/presence.py)
+    queuestats: QueueStatsService | None = None  # wallboard figures (cti/queuestats.py)

@@ -27,7 +27,8 @@ def _revoke(ctx: Context, username: str) -> int:
 
 
 @command("add user", Arg("NAME", "new-user", doc="login name"),
-         Arg("ROLE", "role", optional=True, doc="client (default) or admin"),
+         Arg("ROLE", "role", optional=True,
+             doc="client (default), supervisor (may watch every queue) or admin"),
          doc="Create a client login; the password is prompted for (or read from stdin).",
          example="add user alice client", secret="a password for the new user",
          secret_twice=True, group="users")

@@ -241,6 +241,8 @@ class QueueStatsService:
         self.clock = clock
         self.board = QueueBoard(service_level=self._service_level())
         self.handled: dict[str, tuple[str, int]] = {}  # agentid -> (day, answered queue calls)
+        # feeds that see queue events (AMI): then the ACD service's reads are not needed
+        self.feeds_with_events = 0
         self._dirty_queues: set[str] = set()
         self._dirty_agents: set[str] = set()  # extensions
         self._shown_queues: dict[str, dict[str, Any]] = {}
@@ -313,7 +315,9 @@ class QueueStatsService:
 
     def waiting_list(self, queue: str, callers: list[tuple[str, str]]) -> None:
         """A feed that reads the whole queue (callid, calling) by position: the difference
-        with what the board holds is joins and departures."""
+        with what the board holds is joins and departures (unanswered: abandoned)."""
+        if self.feeds_with_events:
+            return  # AMI's events say exactly who left how
         now = self.clock()
         present = [callid for callid, _ in callers]
         for callid, calling in callers:
@@ -323,6 +327,21 @@ class QueueStatsService:
             self.caller_left(queue, callid, now)
         if self.board.order(queue, present):
             self._mark_queue(queue)
+
+    def replace_callers(self, waiting: dict[str, list[tuple[str, str, str, float, int]]]
+                        ) -> None:
+        """After a (re)connect: per queue, every waiting caller (key, calling, name, joined,
+        position) as Asterisk has them. Callers no longer there left unseen (not counted)."""
+        for queue, callers in waiting.items():
+            line = self.board.line(queue)
+            present = {c[0] for c in callers}
+            for key in [k for k in line.callers if k not in present]:
+                self.board.left(queue, key, self.clock(), abandoned=False)
+            for key, calling, name, joined, position in callers:
+                self.board.joined(queue, key, calling, name, joined, position)
+            self.board.order(queue, [c[0] for c in sorted(callers, key=lambda c: c[4])])
+            self._dirty_queues.add(queue)
+        self._schedule()
 
     # -- inputs: the hub's events ---------------------------------------------------------------
     def on_cti_event(self, event: CtiEvent) -> None:

@@ -144,6 +144,14 @@ async def test_queue_call_answered_held_consulted_transferred_from_the_desktop(
             f'article[data-queue="support"] .callers li:has-text("{CUSTOMER}")')
         await board.screenshot(path=str(DOCS / "wallboard.png"))
 
+        # the desk's tab is in the background: the browser's notification stands in for it
+        await desk.evaluate("""() => {
+            window.shown = [];
+            window.Notification = class { constructor(title, options) {
+                window.shown.push(title + ": " + options.body); } };
+            window.Notification.permission = "granted";
+            Object.defineProperty(document, "hidden", {get: () => true});
+        }""")
         # ready: the queue rings 101; the desktop shows the call, its data and the screen pop
         await desk.click("#btn-ready")
         await desk.wait_for_selector('#call-card[data-state="alerting"]', timeout=20000)
@@ -156,6 +164,10 @@ async def test_queue_call_answered_held_consulted_transferred_from_the_desktop(
         src = await desk.get_attribute("#pop-frame", "src") or ""
         assert f"phone={CUSTOMER}" in src and "account=4711" in src and "queue=support" in src
         await board.wait_for_selector(agent_row("ringing"))
+        assert await desk.evaluate("window.shown") == [
+            f"Incoming call: {CUSTOMER_NAME} {CUSTOMER} · support"]
+        assert await desk.text_content("#call-announce") == \
+            f"Incoming call from {CUSTOMER_NAME}, {CUSTOMER}, queue support"
 
         await desk.click('#actions [data-action="answer"]')
         await desk.wait_for_selector('#call-card[data-state="connected"]', timeout=20000)
@@ -265,6 +277,11 @@ async def test_both_pages_with_the_keyboard_alone_on_a_phone_screen(browser, des
     await desk.keyboard.press("Enter")
     await desk.wait_for_selector('#agent-state[data-state="notready"]:has-text("lunch")')
     await board.wait_for_selector(agent_row("notready") + ':has-text("lunch")')
+    # after-call work counts down on both pages
+    await desk.keyboard.press("w")
+    await desk.wait_for_selector('#agent-state[data-state="acw"]')
+    await desk.wait_for_selector('#agent-since:has-text("ends in")')
+    await board.wait_for_selector(agent_row("acw") + ' td.for:has-text("ACW")')
     await no_horizontal_scroll(board)
     await board.screenshot(path=str(DOCS / "wallboard-phone.png"), full_page=True)
 

@@ -297,8 +297,28 @@
   }
 
   // -- rendering --------------------------------------------------------------------------------
+  let announced = "";
+  /** Screen readers hear each change of the current call once. */
+  function announce(active) {
+    let text = "";
+    if (active) {
+      const party = partyOf(active);
+      const who = (party.name ? party.name + ", " : "") + party.number;
+      text = active.state === "alerting" && active.direction === "incoming"
+        ? "Incoming call from " + who + (active.queue ? ", queue " + active.queue : "")
+        : (STATE_WORDS[active.state] || active.state) + ": " + who;
+    } else if (announced) {
+      text = "Call ended";
+    }
+    if (text !== announced) {
+      announced = text;
+      $("call-announce").textContent = text;
+    }
+  }
+
   function render() {
     const {active, other} = currentCalls();
+    announce(active);
     $("call-empty").hidden = !!active;
     $("call-card").hidden = !active;
     if (active) {

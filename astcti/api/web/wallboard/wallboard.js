@@ -56,7 +56,8 @@
       waiting.dataset.alert = String(q.waiting > 0 && q.ready === 0);
       const longest = figure("Longest wait", q.longestsince ? "0:00" : "—", "longest");
       longest.querySelector(".value").dataset.since = q.longestsince || "";
-      const sl = figure("Service level (" + q.servicelevelseconds + " s)", q.servicelevel < 0 ? "—" : Math.round(q.servicelevel) + "%", "servicelevel");
+      const sl = figure("Service level", q.servicelevel < 0 ? "—" : Math.round(q.servicelevel) + "%", "servicelevel");
+      sl.title = "answered within " + q.servicelevelseconds + " s";
       if (q.servicelevel >= 0) sl.dataset.good = String(q.servicelevel >= 80);
       if (q.servicelevel >= 0) sl.dataset.alert = String(q.servicelevel < 60);
       figures.append(waiting, longest, sl);
@@ -143,7 +144,12 @@
     }
   }
 
+  function slNote() {
+    $("sl-note").textContent = "Service level: answered within " + board.level + " s, of answered and abandoned calls today.";
+  }
+
   function onQueue(q) {
+    if (q.servicelevelseconds !== board.level) { board.level = q.servicelevelseconds; slNote(); }
     const before = board.queues.get(q.queue);
     board.queues.set(q.queue, q);
     if (before && before.waiting !== q.waiting) {
@@ -169,7 +175,7 @@
     for (const a of snap.agents) board.agents.set(a.agentid, a);
     sessionStorage.setItem("astcti.wallboard.token", cti.token);
     $("who").textContent = loginReply.user || "";
-    $("sl-note").textContent = "Service level: answered within " + board.level + " s, of answered and abandoned calls today.";
+    slNote();
     $("login-view").hidden = true;
     $("board").hidden = false;
     $("logout").hidden = false;

@@ -81,13 +81,6 @@ class CallControl:
         self.services.default_answer = value if value in {m.value for m in AnswerMode} \
             else AnswerMode.REOFFER.value
 
-    def apply_parameter(self, name: str, value: str) -> None:
-        """`update parameter` in astcti-shell reaches the running daemon."""
-        if name == "acti_dial_context":
-            self.dial_context = value or "from-internal"
-        elif name == "acti_answer":
-            self.default_answer = value or AnswerMode.REOFFER.value
-
     # -- requests -------------------------------------------------------------------------------
     def connection(self, extension: str, callid: str) -> Connection:
         return self.services.connection(extension, callid)

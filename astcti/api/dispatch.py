@@ -16,6 +16,7 @@ from astcti.api.protocol import (
     NOT_LOGGED_IN, REQUESTS, EnvelopeError, RequestError, parse_envelope, response,
 )
 from astcti.errors import AstctiError
+from astcti.wire import Frame
 
 if TYPE_CHECKING:
     from astcti.api.auth import Auth, Identity
@@ -41,17 +42,27 @@ class Services:
 
 
 class Session:
-    """One client connection, whatever its transport. It is the hub's subscriber."""
+    """One client connection, whatever its transport. It is the hub's subscriber: events
+    arrive as frames serialised once for everyone, and the transport's sink writes them."""
 
-    def __init__(self, transport: str, peer: str, sink: Callable[[str], None]) -> None:
+    def __init__(self, transport: str, peer: str, sink: Callable[[Frame], None],
+                 sink_many: Callable[[list[Frame]], None] | None = None) -> None:
         self.id = next(_ids)
         self.transport = transport
         self.peer = peer
         self.identity: Identity | None = None
         self._sink = sink
+        self._sink_many = sink_many
 
-    def deliver(self, text: str) -> None:
-        self._sink(text)
+    def deliver(self, frame: Frame) -> None:
+        self._sink(frame)
+
+    def deliver_many(self, frames: list[Frame]) -> None:
+        if self._sink_many is not None:
+            self._sink_many(frames)
+        else:
+            for frame in frames:
+                self._sink(frame)
 
     def __repr__(self) -> str:
         user = self.identity.username if self.identity else "-"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import json
 import logging
 
 import aiohttp
@@ -12,6 +11,7 @@ from aiohttp import web
 from astcti.api.dispatch import Dispatcher, Session
 from astcti.api.outbox import Outbox
 from astcti.api.protocol import MAX_REQUEST_BYTES, RequestError, response
+from astcti.wire import Frame, dumpb, ws_text_frame
 
 log = logging.getLogger(__name__)
 
@@ -39,39 +39,53 @@ async def _header_login(dispatcher: Dispatcher, session: Session,
     return None
 
 
+def _ws_bytes(frame: Frame) -> bytes:
+    return frame.ws
+
+
 def make_handler(dispatcher: Dispatcher, *, auth_required: bool):
     async def handle(request: web.Request) -> web.StreamResponse:
-        ws = web.WebSocketResponse(heartbeat=HEARTBEAT, max_msg_size=MAX_REQUEST_BYTES)
+        # no permessage-deflate: it would compress every event once per client and keep a
+        # zlib state (hundreds of KiB) per connection; events are small JSON objects
+        ws = web.WebSocketResponse(heartbeat=HEARTBEAT, max_msg_size=MAX_REQUEST_BYTES,
+                                   compress=False)
         await ws.prepare(request)
         peer = request.remote or "?"
+        transport = request.transport
+        assert transport is not None
 
         async def overflow(reason: str) -> None:
             await ws.close(code=aiohttp.WSCloseCode.POLICY_VIOLATION, message=reason.encode())
 
-        outbox = Outbox(ws.send_str, overflow, f"ws {peer}")
-        session = Session("ws", peer, outbox.put)
+        # events and replies are written as prepared frames straight into the transport, in
+        # order with aiohttp's own control frames (ping, pong, close)
+        outbox = Outbox(transport, _ws_bytes, overflow, f"ws {peer}")
+        session = Session("ws", peer, outbox.put, outbox.put_many)
+
+        def reply(message: dict) -> None:
+            outbox.write(ws_text_frame(dumpb(message)))
+
         if not auth_required:
             from astcti.api.auth import Identity
 
             session.identity = Identity("anonymous", "client")
         error = await _header_login(dispatcher, session, request)
         if error:
-            outbox.put(json.dumps(response("", error)))
+            reply(response("", error))
         log.info("ws client connected from %s", peer)
         try:
             async for msg in ws:
                 if msg.type == aiohttp.WSMsgType.TEXT:
-                    reply, _status = await dispatcher.handle(session, msg.data)
-                    outbox.put(json.dumps(reply, separators=(",", ":")))
+                    answer, _status = await dispatcher.handle(session, msg.data)
+                    reply(answer)
                 elif msg.type == aiohttp.WSMsgType.BINARY:
-                    outbox.put(json.dumps(response("", "binary frames are not supported: send"
-                                                       " JSON text frames")))
+                    reply(response("", "binary frames are not supported: send JSON text frames"))
                 elif msg.type == aiohttp.WSMsgType.ERROR:
                     log.info("ws %s: %s", peer, ws.exception())
                     break
         finally:
             dispatcher.closed(session)
-            await outbox.close()
+            outbox.close()
             if not ws.closed:
                 await ws.close()
             log.info("ws client %s disconnected", peer)

@@ -20,7 +20,8 @@ import time
 from collections.abc import Callable
 
 from astcti.api import wsproto
-from astcti.api.dispatch import Dispatcher, Session
+from astcti.api.dispatch import Dispatcher
+from astcti.api.session import Session
 from astcti.api.outbox import Outbox
 from astcti.api.protocol import MAX_REQUEST_BYTES, RequestError, response
 from astcti.wire import Frame, dumpb, ws_text_frame

@@ -44,6 +44,8 @@ class Hub:
         self.buffers: dict[str, deque[Buffered]] = {}
         self.published = 0
         self.tap: Callable[[str], None] | None = None  # admin trace (astcti-shell `trace on asc`)
+        # services that derive state from the events (presence, queue statistics)
+        self.observers: list[Callable[[CtiEvent], None]] = []
 
     # -- monitors -------------------------------------------------------------------------------
     def attach(self, subscriber: Subscriber, extension: str) -> bool:
@@ -75,18 +77,23 @@ class Hub:
     def monitor_counts(self) -> dict[str, int]:
         return {ext: len(subs) for ext, subs in sorted(self.monitors.items())}
 
+    def resize_buffers(self, size: int) -> None:
+        """A new resume buffer size, applied to every extension's buffer now."""
+        self.buffer_size = size
+        for ext, buf in list(self.buffers.items()):
+            self.buffers[ext] = deque(buf, maxlen=size)
+
     # -- events ---------------------------------------------------------------------------------
-    def _frame(self, event: CtiEvent, now: float) -> Frame:
-        """Number, serialise and buffer one event."""
-        ext = event.extension
-        seq = self.seq.get(ext, 0) + 1
-        self.seq[ext] = seq
+    def _frame(self, event: CtiEvent, key: str, now: float) -> Frame:
+        """Number, serialise and buffer one event under `key` (its extension or a topic)."""
+        seq = self.seq.get(key, 0) + 1
+        self.seq[key] = seq
         wire = event.to_wire()
         wire["seq"] = seq
         frame = Frame.of(wire)
-        buf = self.buffers.get(ext)
+        buf = self.buffers.get(key)
         if buf is None:
-            buf = self.buffers[ext] = deque(maxlen=self.buffer_size)
+            buf = self.buffers[key] = deque(maxlen=self.buffer_size)
         buf.append(Buffered(seq, now, frame))
         while now - buf[0].at > self.buffer_age:
             buf.popleft()
@@ -97,12 +104,17 @@ class Hub:
             self.tap(frame.text)
         return frame
 
-    def publish(self, event: CtiEvent) -> None:
-        frame = self._frame(event, time.monotonic())
-        subs = self.monitors.get(event.extension)
+    def publish(self, event: CtiEvent, topic: str | None = None) -> None:
+        """To the monitors of the event's extension, or of `topic` (e.g. `@queues`): each key
+        has its own seq and resume buffer."""
+        key = event.extension if topic is None else topic
+        frame = self._frame(event, key, time.monotonic())
+        subs = self.monitors.get(key)
         if subs:
             for sub in tuple(subs):
                 sub.deliver(frame)
+        for observe in self.observers:
+            observe(event)
 
     def publish_all(self, events: Iterable[CtiEvent]) -> None:
         """Events of one moment (e.g. from one ARI event): a client monitoring several of them
@@ -114,7 +126,7 @@ class Hub:
         now = time.monotonic()
         batches: dict[Subscriber, list[Frame]] = {}
         for event in events:
-            frame = self._frame(event, now)
+            frame = self._frame(event, event.extension, now)
             for sub in tuple(self.monitors.get(event.extension, ())):
                 batch = batches.get(sub)
                 if batch is None:
@@ -126,6 +138,9 @@ class Hub:
                 sub.deliver(frames[0])
             else:
                 sub.deliver_many(frames)
+        for event in events:
+            for observe in self.observers:
+                observe(event)
 
     def missed(self, extension: str, lastseq: int) -> list[Frame] | None:
         """Events after `lastseq`, or None if some of them are no longer buffered."""

@@ -20,7 +20,7 @@ from astcti.pbx.ami import AmiLink
 from astcti.pbx.linkconfig import AmiLinkConfig
 from tests.lab import Lab
 from tests.lab.ari import channels, force_clean, wait_clean, wait_for
-from tests.lab.sipp import Phone
+from tests.lab.sipp import Phone, phone_process
 
 pytestmark = pytest.mark.lab
 
@@ -161,6 +161,31 @@ async def test_calls_ring_and_end_as_without_astcti_while_it_is_stopped(pbx: Lab
         assert len(invite) == 1 and pbx.phones["101"].received("BYE") == []  # the phone hung up
     finally:
         await asyncio.to_thread(pbx.start_astcti)
+
+
+async def test_outbound_call_takes_freepbx_route_and_is_monitored(pbx: Lab) -> None:
+    c = pbx.config
+    outside = phone_process("outside", c.trunk_port, Phone(answer_after_ms=300,
+                                                           hangup_after_ms=1500),
+                            pbx.workdir, c.sip_port, media_port=pbx.media_port(c.trunk_port))
+    outside.start()
+    try:
+        async with _client(pbx, "101") as client, _dialplan_trace(pbx) as steps:
+            dialer = pbx.dial_from("101", "95550001", talk_ms=5000)
+            originated = await client.expect("originated", extension="101")
+            assert originated["called"] == "95550001"
+            established = await client.expect("established", extension="101")
+            cleared = await client.expect("connectioncleared", extension="101")
+            assert originated["callid"] == established["callid"] == cleared["callid"]
+            assert await _wait(dialer) == 0
+            assert _ran(steps, "Gosub", "macro-dialout-trunk,s,1(1,5550001")
+            assert _ran(steps, "Dial", "PJSIP/5550001@trunk,300,Ttb(func-apply-sipheaders^s^1)")
+        invite = outside.received("INVITE")[0]
+        assert invite.startswith("INVITE sip:5550001@")
+        sender = invite.split("\nFrom:", 1)[1].split("\n", 1)[0]
+        assert '"Agent 101"' in sender and "<sip:101@" in sender  # AMPUSER caller id
+    finally:
+        outside.stop()
 
 
 @asynccontextmanager

@@ -193,6 +193,20 @@ def free_port() -> int:
     return port
 
 
+def _wait_udp_bound(port: int, proc: SippProcess, timeout: float = 5.0) -> None:
+    """Until the just-started SIPp listens on its UDP port (a loaded machine starts it late)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.alive():
+        probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return  # bound by SIPp
+        finally:
+            probe.close()
+        time.sleep(0.02)
+
+
 def port_in_use(port: int, udp: bool = False) -> bool:
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM if udp else socket.SOCK_STREAM)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -460,8 +474,8 @@ class Lab:
 
     def media_port(self, sip_port: int) -> int:
         """The RTP port of the SIPp process on `sip_port`: below 65536 for every lab offset
-        (0-7500 in steps of 500) and apart from every other lab's, and from Asterisk's RTP
-        range (20000 + 2 * offset, 1000 wide)."""
+        (0-7500 in steps of 500, and the FreePBX-flavour lab at + FREEPBX_SHIFT) and apart
+        from every other lab's, and from Asterisk's RTP range (20000 + 2 * offset, 500 wide)."""
         return 40000 + 2 * self.config.port_offset + 10 * (
             (sip_port - self.config.port_offset - 5000) % 100)
 
@@ -471,6 +485,7 @@ class Lab:
         wait_port_free(port)
         proc = phone_process(ext, port, behaviour, self.workdir, self.config.sip_port,
                              media_port=self.media_port(port)).start()
+        _wait_udp_bound(port, proc)  # an INVITE before that is refused (ICMP): 480 at once
         self.phones[ext] = proc
         self.config.pids[f"phone-{ext}"] = proc.pid
         self.config.save()

@@ -13,3 +13,5 @@ QUEUE_HELPER_CONTEXT = "astcti-queue"
 #: through astcti's Stasis app (controllable like any other call).
 AGENT_SHIM_CONTEXT = "astcti-agent"
 QUEUE_USEREVENT = "astcti_queue"
+#: Where astcti sends a call it takes over (AMI Redirect): runs Stasis(<app>,adopt,<token>).
+ADOPT_CONTEXT = "astcti-adopt"

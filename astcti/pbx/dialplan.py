@@ -22,3 +22,5 @@ NOTIFY_HELPER_CONTEXT = "astcti-notify"
 NOTIFY_USEREVENT = "astcti_notify"
 #: On an agent's channel: the bridges of the calls it holds (comma list), for a restarted astcti.
 HOLDING_VAR = "ASTCTI_HOLDING"
+#: Where astcti sends a call it takes over (AMI Redirect): runs Stasis(<app>,adopt,<token>).
+ADOPT_CONTEXT = "astcti-adopt"

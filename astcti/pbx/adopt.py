@@ -111,13 +111,15 @@ def locate(agent_id: str, channels: list[Snapshot], bridges: list[Snapshot]) -> 
     raise TakeoverError("call not controllable: too many Local channels between the parties")
 
 
-def locate_caller(agent: Snapshot, channels: list[Snapshot]) -> Snapshot | None:
-    """The channel that dials a ringing agent: same linkedid, in Dial()/Queue(), reached across
-    Local pairs to the real caller (for `answer` by taking the caller over)."""
-    linkedid = (agent.get("channelvars") or {}).get("CHANNEL(linkedid)")
-    same_call = [c for c in channels if c["id"] != agent["id"] and (
-        (c.get("channelvars") or {}).get("CHANNEL(linkedid)") == linkedid if linkedid
-        else c["id"] < agent["id"])]
+def locate_caller(agent: Snapshot, channels: list[Snapshot], callid: str) -> Snapshot | None:
+    """The real caller of a ringing agent, for `answer` by taking the caller over: a channel of
+    the same call (`callid` = its linkedid: the call's first channel, or its channelvars say so)
+    running Dial() or Queue(), not a Local channel (a queue member's ;2 dials the phone)."""
+    def linkedid(channel: Snapshot) -> str:
+        return str((channel.get("channelvars") or {}).get("CHANNEL(linkedid)") or "")
+
+    same_call = [c for c in channels if c["id"] != agent["id"]
+                 and (c["id"] == callid or linkedid(c) == callid)]
     callers = [c for c in same_call if _app(c) in ("Dial", "Queue")
                and not c["name"].startswith("Local/")]
     return min(callers, key=lambda c: c["id"]) if callers else None

@@ -50,7 +50,8 @@ def test_a_ringing_agent_has_no_far_party_and_its_caller_is_found() -> None:
              chan("4.0", "PJSIP/trunk-00000006", "Dial", linkedid="4.0")]
     parties = locate("3.1", chans, [])
     assert parties.far is None
-    assert locate_caller(agent, chans)["id"] == "3.0"
+    assert locate_caller(agent, chans, "3.0")["id"] == "3.0"
+    assert locate_caller(agent, chans, "9.9") is None
 
 
 @pytest.mark.parametrize("channels, bridges, words", [

@@ -28,6 +28,7 @@ from astcti.cti.control.phones import AUTO_ANSWER_HEADERS, AnswerMode
 from astcti.cti.control.resync import Resync
 from astcti.cti.control.services import ControlServices
 from astcti.cti.control.stasis import StasisReactions
+from astcti.cti.control.takeover import Takeover
 from astcti.cti.model import Connection
 from astcti.cti.tracker import Tracker
 from astcti.pbx.ari import AriEvent
@@ -53,6 +54,9 @@ class CallControl:
         self.bridging.dial_context = dial_context
         self.services = ControlServices(self.bridging)
         self.reactions = StasisReactions(self.bridging, self.services)
+        # calls astcti does not own are taken into its app on demand (AMI Redirect)
+        self.takeover = Takeover(self.bridging, self.services)
+        self.services.takeover = self.reactions.takeover = self.takeover
         self._resync = Resync(self.bridging, self.reactions)
 
     # -- settings -------------------------------------------------------------------------------

@@ -28,6 +28,8 @@ from astcti.pbx.ari import AriError
 from astcti.pbx.dialplan import CALLID_VAR, USERDATA_VAR
 
 if TYPE_CHECKING:
+    from astcti.cti.control.takeover import Takeover
+    from astcti.cti.directory import Extension
     from astcti.cti.userdata import UserDataService
 
 log = logging.getLogger(__name__)
@@ -46,6 +48,7 @@ class ControlServices:
         self.tracker = bridging.tracker
         self.directory = bridging.directory
         self.userdata: UserDataService | None = None  # set by the daemon: data follows calls
+        self.takeover: Takeover | None = None  # calls astcti does not own (Stasis on demand)
         self.default_answer = AnswerMode.REOFFER.value
 
     # -- lookups --------------------------------------------------------------------------------
@@ -54,6 +57,15 @@ class ControlServices:
         if conn is None:
             raise ControlError("invalid call id", 404)
         return conn
+
+    async def _own(self, extension: str, callid: str) -> None:
+        """Stasis on demand: an answered call that is not in astcti's app (FreePBX's Dial, a
+        queue, a plain Dial route) is taken over before the request goes on."""
+        conn = self.connection(extension, callid)
+        if self.takeover is None or conn.state is not ConnectionState.CONNECTED or \
+                self.takeover.owns(conn) or self.b.conv_for(conn) is not None:
+            return
+        await self.takeover.take(conn)
 
     def _active(self, extension: str, callid: str) -> tuple[Connection, Conversation]:
         """The extension's connection to this call, talking in one of astcti's bridges."""
@@ -162,12 +174,15 @@ class ControlServices:
             raise ControlError("no alerting call", 409)
         link = conn.link
         leg = self.state.leg(link, conn.channel_id)
-        if leg is None or leg.peer is None:
-            raise ControlError(NOT_CONTROLLABLE, 409)
         ext = self.directory.extensions[extension]
         mode = answer_mode(ext, self.default_answer)
         if mode is AnswerMode.NONE:
             raise ControlError(not_supported(ext), 409)
+        if leg is None and self.takeover is not None:
+            await self._answer_foreign(conn, ext, mode)
+            return
+        if leg is None or leg.peer is None:
+            raise ControlError(NOT_CONTROLLABLE, 409)
         async with self.b.locked(link, lambda: [leg.id]):
             if leg.answering or leg.replaced or leg.up:
                 return  # already being answered (one leg, whoever asked first)
@@ -188,6 +203,24 @@ class ControlServices:
             if leg.up or leg.gone or leg.replaced:
                 return
             await self._reoffer(leg, ext)
+
+    async def _answer_foreign(self, conn: Connection, ext: Extension, mode: AnswerMode) -> None:
+        """`answer` for a call astcti does not own (FreePBX's Dial rings the phone): NOTIFY
+        talk needs no takeover; else the caller is taken over and the phone rung again."""
+        assert self.takeover is not None
+        if mode is AnswerMode.TALK and ext.technology == "PJSIP":
+            status = await self.pbx.notify_talk(conn.link, ext.number)
+            if status == "SUCCESS":
+                deadline = asyncio.get_running_loop().time() + TALK_WAIT_SECONDS
+                while asyncio.get_running_loop().time() < deadline:
+                    if conn.state is not ConnectionState.ALERTING:
+                        return  # off-hook (or gone): the call goes on in FreePBX's Dial
+                    await asyncio.sleep(0.05)
+                log.info("%s did not go off-hook on NOTIFY talk: re-offering", ext.number)
+            else:
+                log.info("NOTIFY talk to %s: %s: re-offering", ext.number, status)
+        if conn.state is ConnectionState.ALERTING:
+            await self.takeover.reoffer(conn, ext)
 
     async def _reoffer(self, leg: Leg, ext) -> None:
         """Cancel the ringing leg and call the same phone again with auto-answer headers."""
@@ -228,6 +261,7 @@ class ControlServices:
             await self.b.leave(conv, conn.channel_id)
 
     async def hold(self, extension: str, callid: str) -> None:
+        await self._own(extension, callid)
         link = self.connection(extension, callid).link
         async with self.b.locked(link, self._seeds(extension, callid)):
             conn, conv = self._active(extension, callid)
@@ -253,6 +287,7 @@ class ControlServices:
     async def dtmf(self, extension: str, callid: str, digits: str) -> None:
         if not DTMF_RE.match(digits):
             raise ControlError("invalid DTMF digits: use 0-9 * # A-D, and , or w to pause", 400)
+        await self._own(extension, callid)
         link = self.connection(extension, callid).link
         async with self.b.locked(link, self._seeds(extension, callid)):
             conn, conv = self._active(extension, callid)
@@ -269,6 +304,7 @@ class ControlServices:
         second call. The consultation is a call of its own (new callid)."""
         link = self.connection(extension, callid).link
         await self._check_destination(link, destination)
+        await self._own(extension, callid)
         async with self.b.locked(link, self._seeds(extension, callid)):
             conn, conv = self._active(extension, callid)
             # a consultation starts with the held call's user data, the request's keys winning
@@ -373,6 +409,7 @@ class ControlServices:
         """Single-step transfer: the other party is dialled to `destination`; the agent leaves."""
         link = self.connection(extension, callid).link
         await self._check_destination(link, destination)
+        await self._own(extension, callid)
         async with self.b.locked(link, self._seeds(extension, callid)):
             conn, conv = self._active(extension, callid)
             others = self.b.others(conv, conn.channel_id)
@@ -401,6 +438,7 @@ class ControlServices:
         """Single-step conference: dial `destination` into the extension's call."""
         link = self.connection(extension, callid).link
         await self._check_destination(link, destination)
+        await self._own(extension, callid)
         async with self.b.locked(link, self._seeds(extension, callid)):
             conn, conv = self._active(extension, callid)
             members = list(conv.members)

@@ -21,6 +21,7 @@ from astcti.cti.control.bridging import FAR_RING_SECONDS, Bridging
 from astcti.cti.control.model import Leg
 from astcti.cti.control.phones import AnswerMode, answer_mode
 from astcti.cti.control.services import ControlServices
+from astcti.cti.control.takeover import Takeover
 from astcti.cti.tracker import Plan
 from astcti.pbx.ari import AriError, AriEvent
 from astcti.pbx.dialplan import AGENT_SHIM_CONTEXT
@@ -43,6 +44,7 @@ class StasisReactions:
         self.state = bridging.state
         self.pbx = bridging.pbx
         self.services = services
+        self.takeover: Takeover | None = None  # calls astcti takes over (Stasis on demand)
         self._tasks: set[asyncio.Task[None]] = set()
 
     # -- dispatch -------------------------------------------------------------------------------
@@ -61,6 +63,8 @@ class StasisReactions:
                                        number=(channel.get("caller") or {}).get("number", ""),
                                        up=channel.get("state") == "Up"))
                 self._spawn(link, [channel["id"]], self._dial_request, link, event)
+            elif args and args[0] == "adopt" and self.takeover is not None:
+                self.takeover.arrived(link, channel, args[1] if len(args) > 1 else "")
             elif args and args[0] == "agent" and leg is not None and leg.then is not None:
                 leg.mark_up()  # an originated leg enters Stasis when answered
                 self._spawn(link, [leg.id], self.services.agent_answered, leg)

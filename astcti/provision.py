@@ -30,6 +30,7 @@ FLAVOURS["freepbx"] = {
     "ari_general_custom.conf": "freepbx/ari_general_custom.conf.j2",
     "ari_additional_custom.conf": "freepbx/ari_additional_custom.conf.j2",
     "manager_custom.conf": "freepbx/manager_custom.conf.j2",
+    "pjsip_custom_post.conf": "freepbx/pjsip_custom_post.conf.j2",
     "extensions_custom.conf": "asterisk/extensions_astcti.conf.j2",
 }
 # The lab's FreePBX 17 stand-in: astcti's blocks exactly as an admin adds them to a FreePBX box
@@ -49,7 +50,7 @@ FLAVOURS["lab-freepbx"] = {
     "modules.conf": "lab/modules.conf.j2",
     "logger.conf": "lab/logger.conf.j2",
     "rtp.conf": "lab/rtp.conf.j2",
-    "pjsip.conf": "lab/pjsip.conf.j2",
+    "pjsip.conf": "freepbx-lab/pjsip.conf.j2",
 }
 FLAVOURS["lab"] = {
     **FLAVOURS["asterisk"],

@@ -36,7 +36,8 @@ def test_doc_blocks_are_what_astcti_renders_for_freepbx() -> None:
     rendered = provision.render("freepbx", PLACEHOLDERS)
     blocks = _doc_blocks()
     assert set(blocks) == {"http_custom.conf", "ari_general_custom.conf",
-                           "ari_additional_custom.conf", "manager_custom.conf"}
+                           "ari_additional_custom.conf", "manager_custom.conf",
+                           "pjsip_custom_post.conf"}
     for name, block in blocks.items():
         assert _settings(block) == _settings(rendered[name]), name
 
@@ -48,13 +49,15 @@ def test_the_freepbx_lab_runs_the_admin_blocks_unchanged() -> None:
     admin = provision.render("freepbx", variables)
     lab = provision.render("lab-freepbx", variables)
     for name in ("http_custom.conf", "ari_general_custom.conf", "ari_additional_custom.conf",
-                 "manager_custom.conf"):
+                 "manager_custom.conf", "pjsip_custom_post.conf"):
         assert lab[name] == admin[name], name
     assert admin["extensions_custom.conf"].strip() in lab["extensions_custom.conf"]
     # FreePBX's generated files include the custom ones; astcti's routing is in none of them
     assert "#include http_custom.conf" in lab["http.conf"]
     assert "#include ari_general_custom.conf" in lab["ari.conf"]
     assert "#include manager_custom.conf" in lab["manager.conf"]
+    assert lab["pjsip.conf"].rstrip().endswith("#include pjsip_custom_post.conf")
+    assert "default_outbound_endpoint" not in lab["pjsip.conf"]  # only astcti's block sets it
     assert not [line for line in _settings(lab["extensions.conf"]) if "astcti" in line]
 
 

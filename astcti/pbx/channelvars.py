@@ -19,14 +19,14 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from astcti.pbx.ari import AriError, AriEvent
-from astcti.pbx.dialplan import LINKEDID_VAR, USERDATA_VAR
+from astcti.pbx.dialplan import CALLID_VAR, LINKEDID_VAR, USERDATA_VAR
 from astcti.pbx.link import AsteriskLink
 
 log = logging.getLogger(__name__)
 
 Deliver = Callable[[AsteriskLink, AriEvent], None]
 Wanted = Callable[[str, dict[str, Any]], bool]  # (link name, channel snapshot) -> track it?
-VARIABLES = (LINKEDID_VAR, USERDATA_VAR)
+VARIABLES = (LINKEDID_VAR, USERDATA_VAR, CALLID_VAR)
 
 
 def snapshots(event: AriEvent) -> Iterator[dict[str, Any]]:
@@ -75,8 +75,8 @@ class ChannelVarsFiller:
                 return
             state.mode = "lookup"
             log.warning("%s: Asterisk sends no %s in channel snapshots (ari.conf [general]"
-                        " channelvars = %s,%s is missing): astcti reads them per tracked channel",
-                        link.name, LINKEDID_VAR, LINKEDID_VAR, USERDATA_VAR)
+                        " channelvars = %s is missing): astcti reads them per tracked channel",
+                        link.name, LINKEDID_VAR, ",".join(VARIABLES))
         for snap in snapshots(event):
             if LINKEDID_VAR in (snap.get("channelvars") or {}):
                 continue

@@ -240,3 +240,55 @@ async def test_without_ami_a_call_cannot_be_taken_over_and_says_why(freepbx: Lab
         out = await asyncio.to_thread(run_shell, "--socket", kept.admin_socket, "-c",
                                       f"update parameter acti_amilink_01 {original}")
         assert "AMI link started: connected" in out.stdout, out.stdout + out.stderr
+
+
+async def test_taken_over_call_survives_an_astcti_restart(freepbx: Lab, client_of) -> None:
+    """Once taken over, a call is astcti's like any other: kill -9 astcti while it is held,
+    the restarted daemon finds it and retrieves it, with the same callid."""
+    lab = freepbx
+    client = await client_of(lab, "101")
+    lab.start_phone("101", AGENT)
+    customer = lab.call("101", talk_ms=30000)
+    callid = (await expect(client, "established", "101"))["callid"]
+    await client.request("hold", extension="101", callid=callid)
+    await expect(client, "held", "101")
+    await asyncio.to_thread(lab.stop_astcti, True)
+    await asyncio.to_thread(lab.start_astcti)
+    again = await client_of(lab)
+    for _ in range(100):  # the link comes up just after the listeners
+        if (await again.request("startmonitor", extension="101", check=False))["result"] \
+                == "success":
+            break
+        await asyncio.sleep(0.1)
+    snap = await again.request("snapshot", extension="101")
+    assert [(c["callid"], c["state"]) for c in snap["calls"]] == [(callid, "held")]
+    await again.request("retrieve", extension="101", callid=callid)
+    assert (await expect(again, "retrieved", "101"))["callid"] == callid
+    assert bridge_members(lab) == [{"PJSIP/101", "PJSIP/trunk"}]
+    await again.request("hangup", extension="101", callid=callid)
+    assert await asyncio.to_thread(customer.wait, 20) == 0
+
+
+async def test_queue_call_to_a_plain_pjsip_member_is_taken_over(lab: Lab, client_of) -> None:
+    """Plain Asterisk, a member added as PJSIP/103 (not astcti's shim): app_queue bridges the
+    caller with the phone itself; the takeover moves both."""
+    c = lab.config
+    force_clean(lab)
+    client = await client_of(lab, "103")
+    lab.start_phone("103", AGENT)
+    lab.rx(f"queue add member PJSIP/103 to {c.queue}")
+    try:
+        customer = lab.call(c.queue_number, talk_ms=30000)
+        callid = (await expect(client, "established", "103", timeout=30))["callid"]
+        await client.request("hold", extension="103", callid=callid)
+        assert (await expect(client, "held", "103"))["callid"] == callid
+        assert bridge_members(lab) == [{"PJSIP/trunk"}]
+        await client.request("retrieve", extension="103", callid=callid)
+        await expect(client, "retrieved", "103")
+        await client.request("hangup", extension="103", callid=callid)
+        assert await asyncio.to_thread(customer.wait, 20) == 0
+        wait_clean(lab)
+    finally:
+        lab.rx(f"queue remove member PJSIP/103 from {c.queue}")
+        stop(lab)
+        force_clean(lab)

@@ -60,7 +60,7 @@ async def test_events_wait_for_the_lookup_and_keep_their_order() -> None:
     filler.feed(link, {"type": "ChannelStateChange", "channel": _chan("A.2", "PJSIP/101-2")})
     assert seen[-1][1]["channel"]["channelvars"]["CHANNEL(linkedid)"] == "A.1"
     filler.feed(link, {"type": "ChannelDestroyed", "channel": _chan("A.2", "PJSIP/101-2")})
-    assert len(rest.calls) == 2 and len(seen) == 5
+    assert len(rest.calls) == 3 and len(seen) == 5  # linkedid, user data, callid: once
 
 
 async def test_a_pbx_with_channelvars_costs_nothing() -> None:

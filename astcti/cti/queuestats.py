@@ -24,8 +24,9 @@ from typing import TYPE_CHECKING, Any
 
 from astcti.cti.acd import Agent
 from astcti.cti.events import (
-    QUEUES_TOPIC, AgentEvent, AgentLoggedOff, AgentStatus, ConnectionCleared, CtiEvent,
-    Delivered, Established, Held, QueueStatus, Retrieved, Transferred,
+    QUEUES_TOPIC, AgentLoggedOff, AgentLoggedOn, AgentNotReady, AgentReady, AgentStatus,
+    AgentWorkNotReady, ConnectionCleared, CtiEvent, Delivered, Established, Held, QueueStatus,
+    Retrieved, Transferred,
 )
 from astcti.cti.hub import Hub
 
@@ -86,10 +87,24 @@ class QueueLine:
     answered_ids: set[str] = field(default_factory=set)  # answered today (no double count)
 
 
+class LocalDay:
+    """Today's local date as text, worked out at most once a second (it is asked per event)."""
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._day = ""
+
+    def __call__(self) -> str:
+        second = int(time.time())
+        if second != self._second:
+            self._second, self._day = second, date.fromtimestamp(second).isoformat()
+        return self._day
+
+
 class QueueBoard:
     """The queues' figures. Every method returns whether anything shown changed."""
 
-    def __init__(self, today: Callable[[], str] = lambda: date.today().isoformat(),
+    def __init__(self, today: Callable[[], str] = LocalDay(),
                  service_level: int = DEFAULT_SERVICE_LEVEL) -> None:
         self.today = today
         self.service_level = service_level
@@ -194,6 +209,12 @@ class QueueBoard:
 
 # -- agents on the wallboard ---------------------------------------------------------------------
 ONCALL_STATES = {"connected", "held", "initiated"}
+
+
+#: The events that change a wallboard: an agent's calls and states.
+WATCHED_EVENTS = frozenset({Delivered, Established, Held, Retrieved, ConnectionCleared,
+                            Transferred, AgentLoggedOn, AgentLoggedOff, AgentReady,
+                            AgentNotReady, AgentWorkNotReady})
 
 
 def agent_line(agent: Agent, calls: list[dict[str, Any]], handled: int) -> dict[str, Any]:
@@ -470,21 +491,22 @@ class QueueStatsService:
 
     # -- inputs: the hub's events ---------------------------------------------------------------
     def on_cti_event(self, event: CtiEvent) -> None:
-        """The hub's observer: answers of queue calls, agents' calls and state changes."""
-        if isinstance(event, (QueueStatus, AgentStatus)):
+        """The hub's observer: answers of queue calls, agents' calls and state changes.
+
+        Called for every event astcti publishes: one type lookup sends the others away."""
+        kind = type(event)
+        if kind not in WATCHED_EVENTS:
             return
         agent = self.acd.agents.get(event.extension)
-        if isinstance(event, Established) and event.lastredirection:
+        if kind is Established and event.lastredirection:  # type: ignore[attr-defined]
+            queue = event.lastredirection  # type: ignore[attr-defined]
             at = _epoch(event.timestamp) or self.clock()
-            if event.callid in self.board.line(event.lastredirection).callers or agent:
-                self.caller_answered(event.lastredirection, event.callid, at)
-            if agent is not None and event.lastredirection in agent.groups:
+            if agent is not None or event.callid in self.board.line(queue).callers:
+                self.caller_answered(queue, event.callid, at)
+            if agent is not None and queue in agent.groups:
                 self.count_handled(agent.agentid, event.callid)
-        if isinstance(event, AgentLoggedOff) and (agent is None or not agent.groups):
-            self._publish_logged_off(event)  # the ACD service forgets the agent right after
-            return
-        if not isinstance(event, (AgentEvent, Delivered, Established, Held, Retrieved,
-                                  ConnectionCleared, Transferred)):
+        elif kind is AgentLoggedOff and (agent is None or not agent.groups):
+            self._publish_logged_off(event)  # type: ignore[arg-type]  (forgotten right after)
             return
         if agent is not None:
             self._dirty_agents.add(agent.extension)

@@ -30,7 +30,8 @@ from typing import Any
 from aiohttp import web
 
 from astcti.api.auth import Identity
-from astcti.api.dispatch import Dispatcher, Session
+from astcti.api.dispatch import Dispatcher
+from astcti.api.session import Session
 from astcti.api.openapi import (
     API_PREFIX,
     EVENTS_PATH,

@@ -16,7 +16,8 @@ import time
 from collections.abc import Callable
 
 from astcti.api.auth import Identity
-from astcti.api.dispatch import Dispatcher, Session
+from astcti.api.dispatch import Dispatcher
+from astcti.api.session import Session
 from astcti.api.outbox import Outbox
 from astcti.api.protocol import MAX_REQUEST_BYTES, response
 

@@ -9,7 +9,8 @@ import logging
 import aiohttp
 from aiohttp import web
 
-from astcti.api.dispatch import Dispatcher, Session
+from astcti.api.dispatch import Dispatcher
+from astcti.api.session import Session
 from astcti.api.outbox import Outbox
 from astcti.api.protocol import MAX_REQUEST_BYTES, RequestError, response
 

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from astcti.admin import commands
-from astcti.admin.commands import CommandError, Context, execute, parse, tokenize
+import astcti.admin.commands  # noqa: F401  (registers every command)
+from astcti.admin import language
+from astcti.admin.language import CommandError, Context, execute, parse, tokenize
 from astcti.secrets import encrypt, load_key
 from astcti.store import Store
 from tests.admin.conftest import store_state
@@ -141,6 +142,6 @@ async def test_secret_commands_refuse_to_run_without_a_secret(store: Store) -> N
 
 
 def test_every_command_has_doc_example_and_parses_its_example() -> None:
-    for cmd in commands.COMMANDS.values():
+    for cmd in language.COMMANDS.values():
         assert cmd.doc and cmd.example
         assert parse(tokenize(cmd.example)).command is cmd

@@ -281,7 +281,8 @@ async def test_bad_input_is_one_line_and_changes_nothing(lab: Lab) -> None:
         ("show links please", "", "usage: show links"),
         ("help frobnicate", "", "no help for `frobnicate`"),
     ]
-    from astcti.admin.commands import COMMANDS
+    import astcti.admin.commands  # noqa: F401
+    from astcti.admin.language import COMMANDS
     for cmd in COMMANDS.values():  # every command: too many words is exit 1 with its usage
         if not any(a.rest for a in cmd.args):
             cases.append((cmd.phrase + " x" * (len(cmd.args) + 1), "",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from fnmatch import fnmatchcase
 from pathlib import Path
 
@@ -9,11 +10,25 @@ import pytest
 
 from astcti.cti.acd import AcdService
 from astcti.cti.directory import Directory
+from astcti.cti.events import QUEUES_TOPIC
 from astcti.cti.hub import Hub
 from astcti.cti.queuefeed import AmiQueueFeed
 from astcti.cti.queuestats import QueueStatsService
 from astcti.cti.tracker import Tracker
 from astcti.store import Store
+from astcti.wire import Frame
+
+
+class Sink:
+    def __init__(self) -> None:
+        self.events: list[dict] = []
+
+    def deliver(self, frame: Frame) -> None:
+        self.events.append(json.loads(frame.data))
+
+    def deliver_many(self, frames: list[Frame]) -> None:
+        for frame in frames:
+            self.deliver(frame)
 
 
 class FakeAmi:
@@ -112,15 +127,6 @@ async def test_members_only_asterisk_knows_are_on_the_wallboard(feed) -> None:
     feed, stats = feed
     ami = FakeAmi()
     feed.attach(ami)
-    from astcti.cti.events import QUEUES_TOPIC
-
-    class Sink:
-        events: list = []
-
-        def deliver(self, text: str) -> None:
-            import json
-            self.events.append(json.loads(text))
-
     sink = Sink()
     stats.hub.attach(sink, QUEUES_TOPIC)
     ami.emit(**member("QueueMemberAdded"))  # e.g. the phone's *45 on FreePBX

@@ -47,7 +47,7 @@ async def test_silent_network_cut_is_detected_reported_and_resynced(lab: Lab, pr
         down = await client.expect("linkdown", extension="101", timeout=20)
         assert "closed" in down["reason"] or "failed" in down["reason"]
         refused = await client.request("snapshot", extension="101", check=False)
-        assert refused["result"] == "fail" and "link is down" in refused["error"]
+        assert refused["result"] == "error" and "link is down" in refused["error"]
         await asyncio.to_thread(caller.wait, 30)  # the call ends while astcti is blind
         proxy.heal()
         await client.expect("linkup", extension="101", timeout=40)

@@ -102,11 +102,11 @@ async def test_monitor_bookkeeping(lab: Lab, cti) -> None:
     client: CtiClient = await cti()
     await client.request("startmonitor", extension="101")
     again = await client.request("startmonitor", extension="101", check=False)
-    assert again["result"] == "fail" and "already monitored" in again["error"]
+    assert again["result"] == "error" and "already monitored" in again["error"]
     never = await client.request("stopmonitor", extension="102", check=False)
-    assert never["result"] == "fail" and "not monitored" in never["error"]
+    assert never["result"] == "error" and "not monitored" in never["error"]
     unknown = await client.request("startmonitor", extension="199", check=False)
-    assert unknown["result"] == "fail"
+    assert unknown["result"] == "error"
     assert unknown["error"].startswith("unknown extension 199: add it with `add extension 199")
     await client.request("stopmonitor", extension="101")
     # after stopmonitor, a call to 101 brings no event to this connection

@@ -940,3 +940,8 @@ async def _trace(ctx: Context, args: dict[str, Any]) -> str:
     if not daemon.trace.unsubscribe(channel, sink):
         return f"trace {channel} was not on"
     return f"trace {channel} off"
+
+
+# the agents' words (ipextnmap, agent passwords) live in their own module; registering them here
+# keeps one COMMANDS table for the shell, the admin server and the docs
+from astcti.admin import agents as _agents  # noqa: E402,F401

@@ -25,6 +25,7 @@ from astcti.cti.control import CallControl
 from astcti.cti.directory import Directory
 from astcti.cti.events import LinkDown, LinkUp
 from astcti.cti.hub import Hub
+from astcti.cti.seating import Seating
 from astcti.cti.tracker import Tracker
 from astcti.cti.userdata import UserDataService
 from astcti.errors import AstctiError
@@ -57,11 +58,13 @@ class Daemon:
         self.tracker = Tracker(self.directory.resolve)
         self.hub = Hub()
         self.control = CallControl(self.tracker, self.directory)
+        self.tracker.parties.number_of = self.control.party_number
         self.services: Services | None = None
         self.dispatcher: Dispatcher | None = None
         self.listeners: Listeners | None = None
         self.acd: AcdService | None = None  # ACD agents on queues
         self.userdata: UserDataService | None = None  # user data attached to calls
+        self.seating: Seating | None = None  # client address -> extension (ipextnmap)
         # admin console: trace taps and the admin socket
         self.trace = TraceBus()
         self.hub.tap = self.trace.on_cti
@@ -81,6 +84,8 @@ class Daemon:
         self.services = Services(self.store, self.directory, self.tracker, self.hub,
                                  Auth(self.store))
         self.services.extra["control"] = self.control
+        self.seating = Seating(self.store)
+        self.services.extra["seating"] = self.seating
         self.control.dial_context = params.get("acti_dial_context") or "from-internal"
         self._start_acd()
         self.dispatcher = Dispatcher(self.services)
@@ -172,6 +177,8 @@ class Daemon:
         """Open/close listeners to match the store's rows, without touching unchanged ones."""
         if self.listeners is None or self.store is None:
             return {}
+        if self.seating is not None:  # the ipextnmap may have been changed the same way
+            self.seating.reload()
         return await self.listeners.sync(self.store.listeners())
 
     # -- the event flow -------------------------------------------------------------------------

@@ -477,6 +477,10 @@ class CallControl:
             return conn.extension
         return leg.number if leg else ""
 
+    def party_number(self, link: str, channel_id: str) -> str:
+        """Who a channel of astcti's calls is (the tracker names a party that leaves)."""
+        return self._number(link, channel_id)
+
     def _watched(self, link: str, channels: list[str]) -> list[str]:
         return [c for c in channels if (link, c) in self.tracker.connections]
 

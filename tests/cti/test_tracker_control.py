@@ -48,9 +48,12 @@ def test_stasis_internal_call_reads_like_a_dialplan_call() -> None:
     out = replay(events,
                  lambda t, e: t.dialling(LINK, callee, caller) if e is events[0] else None)
     assert names(out, "101") == ["serviceinitiated", "originated", "delivered", "established",
-                                 "connectioncleared", "callcleared"]
-    assert names(out, "102") == ["delivered", "established", "connectioncleared",
-                                 "callcleared"]
+                                 "connectioncleared", "idle", "callcleared"]
+    # 101 hung up first: 102 hears that party leave (its bridge), then its own connection clears
+    assert names(out, "102") == ["delivered", "established", "partycleared", "connectioncleared",
+                                 "callcleared", "idle"]
+    left = next(e for e in out if e["event"] == "partycleared")
+    assert (left["eventtype"], left["releasing"], left["calling"]) == ("disconnect", "101", "101")
     assert len({e["callid"] for e in out}) == 1
     delivered = [e for e in out if e["event"] == "delivered"]
     assert all(e["calling"] == "101" and e["alerting"] == "102" for e in delivered)
@@ -76,9 +79,13 @@ def test_makecall_then_hold_and_retrieve() -> None:
 
     out = replay(events, control)
     assert names(out, "101") == ["serviceinitiated", "originated", "delivered", "established",
-                                 "held", "retrieved", "connectioncleared", "callcleared"]
+                                 "held", "retrieved", "connectioncleared", "idle", "callcleared"]
     assert names(out, "102") == ["delivered", "established", "held", "retrieved",
-                                 "connectioncleared", "callcleared"]
+                                 "partycleared", "connectioncleared", "callcleared", "idle"]
+    assert [e.get("eventtype") for e in out if e["extension"] == "101"][3:7] == [
+        "connect", "hold", "retrieve", "disconnect"]
+    assert all(e["calling"] == "101" and e["called"] == "102" for e in out
+               if e["event"] in ("held", "retrieved"))
     assert {e["callid"] for e in out} == {agent}  # the agent leg's linkedid is its own id
     est = next(e for e in out if e["event"] == "established" and e["extension"] == "101")
     assert est["answering"] == "102" and est["userdata"] == {"crm": "T-1"}

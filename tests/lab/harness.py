@@ -257,7 +257,7 @@ class Lab:
                        for e, p in {**c.phones, **c.spare_phones}.items()],
             "trunk_port": c.trunk_port, "trunk_ports": c.trunk_ports,
             "extra_extensions": c.extra_extensions,
-            "rtp_start": 20000 + 10 * c.port_offset, "rtp_end": 20999 + 10 * c.port_offset,
+            "rtp_start": 20000 + 2 * c.port_offset, "rtp_end": 20999 + 2 * c.port_offset,
         }
         provision.write(provision.render("lab", variables), self.root / "etc/asterisk")
 
@@ -391,12 +391,19 @@ class Lab:
         for ext in self.config.phones:
             self.start_phone(ext, behaviour)
 
+    def media_port(self, sip_port: int) -> int:
+        """The RTP port of the SIPp process on `sip_port`: below 65536 for every lab offset
+        (0-7500 in steps of 500) and apart from every other lab's, and from Asterisk's RTP
+        range (20000 + 2 * offset, 1000 wide)."""
+        return 40000 + 2 * self.config.port_offset + 10 * (
+            (sip_port - self.config.port_offset - 5000) % 100)
+
     def start_phone(self, ext: str, behaviour: Phone = Phone()) -> SippProcess:
         self.stop_phone(ext)
         port = {**self.config.phones, **self.config.spare_phones}[ext]
         wait_port_free(port)
         proc = phone_process(ext, port, behaviour, self.workdir, self.config.sip_port,
-                             media_port=30000 + 10 * (port - 5000)).start()
+                             media_port=self.media_port(port)).start()
         self.phones[ext] = proc
         self.config.pids[f"phone-{ext}"] = proc.pid
         self.config.save()
@@ -416,7 +423,7 @@ class Lab:
         port = local_port or self.config.trunk_ports[1]
         wait_port_free(port)
         return caller_process(port, caller, dest, self.workdir, self.config.sip_port,
-                              media_port=30000 + 10 * (port - 5000), talk_ms=talk_ms,
+                              media_port=self.media_port(port), talk_ms=talk_ms,
                               **kwargs).start()
 
     def dial_from(self, ext: str, dest: str, talk_ms: int = 2000) -> SippProcess:
@@ -425,7 +432,7 @@ class Lab:
         port = self.config.phones[ext]
         wait_port_free(port)
         return caller_process(port, ext, dest, self.workdir, self.config.sip_port,
-                              media_port=30000 + 10 * (port - 5000), talk_ms=talk_ms,
+                              media_port=self.media_port(port), talk_ms=talk_ms,
                               name=f"Agent {ext}", tag=f"dial-{ext}").start()
 
     # -- down ---------------------------------------------------------------------------------

@@ -11,10 +11,14 @@ import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from astcti.api.protocol import RequestError
 from astcti.store import Store
 from astcti.store.store import verify_password
+
+if TYPE_CHECKING:
+    from astcti.cti.seating import Seating
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +34,30 @@ _HASH_POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="astcti-scrypt
 @dataclass(frozen=True)
 class Identity:
     username: str
-    role: str  # client | admin
+    role: str  # client | admin | agent (a client known by its address)
+    #: for a client known by its address (`address` set): the extensions it may act on
+    extensions: tuple[str, ...] = ()
+    address: str = ""  # set for a client of an `auth=none` listener: it is known by its address
+
+
+def address_identity(seating: Seating | None, peer: str) -> Identity:
+    """Who a client of an `auth=none` listener is: its address, seated by the ipextnmap at one
+    extension (role agent, like a user allowed that extension only)."""
+    extension = seating.extension_of(peer) if seating is not None else None
+    return Identity(f"address {peer}", "agent", (extension,) if extension else (), peer)
+
+
+def check_extension(identity: Identity, extension: str) -> None:
+    """A client known by its address acts on the extension mapped to its address, nothing else
+    (monitoring or controlling others needs a login)."""
+    if not identity.address or extension in identity.extensions:
+        return
+    if not identity.extensions:
+        raise RequestError(f"address {identity.address} has no extension: an administrator"
+                           f" seats it with astcti-shell `add ipextnmap {identity.address} EXT`"
+                           " (or log in)", 403)
+    raise RequestError(f"extension {extension} is not yours: address {identity.address} sits at"
+                       f" extension {identity.extensions[0]} (log in to act on others)", 403)
 
 
 class Auth:

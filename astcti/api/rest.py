@@ -29,7 +29,7 @@ from typing import Any
 
 from aiohttp import web
 
-from astcti.api.auth import Identity
+from astcti.api.auth import Identity, address_identity
 from astcti.api.dispatch import Dispatcher, Session
 from astcti.api.openapi import (
     API_PREFIX,
@@ -105,7 +105,8 @@ class RestFrontEnd:
         """The caller's (kept session, one-off session, auth error)."""
         peer = request.remote or "?"
         if not self.auth_required:
-            return self._session(f"peer:{peer}", peer, Identity("anonymous", "client")), None, None
+            identity = address_identity(self.dispatcher.services.extra.get("seating"), peer)
+            return self._session(f"peer:{peer}", peer, identity), None, None
         auth = self.dispatcher.services.auth
         header = request.headers.get("Authorization", "")
         scheme, _, value = header.partition(" ")

@@ -15,7 +15,7 @@ import ssl
 import time
 from collections.abc import Callable
 
-from astcti.api.auth import Identity
+from astcti.api.auth import address_identity
 from astcti.api.dispatch import Dispatcher, Session
 from astcti.api.outbox import Outbox
 from astcti.api.protocol import MAX_REQUEST_BYTES, response
@@ -100,8 +100,9 @@ class TcpServer:
 
         outbox = Outbox(write, overflow, f"tcp {peer}")
         session = Session("tcp", peer, outbox.put)
-        if not self.auth_required:
-            session.identity = Identity("anonymous", "client")
+        if not self.auth_required:  # known by its address (the ipextnmap seats it)
+            session.identity = address_identity(
+                self.dispatcher.services.extra.get("seating"), peer)
         log.info("%s: tcp client connected from %s", self.name, peer)
         reason = "closed by client"
         try:

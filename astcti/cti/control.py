@@ -748,6 +748,16 @@ class CallControl:
                 "conferenced", extension, self._watched(link, members),
                 [self._number(link, c) for c in members] + [destination]))
 
+    async def drop_party(self, extension: str, callid: str, party: str) -> None:
+        """Release one party (by its number) of the extension's conversation."""
+        async with self._lock:
+            conn, conv = self._active(extension, callid)
+            target = next((m for m in sorted(conv.members)
+                           if self._number(conn.link, m) == party), None)
+            if target is None:
+                raise ControlError(f"no party {party} in the call", 404)
+            await self._hangup(conn.link, target)
+
     async def dtmf(self, extension: str, callid: str, digits: str) -> None:
         if not DTMF_RE.match(digits):
             raise ControlError("invalid DTMF digits: use 0-9 * # A-D, and , or w to pause", 400)

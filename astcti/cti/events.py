@@ -28,11 +28,11 @@ class CtiEvent:
 
     def to_wire(self) -> dict[str, Any]:
         out: dict[str, Any] = {"msgtype": "event", "event": self.NAME}
-        eventtype = self.eventtype
-        if eventtype:
-            out["eventtype"] = eventtype
         for f in _fields(type(self)):
             out[f] = getattr(self, f)
+        eventtype = self.eventtype
+        if eventtype:  # after today's fields: what clients saw before stays where it was
+            out["eventtype"] = eventtype
         return out
 
 

@@ -138,6 +138,7 @@ async def test_auth_none_listener_serves_legacy_clients(local_daemon: LocalDaemo
     port = free_port()
     await d.daemon.listeners.open(ListenerRow(port, "127.0.0.1", "127.0.0.1/32", "astctirest",
                                               "none"))
+    d.daemon.seating.map("127.0.0.1", "101")  # the client's seat: its address is its identity
     async with aiohttp.ClientSession() as http:
         async with http.get(f"http://127.0.0.1:{port}/stopmonitor?extension=101"
                             "&payload=json&callto=true") as resp:

@@ -61,6 +61,7 @@ async def acd_logout(services: Services, extension: str, agentid: str,
          group="acd", response=AGENT_VIEW,
          resource=("POST", "/api/v1/extensions/{extension}/agent"))
 async def acdlogin(services: Services, session: Session, args: dict[str, Any]) -> dict[str, Any]:
+    served_extension(services, args["extension"])  # before the fields' finer checks
     return await acd_login(services, session, args["extension"], args["agentid"],
                            args.get("password"), _groups(args))
 
@@ -80,6 +81,7 @@ def _groups(args: dict[str, Any]) -> list[str] | None:
          group="acd", response=AGENT_VIEW,
          resource=("DELETE", "/api/v1/extensions/{extension}/agent"))
 async def acdlogout(services: Services, session: Session, args: dict[str, Any]) -> dict[str, Any]:
+    served_extension(services, args["extension"])
     return await acd_logout(services, args["extension"], args["agentid"], _groups(args))
 
 

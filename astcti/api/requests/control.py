@@ -233,10 +233,10 @@ async def conference(services: Services, session: Session, args: dict[str, Any])
              " SIP INFO, as its endpoint is configured).",
          resource=("POST", "/api/v1/extensions/{extension}/calls/{callid}/dtmf"))
 async def dtmf(services: Services, session: Session, args: dict[str, Any]) -> None:
+    control = _control(services, args["extension"])
     digits = args.get("digits") or args.get("dtmf")
     if not digits:
         raise RequestError("missing field digits (or dtmf)")
-    control = _control(services, args["extension"])
     await control.dtmf(args["extension"], _call(services, args, "active"), digits)
 
 

@@ -23,7 +23,8 @@ def served_extension(services: Services, number: str) -> None:
          Field("password", required=False, max_length=256, doc="its password"),
          Field("token", required=False, max_length=128, doc="a token from an earlier login"),
          Field("extension", pattern=EXTENSION_RE, max_length=32, required=False,
-               doc="ACD login (the astCTI author's form, with agentid): the agent's extension"),
+               doc="ACD login (the astCTI author's form, with agentid): the agent's extension;"
+                   " omitted: the one the client sits at (`myextension`)"),
          Field("agentid", pattern=r"^[0-9A-Za-z_.-]{1,32}$", max_length=32, required=False,
                doc="ACD login: the agent; with it, `login` is `acdlogin`", example="7001"),
          Field("passwd", required=False, max_length=128,
@@ -42,12 +43,10 @@ async def login(services: Services, session: Session, args: dict[str, Any]) -> d
     if "agentid" in args:
         if session.identity is None:
             raise RequestError(NOT_LOGGED_IN, 401)
-        if "extension" not in args:
-            raise RequestError("missing field extension")
         from astcti.api.requests.acd import acd_login
 
-        return await acd_login(services, session, args["extension"], args["agentid"],
-                               args.get("passwd"), None)
+        return await acd_login(services, session, _extension(services, session, args),
+                               args["agentid"], args.get("passwd"), None)
     identity = await services.auth.login(session.peer, args.get("username"),
                                          args.get("password"), args.get("token"))
     session.identity = identity
@@ -56,7 +55,8 @@ async def login(services: Services, session: Session, args: dict[str, Any]) -> d
 
 @request("logout",
          Field("extension", pattern=EXTENSION_RE, max_length=32, required=False,
-               doc="ACD logout (the astCTI author's form, with agentid): the agent's extension"),
+               doc="ACD logout (the astCTI author's form, with agentid): the agent's extension;"
+                   " omitted: the one the client sits at"),
          Field("agentid", pattern=r"^[0-9A-Za-z_.-]{1,32}$", max_length=32, required=False,
                doc="ACD logout: the agent; with it, `logout` is `acdlogout`"),
          doc="End the session's monitors and forget its login; with `agentid` (the astCTI"
@@ -64,14 +64,27 @@ async def login(services: Services, session: Session, args: dict[str, Any]) -> d
          group="session")
 async def logout(services: Services, session: Session, args: dict[str, Any]) -> dict | None:
     if "agentid" in args:
-        if "extension" not in args:
-            raise RequestError("missing field extension")
         from astcti.api.requests.acd import acd_logout
 
-        return await acd_logout(services, args["extension"], args["agentid"], None)
+        return await acd_logout(services, _extension(services, session, args), args["agentid"],
+                                None)
     services.hub.detach_all(session)
     session.identity = None
     return None
+
+
+def _extension(services: Services, session: Session, args: dict[str, Any]) -> str:
+    """The request's extension, else the one the client sits at (its address's)."""
+    return args.get("extension") or _seat(services, session)
+
+
+def _seat(services: Services, session: Session) -> str:
+    seating = services.extra.get("seating")
+    extension = seating.extension_of(session.peer) if seating is not None else None
+    if extension is None:
+        raise RequestError(f"no extension for address {session.peer}: an administrator seats"
+                           f" it with astcti-shell `add ipextnmap {session.peer} EXT`", 404)
+    return extension
 
 
 @request("myextension",
@@ -80,12 +93,7 @@ async def logout(services: Services, session: Session, args: dict[str, Any]) -> 
          group="session", response={"extension": "the client's extension"})
 async def myextension(services: Services, session: Session,
                       args: dict[str, Any]) -> dict[str, Any]:
-    seating = services.extra.get("seating")
-    extension = seating.extension_of(session.peer) if seating is not None else None
-    if extension is None:
-        raise RequestError(f"no extension for address {session.peer}: an administrator seats"
-                           f" it with astcti-shell `add ipextnmap {session.peer} EXT`", 404)
-    return {"extension": extension}
+    return {"extension": _seat(services, session)}
 
 
 @request("startmonitor", EXTENSION,

@@ -142,6 +142,20 @@ async def test_answer_by_extension_only(lab: Lab, softphone: Softphone) -> None:
         customer.stop()
 
 
+async def _logged_in_request(lab: Lab, request: str, **fields: str) -> dict:
+    """One request from a logged-in WebSocket client of the lab's token listener."""
+    c = lab.config
+    async with aiohttp.ClientSession() as http, http.ws_connect(c.ws_url) as ws:
+        await ws.send_json({"id": "1", "request": "login", "username": c.astcti_user,
+                            "password": c.astcti_password})
+        assert (await ws.receive_json())["result"] == "success"
+        await ws.send_json({"id": "2", "request": request, **fields})
+        while True:
+            reply = await ws.receive_json()
+            if reply.get("msgtype") == "response":
+                return reply
+
+
 def set_parameter(lab: Lab, name: str, value: str) -> None:
     shell(lab, f"update parameter {name} {value}")
 
@@ -159,6 +173,12 @@ async def test_acd_in_the_authors_words(lab: Lab, softphone: Softphone) -> None:
         assert bad["result"] == "error"
         assert bad["error"] == "agent login failed: wrong or missing password for agent 7001"
         assert member_line(lab) == ""  # nothing joined
+        # astcti's own acdlogin checks the same password (it used to accept any)
+        for password in ("1111", None):
+            reply = await _logged_in_request(lab, "acdlogin", extension="101", agentid="7001",
+                                             **({"password": password} if password else {}))
+            assert reply["result"] == "error" and "wrong or missing password" in reply["error"]
+        assert member_line(lab) == ""
         reply = await softphone.act("login", agentid="7001", passwd="4321")
         assert reply["result"] == "success" and reply["agentid"] == "7001", reply
         assert member_line(lab)  # a member of the queue now

@@ -116,6 +116,11 @@ def test_transfer_intent_fires_when_the_agent_leg_goes() -> None:
     assert [e["extension"] for e in transferred] == ["101", "102"]
     assert transferred[0]["transferring"] == "101"
     assert transferred[0]["parties"] == ["0912345678", "102"]
+    # the party the call was transferred to learns who called originally, from then on
+    assert transferred[1]["origcalling"] == "0912345678" and transferred[1]["eventtype"] == \
+        "transfer"
+    later = [e for e in out if e["extension"] == "102" and e["event"] == "connectioncleared"]
+    assert later and later[0]["origcalling"] == "0912345678"
     cleared = next(e for e in out if e["event"] == "connectioncleared" and e["extension"] == "101")
     assert cleared["cause"] == "transferred"
 

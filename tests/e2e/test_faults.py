@@ -71,7 +71,7 @@ async def test_resume_replays_exactly_what_was_missed(lab: Lab, cti) -> None:
     lab.start_phone("102", Phone(answer_after_ms=200))
     try:
         caller = lab.call("102", talk_ms=300)
-        await first.expect("callcleared", extension="102", timeout=20)
+        await first.expect("idle", extension="102", timeout=20)  # the call's last event
         await asyncio.to_thread(caller.wait, 30)
         lastseq = first.events[-1]["seq"]
         await first.close()
@@ -83,8 +83,8 @@ async def test_resume_replays_exactly_what_was_missed(lab: Lab, cti) -> None:
         assert reply["resync"] is False
         missed = [e for e in again.events if e.get("msgtype") == "event"]
         assert [e["seq"] for e in missed] == list(range(lastseq + 1, reply["seq"] + 1))
-        assert [e["event"] for e in missed] == ["delivered", "established", "connectioncleared",
-                                                "callcleared"]
+        assert [e["event"] for e in missed] == ["delivered", "established", "partycleared",
+                                                "connectioncleared", "callcleared", "idle"]
         # and it is monitoring again
         again.drain()
         caller = lab.call("102", talk_ms=300)

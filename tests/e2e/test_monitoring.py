@@ -33,11 +33,13 @@ async def test_inbound_call_delivered_established_cleared(lab: Lab, cti) -> None
         assert delivered["seq"] < established["seq"] < cleared["seq"]
         assert await _wait(caller) == 0
         assert lab.phones["101"].received("INVITE")
-        # nothing else about 101 between them (callcleared follows connectioncleared closely:
-        # wait for it rather than race the socket)
-        await client.expect("callcleared", extension="101")
+        # nothing else about 101 between them (callcleared and idle follow connectioncleared
+        # closely: wait for them rather than race the socket); the caller hung up first, so
+        # 101 hears that party leave (partycleared) before its own connection clears
+        await client.expect("idle", extension="101")
         names = [e["event"] for e in client.events if e.get("callid") == delivered["callid"]]
-        assert names == ["delivered", "established", "connectioncleared", "callcleared"]
+        assert names == ["delivered", "established", "partycleared", "connectioncleared",
+                         "callcleared", "idle"]
         snap = await client.request("snapshot", extension="101")
         assert snap["calls"] == []
     finally:

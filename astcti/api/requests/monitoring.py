@@ -69,7 +69,9 @@ async def logout(services: Services, session: Session, args: dict[str, Any]) -> 
         return await acd_logout(services, _extension(services, session, args), args["agentid"],
                                 None)
     services.hub.detach_all(session)
-    session.identity = None
+    # a client known by its address (auth=none) cannot log in again: it stays known by it
+    if session.identity is not None and not session.identity.address:
+        session.identity = None
     return None
 
 

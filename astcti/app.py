@@ -26,6 +26,8 @@ from astcti.cti.directory import Directory
 from astcti.cti.events import LinkDown, LinkUp
 from astcti.cti.hub import Hub
 from astcti.cti.seating import Seating
+from astcti.cti.presence import PresenceService
+from astcti.cti.queuestats import QueueStatsService
 from astcti.cti.tracker import Tracker
 from astcti.cti.userdata import UserDataService
 from astcti.errors import AstctiError
@@ -65,6 +67,8 @@ class Daemon:
         self.acd: AcdService | None = None  # ACD agents on queues
         self.userdata: UserDataService | None = None  # user data attached to calls
         self.seating: Seating | None = None  # client address -> extension (ipextnmap)
+        self.presence: PresenceService | None = None  # line states (desktops' directory)
+        self.queuestats: QueueStatsService | None = None  # wallboards' figures
         # admin console: trace taps and the admin socket
         self.trace = TraceBus()
         self.hub.tap = self.trace.on_cti
@@ -149,6 +153,8 @@ class Daemon:
             await self.listeners.close_all()
         if self.acd is not None:
             await self.acd.stop()
+        if self.queuestats is not None:
+            await self.queuestats.stop()
         for link in self.links.values():
             await link.stop()
         self.links.clear()
@@ -192,6 +198,8 @@ class Daemon:
         self.control.on_event(link, event)
         if self.acd is not None:  # queue helper replies, pause changes, queue calls
             self.acd.on_event(link, event, cti_events)
+        if self.presence is not None:
+            self.presence.on_ari_event(link, event)
 
     async def _on_link_up(self, link: AsteriskLink) -> None:
         """Resubscribe the configured extensions and resynchronise calls after any connect."""
@@ -208,6 +216,8 @@ class Daemon:
         self.hub.publish_all(resynced)
         await self.control.resync(link)
         await self._acd_link_up(link)
+        if self.presence is not None:
+            await self.presence.on_link_up(link)
         for ext, name in self.directory.serving.items():
             if name == link.name:
                 self.hub.publish(LinkUp(ext, "", _now(), link=link.name))
@@ -229,6 +239,22 @@ class Daemon:
         self.tracker.queue_of = self.acd.queue_of
         self.services.extra.update(acd=self.acd, userdata=self.userdata)
         self.control.userdata = self.userdata
+        self._start_desktop_services()
+
+    def _start_desktop_services(self) -> None:
+        """Line states and queue statistics: derived from the events the hub publishes."""
+        assert self.store is not None and self.services is not None and self.acd is not None
+        acd = self.acd
+
+        def agent_of(extension: str) -> tuple[str, str]:
+            agent = acd.agents.get(extension)
+            return (agent.agentid, agent.state) if agent is not None else ("", "")
+
+        self.presence = PresenceService(self.directory, self.hub, agent_of)
+        self.queuestats = QueueStatsService(self.store, self.hub, self.tracker, acd)
+        acd.on_waiting = self.queuestats.waiting_list
+        self.hub.observers += [self.presence.on_cti_event, self.queuestats.on_cti_event]
+        self.services.extra.update(presence=self.presence, queuestats=self.queuestats)
 
     async def _acd_link_up(self, link: AsteriskLink) -> None:
         """Agents re-read from the queues; user data of calls that ended meanwhile expires."""
@@ -239,6 +265,8 @@ class Daemon:
 
     def _on_link_down(self, link: AsteriskLink, reason: str) -> None:
         self.control.forget_link(link.name)
+        if self.presence is not None:
+            self.presence.on_link_down(link)
         for ext, name in self.directory.serving.items():
             if name == link.name:
                 self.hub.publish(LinkDown(ext, "", _now(), link=link.name, reason=reason))

@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 LOOPBACK_BINDS = ("127.0.0.1", "::1", "localhost")
-ROLES = ("client", "admin")
+ROLES = ("client", "supervisor", "admin")
 USERNAME_RE = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
 PARAMETER_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 QUEUE_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
@@ -861,7 +861,8 @@ def _revoke(ctx: Context, username: str) -> int:
 
 
 @command("add user", Arg("NAME", "new-user", doc="login name"),
-         Arg("ROLE", "role", optional=True, doc="client (default) or admin"),
+         Arg("ROLE", "role", optional=True,
+             doc="client (default), supervisor (may watch every queue) or admin"),
          doc="Create a client login; the password is prompted for (or read from stdin).",
          example="add user alice client", secret="a password for the new user",
          secret_twice=True, group="users")

@@ -111,6 +111,8 @@ class AcdService:
         self._busy: set[str] = set()  # extensions with a queue change in flight
         self._acw_tasks: dict[str, asyncio.Task[None]] = {}
         self._poller: asyncio.Task[None] | None = None
+        # queue statistics: each read of a queue's callers, (callid, number) by position
+        self.on_waiting: Callable[[str, list[tuple[str, str]]], None] | None = None
         for row in store.agents():
             self.agents[row.extension] = Agent(row.extension, row.agentid, list(row.groups),
                                                row.state, row.reason, row.since, row.acw_until,
@@ -543,12 +545,16 @@ class AcdService:
                         linkedid = (ch.get("channelvars") or {}).get("CHANNEL(linkedid)")
                         self._names[ch["name"]] = (linkedid or ch["id"],
                                                    (ch.get("caller") or {}).get("number", ""))
+                listed: list[tuple[str, str]] = []
                 for position, channel in enumerate(channels, 1):
                     if channel in self._names:
                         callid, number = self._names[channel]
+                        listed.append((callid, number))
                         seen[callid] = (queue, position)
                         if self.waiting.get(callid) != (queue, position):
                             self._announce(callid, queue, position, number)
+                if self.on_waiting is not None:
+                    self.on_waiting(queue, listed)
         self.waiting = seen
         live = {callid for callid, _ in self._names.values() if callid in seen}
         self._names = {n: v for n, v in self._names.items() if v[0] in live}

@@ -41,6 +41,8 @@ class Hub:
         self.buffers: dict[str, deque[Buffered]] = {}
         self.published = 0
         self.tap: Callable[[str], None] | None = None  # admin trace (astcti-shell `trace on asc`)
+        # services that derive state from the events (presence, queue statistics)
+        self.observers: list[Callable[[CtiEvent], None]] = []
 
     # -- monitors -------------------------------------------------------------------------------
     def attach(self, subscriber: Subscriber, extension: str) -> bool:
@@ -73,8 +75,10 @@ class Hub:
         return {ext: len(subs) for ext, subs in sorted(self.monitors.items())}
 
     # -- events ---------------------------------------------------------------------------------
-    def publish(self, event: CtiEvent) -> None:
-        ext = event.extension
+    def publish(self, event: CtiEvent, topic: str | None = None) -> None:
+        """To the monitors of the event's extension, or of `topic` (e.g. `@queues`): each key
+        has its own seq and resume buffer."""
+        ext = event.extension if topic is None else topic
         seq = self.seq.get(ext, 0) + 1
         self.seq[ext] = seq
         wire = event.to_wire()
@@ -92,6 +96,8 @@ class Hub:
             self.tap(text)
         for sub in tuple(self.monitors.get(ext, ())):
             sub.deliver(text)
+        for observe in self.observers:
+            observe(event)
 
     def publish_all(self, events: Iterable[CtiEvent]) -> None:
         for event in events:

@@ -178,6 +178,7 @@ class Tracker:
         else:
             conn.called = extension
             conn.calling = (channel.get("connected") or {}).get("number", "")
+            conn.callingname = (channel.get("connected") or {}).get("name", "")
         self._refresh(conn, channel)
         self.connections[(link, conn.channel_id)] = conn
         call = self.calls.setdefault(conn.callid, Call(conn.callid))
@@ -207,6 +208,7 @@ class Tracker:
         connected = (channel.get("connected") or {}).get("number", "")
         if conn.direction is Direction.INCOMING and connected and not conn.answered:
             conn.calling = connected
+            conn.callingname = (channel.get("connected") or {}).get("name", "")
 
     def _on_created(self, link: str, event: AriEvent) -> list[CtiEvent]:
         channel = event["channel"]
@@ -239,7 +241,8 @@ class Tracker:
                 conn.lastredirection = self.queue_of(conn.extension, conn.callid) or ""
             conn.state = ConnectionState.ALERTING
             return [Delivered(conn.extension, conn.callid, ts, alerting=conn.extension,
-                              calling=conn.calling, called=conn.called,
+                              calling=conn.calling, callingname=conn.callingname,
+                              called=conn.called,
                               lastredirection=conn.lastredirection, userdata=dict(conn.userdata))]
         if state == "Up" and not conn.answered and not conn.await_far_answer:
             return self._establish(conn, ts)
@@ -250,7 +253,8 @@ class Tracker:
         conn.state = ConnectionState.CONNECTED
         answering = conn.extension if conn.direction is Direction.INCOMING else conn.called
         return [Established(conn.extension, conn.callid, ts, answering=answering,
-                            calling=conn.calling, called=conn.called,
+                            calling=conn.calling, callingname=conn.callingname,
+                            called=conn.called,
                             lastredirection=conn.lastredirection, userdata=dict(conn.userdata))]
 
     def _on_dialplan(self, link: str, event: AriEvent) -> list[CtiEvent]:

@@ -60,6 +60,8 @@ class LabConfig:
     astcti_password: str = ""
     admin_user: str = "admin"
     admin_password: str = ""
+    supervisor_user: str = "supervisor"  # role supervisor: the wallboard
+    supervisor_password: str = ""
     db: str = str(LAB_DIR / "astcti.db")
     key: str = str(LAB_DIR / "secret.key")
     admin_socket: str = str(LAB_DIR / "admin.sock")
@@ -228,6 +230,7 @@ class Lab:
         c.ari_password = c.ari_password or secrets.token_urlsafe(18)
         c.astcti_password = c.astcti_password or secrets.token_urlsafe(12)
         c.admin_password = c.admin_password or secrets.token_urlsafe(12)
+        c.supervisor_password = c.supervisor_password or secrets.token_urlsafe(12)
         base = chroot.ensure_base(log=self.log)
         chroot.copy_base(base, self.root)
         chroot.reset_state(self.root)
@@ -342,6 +345,7 @@ class Lab:
                 store.add_listener(ListenerRow(port, "127.0.0.1", "*", proto, "token"))
             store.set_user(c.astcti_user, c.astcti_password, "client")
             store.set_user(c.admin_user, c.admin_password, "admin")
+            store.set_user(c.supervisor_user, c.supervisor_password, "supervisor")
         finally:
             store.close()
 

@@ -121,8 +121,8 @@ async def stopmonitor(services: Services, session: Session, args: dict[str, Any]
 
 @request("snapshot", EXTENSION,
          doc="The extension's current calls and their states.",
-         response={"calls": "list of {callid, state, direction, calling, called, since,"
-                            " lastredirection, userdata}",
+         response={"calls": "list of {callid, state, direction, calling, callingname, called,"
+                            " since, lastredirection, userdata}",
                    "numcall": "how many calls the extension has",
                    "seq": "sequence number of the extension's latest event"},
          resource=("GET", "/api/v1/extensions/{extension}/calls"))

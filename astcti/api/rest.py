@@ -30,7 +30,8 @@ from typing import Any
 from aiohttp import web
 
 from astcti.api.auth import Identity, address_identity
-from astcti.api.dispatch import Dispatcher, Session
+from astcti.api.dispatch import Dispatcher
+from astcti.api.session import Session
 from astcti.api.openapi import (
     API_PREFIX,
     EVENTS_PATH,
@@ -105,7 +106,7 @@ class RestFrontEnd:
         """The caller's (kept session, one-off session, auth error)."""
         peer = request.remote or "?"
         if not self.auth_required:
-            identity = address_identity(self.dispatcher.services.extra.get("seating"), peer)
+            identity = address_identity(self.dispatcher.services.seating, peer)
             return self._session(f"peer:{peer}", peer, identity), None, None
         auth = self.dispatcher.services.auth
         header = request.headers.get("Authorization", "")

@@ -16,7 +16,8 @@ import time
 from collections.abc import Callable
 
 from astcti.api.auth import address_identity
-from astcti.api.dispatch import Dispatcher, Session
+from astcti.api.dispatch import Dispatcher
+from astcti.api.session import Session
 from astcti.api.outbox import Outbox
 from astcti.api.protocol import MAX_REQUEST_BYTES, response
 
@@ -102,7 +103,7 @@ class TcpServer:
         session = Session("tcp", peer, outbox.put)
         if not self.auth_required:  # known by its address (the ipextnmap seats it)
             session.identity = address_identity(
-                self.dispatcher.services.extra.get("seating"), peer)
+                self.dispatcher.services.seating, peer)
         log.info("%s: tcp client connected from %s", self.name, peer)
         reason = "closed by client"
         try:

@@ -10,7 +10,8 @@ import aiohttp
 from aiohttp import web
 
 from astcti.api.auth import address_identity
-from astcti.api.dispatch import Dispatcher, Session
+from astcti.api.dispatch import Dispatcher
+from astcti.api.session import Session
 from astcti.api.outbox import Outbox
 from astcti.api.protocol import MAX_REQUEST_BYTES, RequestError, response
 
@@ -52,7 +53,7 @@ def make_handler(dispatcher: Dispatcher, *, auth_required: bool):
         outbox = Outbox(ws.send_str, overflow, f"ws {peer}")
         session = Session("ws", peer, outbox.put)
         if not auth_required:  # known by its address (the ipextnmap seats it)
-            session.identity = address_identity(dispatcher.services.extra.get("seating"), peer)
+            session.identity = address_identity(dispatcher.services.seating, peer)
         error = await _header_login(dispatcher, session, request)
         if error:
             outbox.put(json.dumps(response("", error)))

@@ -178,6 +178,10 @@ class AcdService:
     def agent(self, extension: str) -> Agent | None:
         return self.agents.get(extension)
 
+    def agents_view(self) -> list[dict[str, object]]:
+        """Every logged-in agent with its extension, by extension (`show agents`)."""
+        return [{"extension": ext, **agent.view()} for ext, agent in sorted(self.agents.items())]
+
     async def login(self, extension: str, agentid: str, groups: list[str] | None) -> Agent:
         async with self._lock(extension):
             current = self.agents.get(extension)

@@ -74,6 +74,12 @@ class Hub:
     def monitor_counts(self) -> dict[str, int]:
         return {ext: len(subs) for ext, subs in sorted(self.monitors.items())}
 
+    def resize_buffers(self, size: int) -> None:
+        """A new resume buffer size, applied to every extension's buffer now."""
+        self.buffer_size = size
+        for ext, buf in list(self.buffers.items()):
+            self.buffers[ext] = deque(buf, maxlen=size)
+
     # -- events ---------------------------------------------------------------------------------
     def publish(self, event: CtiEvent, topic: str | None = None) -> None:
         """To the monitors of the event's extension, or of `topic` (e.g. `@queues`): each key

@@ -27,7 +27,7 @@ def listeners(tmp_path: Path):
     store.set_user("agent", "pw")
     directory = Directory()
     services = Services(store, directory, Tracker(directory.resolve), Hub(), Auth(store))
-    services.extra["seating"] = Seating(store)
+    services.seating = Seating(store)
     yield Listeners(Dispatcher(services))
     store.close()
 
@@ -68,7 +68,7 @@ async def test_auth_none_needs_no_login_and_knows_clients_by_address(
         listeners: Listeners) -> None:
     port = free_port()
     await listeners.open(ListenerRow(port, "127.0.0.1", "127.0.0.0/8", "astctiws", "none"))
-    seating = listeners.dispatcher.services.extra["seating"]
+    seating = listeners.dispatcher.services.seating
     url = f"ws://127.0.0.1:{port}/"
     try:
         async with aiohttp.ClientSession() as s, s.ws_connect(url) as ws:

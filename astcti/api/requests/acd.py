@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from astcti.api.dispatch import Services, Session
+from astcti.api.services import Services
+from astcti.api.session import Session
 from astcti.api.protocol import Field, RequestError, request
 from astcti.api.requests.monitoring import EXTENSION, served_extension
 from astcti.cti.acd import (
@@ -27,7 +28,7 @@ AGENT_VIEW = {"agentid": "the agent", "groups": "its queues", "state": "ready, n
 
 
 def _acd(services: Services) -> AcdService:
-    acd = services.extra.get("acd")
+    acd = services.acd
     if acd is None:
         raise RequestError("ACD is not available in this astcti", 503)
     return acd
@@ -144,7 +145,7 @@ async def queryagentstate(services: Services, session: Session,
                           args: dict[str, Any]) -> dict[str, Any]:
     ext = args["extension"]
     served_extension(services, ext)
-    acd = services.extra.get("acd")
+    acd = services.acd
     agent = acd.agent(ext) if acd is not None else None
     talking = bool(services.tracker.connections_of(ext))
     out = {"talkstate": "call" if talking else "idle", "agentid": "", "skillmode": "null",
@@ -166,7 +167,7 @@ async def querydeviceinfo(services: Services, session: Session,
                           args: dict[str, Any]) -> dict[str, Any]:
     ext = args["extension"]
     served_extension(services, ext)
-    acd = services.extra.get("acd")
+    acd = services.acd
     agent = acd.agent(ext) if acd is not None else None
     return {"associateddevice": agent.agentid if agent is not None else ""}
 

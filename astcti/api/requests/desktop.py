@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from astcti.api.dispatch import Services, Session
+from astcti.api.services import Services
+from astcti.api.session import Session
 from astcti.api.protocol import Field, RequestError, request
 from astcti.cti.events import EXTENSIONS_TOPIC, QUEUES_TOPIC
 from astcti.cti.presence import PresenceService
@@ -18,14 +19,14 @@ MONITOR = Field("monitor", type="boolean", required=False,
 
 
 def _presence(services: Services) -> PresenceService:
-    presence = services.extra.get("presence")
+    presence = services.presence
     if presence is None:
         raise RequestError("extension states are not available in this astcti", 503)
     return presence
 
 
 def _stats(services: Services) -> QueueStatsService:
-    stats = services.extra.get("queuestats")
+    stats = services.queuestats
     if stats is None:
         raise RequestError("queue statistics are not available in this astcti", 503)
     return stats

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from astcti.api.dispatch import Services, Session
 from astcti.api.protocol import EXTENSION_RE, NOT_LOGGED_IN, Field, RequestError, request
+from astcti.api.services import Services
+from astcti.api.session import Session
 
 EXTENSION = Field("extension", pattern=EXTENSION_RE, max_length=32, doc="extension number",
                   example="101")
@@ -81,7 +82,7 @@ def _extension(services: Services, session: Session, args: dict[str, Any]) -> st
 
 
 def _seat(services: Services, session: Session) -> str:
-    seating = services.extra.get("seating")
+    seating = services.seating
     extension = seating.extension_of(session.peer) if seating is not None else None
     if extension is None:
         raise RequestError(f"no extension for address {session.peer}: an administrator seats"

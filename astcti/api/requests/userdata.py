@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from astcti.api.dispatch import Services, Session
+from astcti.api.services import Services
+from astcti.api.session import Session
 from astcti.api.protocol import CALLID_RE, Field, RequestError, request
 from astcti.api.requests.control import current_call
 from astcti.api.requests.monitoring import EXTENSION, served_extension
@@ -37,7 +38,7 @@ async def userdata(services: Services, session: Session, args: dict[str, Any]) -
     ext = args["extension"]
     served_extension(services, ext)
     callid = args.get("callid") or current_call(services, ext, "any")
-    service: UserDataService | None = services.extra.get("userdata")
+    service: UserDataService | None = services.userdata
     if service is None:
         raise RequestError("user data is not available in this astcti", 503)
     call = services.tracker.calls.get(callid)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from astcti.admin.commands import VALIDATORS, Arg, CommandError, Context, _table, command
+from astcti.admin.language import VALIDATORS, Arg, CommandError, Context, command, table
 from astcti.cti.seating import SeatingError, normalise_address
 
 AGENTID_RE = re.compile(r"^[0-9A-Za-z_.-]{1,32}$")
@@ -39,7 +39,7 @@ VALIDATORS.update({"address": _address, "agentid": _agentid})
          example="show ipextnmap", group="seating")
 async def _show_ipextnmap(ctx: Context, args: dict[str, Any]) -> str:
     rows = [[address, ext] for address, ext in ctx.store.ipextnmap().items()]
-    return _table(rows, ["address", "extension"]) or \
+    return table(rows, ["address", "extension"]) or \
         "no address is mapped: add one with `add ipextnmap ADDRESS EXT`"
 
 
@@ -56,9 +56,8 @@ async def _add_ipextnmap(ctx: Context, args: dict[str, Any]) -> str:
     before = ctx.store.ipextnmap().get(address)
     if before == ext:
         return f"address {address} already sits at extension {ext}"
-    seating = getattr(ctx.daemon, "seating", None) if ctx.daemon is not None else None
-    if seating is not None:
-        seating.map(address, ext)
+    if ctx.daemon is not None:
+        ctx.daemon.seat(address, ext)
         when = "in use now"
     else:
         ctx.store.map_address(address, ext)
@@ -74,9 +73,8 @@ async def _remove_ipextnmap(ctx: Context, args: dict[str, Any]) -> str:
     address = args["ADDRESS"]
     if address not in ctx.store.ipextnmap():
         raise CommandError(f"address {address} is not mapped: see `show ipextnmap`")
-    seating = getattr(ctx.daemon, "seating", None) if ctx.daemon is not None else None
-    if seating is not None:
-        seating.unmap(address)
+    if ctx.daemon is not None:
+        ctx.daemon.unseat(address)
     else:
         ctx.store.unmap_address(address)
     return f"address {address} removed from ipextnmap"

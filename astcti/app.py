@@ -414,8 +414,8 @@ class Daemon:
         cti_events = self.tracker.handle(link.name, event)
         if self.userdata is not None and cti_events:  # the call's user data on its events
             cti_events = self.userdata.decorate(cti_events)
-        for cti_event in cti_events:
-            self.hub.publish(cti_event)
+        if cti_events:
+            self.hub.publish_all(cti_events)
         self.control.on_event(link, event)
         if self.acd is not None:  # queue helper replies, pause changes, queue calls
             self.acd.on_event(link, event, cti_events)

@@ -257,6 +257,9 @@ class Daemon:
         if name == "acti_dial_context":
             self.control.dial_context = value or "from-internal"
             return "used by the next call control request"
+        if name == "acti_servicelevel" and self.queuestats is not None:
+            self.queuestats.apply_parameter(name, value)
+            return "applied to the wallboards' service level"
         return "stored; read where it is used"
 
     async def reconfigure_link(self, name: str, value: str) -> str:

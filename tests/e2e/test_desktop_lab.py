@@ -301,3 +301,29 @@ async def test_the_wallboard_is_for_supervisors(browser, lab: Lab) -> None:
     await page.click("#login")
     await page.wait_for_selector('#login-error:has-text("needs role supervisor")')
     assert await page.is_hidden("#board")
+
+
+async def test_pages_ask_to_sign_in_again_when_astcti_restarts(browser, lab: Lab) -> None:
+    """Tokens live in the daemon: after a restart both pages say so instead of going blank."""
+    desk = await browser("/agent/")
+    await sign_in_agent(desk, lab, "101")
+    board = await browser("/wallboard/")
+    await sign_in_supervisor(board, lab)
+    await desk.wait_for_selector('#conn[data-up="true"]')
+    lab.stop_astcti()
+    lab.start_astcti()
+    for page in (desk, board):
+        await page.wait_for_selector('#login-error:has-text("sign in again")', timeout=30000)
+        assert await page.is_visible("#username")
+    # signing in works again once astcti is linked to Asterisk (until then the page says
+    # "Asterisk link is down: extension 101 cannot be monitored until it is back")
+    for _attempt in range(20):
+        await desk.fill("#password", lab.config.astcti_password)
+        await desk.click("#login")
+        try:
+            await desk.wait_for_selector("#desk:not([hidden])", timeout=1500)
+            break
+        except Exception:  # noqa: BLE001  (playwright's TimeoutError)
+            assert "link is down" in (await desk.text_content("#login-error") or ""), \
+                await desk.text_content("#login-error")
+    assert await desk.is_visible("#desk")

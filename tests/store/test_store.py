@@ -175,3 +175,21 @@ def test_ipextnmap_and_agent_passwords(tmp_path: Path) -> None:
     assert stored and "4321" not in stored and store.agents_with_password() == ["7001"]
     assert store.remove_agent_password("7001") and store.agent_password_hash("7001") is None
     store.close()
+
+
+def test_feature_parameters_reach_stores_of_any_version(tmp_path: Path) -> None:
+    """Parameters of later features appear with their defaults when an older store opens, and
+    an operator's value is never overwritten."""
+    from astcti.store.schema import FEATURE_PARAMETERS
+
+    store = Store.open(tmp_path / "p.db", create=True)
+    store.set_parameter("acti_servicelevel", "30")
+    store.db.conn.execute("DELETE FROM parameters WHERE name = 'acti_screenpop_mode'")
+    store.close()
+    store = Store.open(tmp_path / "p.db")
+    try:
+        assert set(FEATURE_PARAMETERS) <= set(store.parameters())
+        assert store.get_parameter("acti_screenpop_mode") == "tab"
+        assert store.get_parameter("acti_servicelevel") == "30"
+    finally:
+        store.close()

@@ -29,6 +29,7 @@ class AmiSource(Protocol):
     """What the feed needs of an AMI link (astcti.pbx.ami.AmiLink)."""
 
     name: str
+    up: bool
     up_hooks: list[Any]
 
     def on(self, pattern: str, handler: Callable[[Any, AmiMessage], None]) -> Callable[[], None]:
@@ -56,6 +57,8 @@ class AmiQueueFeed:
         self.stats = stats
         self.clock = clock
         self.links: dict[str, Callable[[], None]] = {}  # AMI link name -> detach
+        self.amis: dict[str, AmiSource] = {}
+        stats.event_feed_up = self.up
         self._keys: dict[str, str] = {}  # caller channel uniqueid -> board key (linkedid)
 
     def attach(self, ami: AmiSource) -> None:
@@ -70,13 +73,17 @@ class AmiQueueFeed:
             if self.resync in ami.up_hooks:
                 ami.up_hooks.remove(self.resync)
         self.links[ami.name] = detach
-        self.stats.feeds_with_events += 1
+        self.amis[ami.name] = ami
 
     def detach(self, name: str) -> None:
         detach = self.links.pop(name, None)
+        self.amis.pop(name, None)
         if detach is not None:
             detach()
-            self.stats.feeds_with_events -= 1
+
+    def up(self) -> bool:
+        """Whether an attached AMI is connected (its events keep the board right)."""
+        return any(getattr(ami, "up", False) for ami in self.amis.values())
 
     # -- events ---------------------------------------------------------------------------------
     def _key(self, event: AmiMessage, *, forget: bool) -> str:

@@ -306,8 +306,9 @@ class QueueStatsService:
         self.handled: dict[str, tuple[str, set[str]]] = {}
         self.members: dict[str, Member] = {}  # member interface -> what AMI says of it
         self._member_extensions: set[str] = set()
-        # feeds that see queue events (AMI): then the ACD service's reads are not needed
-        self.feeds_with_events = 0
+        # True while a feed that sees queue events (AMI) is connected: then the ACD service's
+        # reads of the queues are not needed
+        self.event_feed_up: Callable[[], bool] = lambda: False
         self._dirty_queues: set[str] = set()
         self._dirty_agents: set[str] = set()  # extensions
         self._dirty_members = False
@@ -407,7 +408,7 @@ class QueueStatsService:
     def waiting_list(self, queue: str, callers: list[tuple[str, str]]) -> None:
         """A feed that reads the whole queue (callid, calling) by position: the difference
         with what the board holds is joins and departures (unanswered: abandoned)."""
-        if self.feeds_with_events:
+        if self.event_feed_up():
             return  # AMI's events say exactly who left how
         now = self.clock()
         present = [callid for callid, _ in callers]

@@ -33,6 +33,7 @@ class Sink:
 
 class FakeAmi:
     name = "acti_amilink_01"
+    up = True
 
     def __init__(self) -> None:
         self.handlers: list[tuple[str, object]] = []
@@ -93,7 +94,7 @@ async def test_events_make_the_figures(feed) -> None:
     stats.waiting_list("support", [("9.9", "0999")])
     assert stats.snapshot("support")["queues"][0]["waiting"] == 0
     feed.detach(ami.name)
-    assert ami.handlers == [] and ami.up_hooks == [] and stats.feeds_with_events == 0
+    assert ami.handlers == [] and ami.up_hooks == [] and not stats.event_feed_up()
 
 
 async def test_a_reconnect_reads_every_queue_and_drops_callers_that_are_gone(feed) -> None:

@@ -56,6 +56,7 @@ class Connection:
     hold_pending: bool = False  # astcti is taking this channel out of its bridge to hold it
     await_far_answer: bool = False  # makecall/consultation: established when the far end answers
     clear_cause: str | None = None  # e.g. "transferred": overrides the cause of the clearing
+    origcalling: str = ""  # the original caller, once the call was transferred to this extension
     key: str = ""  # tracker key (see the class doc); the channel id when empty
     bridge: str | None = None  # the bridge this connection's call lives in (when known)
     leaving: str | None = None  # astcti takes this line out of its bridge for good (the cause)
@@ -91,3 +92,4 @@ class Call:
     callid: str
     connections: dict[str, Connection] = field(default_factory=dict)  # connection key -> it
     extensions: set[str] = field(default_factory=set)  # every monitored extension that took part
+    origin: str = ""  # the calling number of the call's first connection: its original caller

@@ -130,6 +130,13 @@ class CallControl:
     async def dtmf(self, extension: str, callid: str, digits: str) -> None:
         await self.services.dtmf(extension, callid, digits)
 
+    async def drop_party(self, extension: str, callid: str, party: str) -> None:
+        await self.services.drop_party(extension, callid, party)
+
+    def party_number(self, link: str, channel_id: str) -> str:
+        """Who a channel of astcti's calls is (the tracker names a party that leaves)."""
+        return self.bridging.number(link, channel_id)
+
     async def converse(self, link: str, channels: list[dict[str, Any]]) -> Conversation:
         """Make channels already in astcti's Stasis app one of its conversations."""
         return await self.services.converse(link, channels)

@@ -297,6 +297,17 @@ class ControlServices:
             for channel_id in others:  # the far leg's device gets them (RFC 4733 or INFO)
                 await self.pbx.dtmf(link, channel_id, digits.upper().replace("W", ","))
 
+    async def drop_party(self, extension: str, callid: str, party: str) -> None:
+        """Release one party (by its number) of the extension's conversation."""
+        link = self.connection(extension, callid).link
+        async with self.b.locked(link, self._seeds(extension, callid)):
+            conn, conv = self._active(extension, callid)
+            target = next((m for m in sorted(conv.members)
+                           if m != conn.channel_id and self.b.number(link, m) == party), None)
+            if target is None:
+                raise ControlError(f"no party {party} in the call", 404)
+            await self.pbx.hangup(link, target)
+
     # -- two calls at one phone -----------------------------------------------------------------
     async def consultation(self, extension: str, callid: str, destination: str,
                            userdata: dict[str, Any] | None = None) -> str:

@@ -66,7 +66,7 @@ async def test_alternate_twice_then_transfer_leaves_customer_with_the_consulted_
     assert rig.names("101", active)[4:] == ["held", "retrieved", "transferred",
                                            "connectioncleared"]  # 102 still talks in it
     assert rig.names("101", held)[2:] == ["held", "retrieved", "held", "transferred",
-                                         "connectioncleared", "callcleared"]
+                                         "connectioncleared", "callcleared", "idle"]
     cleared = rig.events("connectioncleared", "101")
     assert {e.cause for e in cleared} == {"transferred"}
     transferred = rig.events("transferred", "102")
@@ -302,3 +302,15 @@ async def test_resync_finds_a_consultation_in_progress() -> None:
     await fresh.pump()
     assert rig.pbx.members() == [{"PJSIP/trunk", "PJSIP/102"}]
     assert agent not in rig.pbx.channels
+
+
+async def test_consulted_party_hanging_up_is_reported_on_the_consultation() -> None:
+    """`partycleared` names the call the party left (the agent's one leg carries two)."""
+    rig = await Rig().start()
+    held, active, agent, far = await consulting(rig)
+    rig.pbx.hang_up_phone(far)
+    await rig.pump()
+    left = rig.events("partycleared", "101")
+    assert [(e.callid, e.releasing) for e in left] == [(active, "102")]
+    assert rig.tracker.find("101", held).state.value == "held"
+    assert agent in rig.pbx.channels

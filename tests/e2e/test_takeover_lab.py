@@ -232,7 +232,7 @@ async def test_without_ami_a_call_cannot_be_taken_over_and_says_why(freepbx: Lab
         customer = lab.call("101", talk_ms=3000)
         callid = (await expect(client, "established", "101"))["callid"]
         reply = await client.request("hold", extension="101", callid=callid, check=False)
-        assert reply["result"] == "fail"
+        assert reply["result"] == "error"
         assert reply["error"].startswith("call not controllable: astcti has no AMI link")
         assert "acti_amilink_01" in reply["error"]
         assert await asyncio.to_thread(customer.wait, 20) == 0  # the call was not disturbed

@@ -226,8 +226,8 @@ async def test_concurrent_requests_on_two_agents_and_on_one_call(lab: Lab, cti,
         replies = await asyncio.gather(
             a.request("retrieve", extension="101", callid=call1, check=False),
             b.request("retrieve", extension="101", callid=call1, check=False))
-        assert sorted(r["result"] for r in replies) == ["fail", "success"]
-        assert [r["error"] for r in replies if r["result"] == "fail"] == ["no held call"]
+        assert sorted(r["result"] for r in replies) == ["error", "success"]
+        assert [r["error"] for r in replies if r["result"] == "error"] == ["no held call"]
         await expect(client, "retrieved", "101", callid=call1)
         procs.append(lab.call("103", talk_ms=3000, local_port=c.trunk_ports[3]))
         delivered = await expect(client, "delivered", "103")

@@ -30,6 +30,7 @@ from astcti.cti.events import LinkDown, LinkUp
 from astcti.cti.hub import Hub
 from astcti.cti.model import Connection
 from astcti.cti.presence import PresenceService
+from astcti.cti.queuefeed import AmiQueueFeed
 from astcti.cti.queuestats import QueueStatsService
 from astcti.cti.tracker import Tracker, endpoint_of
 from astcti.cti.userdata import UserDataService
@@ -88,6 +89,7 @@ class Daemon:
         self.userdata: UserDataService | None = None  # user data attached to calls
         self.presence: PresenceService | None = None  # line states (desktops' directory)
         self.queuestats: QueueStatsService | None = None  # wallboards' figures
+        self.queuefeed: AmiQueueFeed | None = None  # wallboards' figures from AMI
         # admin console: trace taps and the admin socket
         self.trace = TraceBus()
         self.hub.tap = self.trace.on_cti
@@ -169,6 +171,8 @@ class Daemon:
         ami = AmiLink(config, heartbeat=heartbeat)
         if self.acd is not None:  # which queue offers a FreePBX-form member its call
             ami.on("AgentCalled", self.acd.on_agent_called)
+        if self.queuefeed is not None:  # wallboards: queue callers and members as they change
+            self.queuefeed.attach(ami)
         self.ami_links[config.name] = ami
         sibling = self.links.get(config.sibling)
         if sibling is not None:
@@ -178,6 +182,8 @@ class Daemon:
     def forget_ami_link(self, name: str) -> AmiLink | None:
         """Unregister an AMI connection (the caller stops it); its ARI sibling loses it."""
         ami = self.ami_links.pop(name, None)
+        if self.queuefeed is not None:
+            self.queuefeed.detach(name)
         for link in self.links.values():
             if link.ami is ami and ami is not None:
                 link.ami = None
@@ -261,6 +267,9 @@ class Daemon:
         if name == "acti_dial_context":
             self.control.dial_context = value or "from-internal"
             return "used by the next call control request"
+        if name == "acti_servicelevel" and self.queuestats is not None:
+            self.queuestats.apply_parameter(name, value)
+            return "applied to the wallboards' service level"
         return "stored; read where it is used"
 
     async def reconfigure_link(self, name: str, value: str) -> str:
@@ -481,7 +490,8 @@ class Daemon:
 
         self.presence = PresenceService(self.directory, self.hub, agent_of)
         self.queuestats = QueueStatsService(self.store, self.hub, self.tracker, acd)
-        acd.on_waiting = self.queuestats.waiting_list
+        acd.on_waiting = self.queuestats.waiting_list  # without AMI
+        self.queuefeed = AmiQueueFeed(self.queuestats)
         self.hub.observers += [self.presence.on_cti_event, self.queuestats.on_cti_event]
 
     async def _acd_link_up(self, link: AsteriskLink) -> None:

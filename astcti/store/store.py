@@ -24,7 +24,7 @@ from typing import Any
 import sqlite_utils
 
 from astcti.errors import StoreError
-from astcti.store.schema import MIGRATIONS, SCHEMA_VERSION
+from astcti.store.schema import MIGRATIONS, SCHEMA_VERSION, ensure_feature_parameters
 
 DEFAULT_DB_PATH = Path(os.environ.get("ASTCTI_DB", "/var/lib/astcti/astcti.db"))
 BUSY_TIMEOUT_MS = 15000
@@ -139,6 +139,7 @@ class Store:
             for version in range(current + 1, SCHEMA_VERSION + 1):
                 MIGRATIONS[version - 1](self.db)
                 conn.execute(f"PRAGMA user_version={version}")
+            ensure_feature_parameters(self.db)
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")

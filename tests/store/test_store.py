@@ -139,3 +139,21 @@ def test_v2_keeps_agents_and_call_user_data(tmp_path: Path) -> None:
     assert store.get_parameter("acti_userdata_grace") == "60"
     assert store.remove_agent("101") and store.agents() == []
     store.close()
+
+
+def test_feature_parameters_reach_stores_of_any_version(tmp_path: Path) -> None:
+    """Parameters of later features appear with their defaults when an older store opens, and
+    an operator's value is never overwritten."""
+    from astcti.store.schema import FEATURE_PARAMETERS
+
+    store = Store.open(tmp_path / "p.db", create=True)
+    store.set_parameter("acti_servicelevel", "30")
+    store.db.conn.execute("DELETE FROM parameters WHERE name = 'acti_screenpop_mode'")
+    store.close()
+    store = Store.open(tmp_path / "p.db")
+    try:
+        assert set(FEATURE_PARAMETERS) <= set(store.parameters())
+        assert store.get_parameter("acti_screenpop_mode") == "tab"
+        assert store.get_parameter("acti_servicelevel") == "30"
+    finally:
+        store.close()

@@ -51,6 +51,8 @@
     }
 
     async login(username, password) {
+      this.stopEvents();
+      this.token = null;  // a stale token would make the server refuse this login
       const reply = await this.request("login", {username, password});
       if (reply.result === "success") {
         this.token = reply.token;
@@ -66,7 +68,9 @@
       return reply;
     }
 
+    /** Events (and `{msgtype: "lost"}` when some were dropped: ask a snapshot again). */
     onEvent(callback) { this.listeners.push(callback); }
+    /** "events connected", "events disconnected: ...", or "unauthorized" (log in again). */
     onStatus(callback) { this.statusListeners.push(callback); }
 
     status(text) { this.statusListeners.forEach(cb => cb(text)); }
@@ -87,6 +91,11 @@
           headers.Accept = "text/event-stream";
           const resp = await fetch(this.baseUrl + "/api/v1/events?after=" + this.lastEventId,
             {headers, signal: abort.signal});
+          if (resp.status === 401) {  // the token is gone (logout, expiry, astcti restarted)
+            this.token = null;
+            this.status("unauthorized");
+            return;
+          }
           if (!resp.ok) throw new Error("event stream: HTTP " + resp.status);
           this.status("events connected");
           const reader = resp.body.getReader();

@@ -181,8 +181,9 @@ def document(server_url: str | None = None) -> dict[str, Any]:
                     "type": "object", "required": ["msgtype", "id", "result", "error"],
                     "properties": {
                         "msgtype": {"type": "string", "enum": ["response"]},
-                        "id": {"type": "string"},
-                        "result": {"type": "string", "enum": ["success", "fail"]},
+                        "id": {"oneOf": [{"type": "string"}, {"type": "number"}],
+                               "description": "the request's id, as sent"},
+                        "result": {"type": "string", "enum": ["success", "error"]},
                         "error": {"type": "string"},
                     },
                     "additionalProperties": True,

@@ -19,7 +19,8 @@ import ssl
 import time
 from collections.abc import Callable
 
-from astcti.api import wsproto
+from astcti import wsproto
+from astcti.api.auth import address_identity
 from astcti.api.dispatch import Dispatcher
 from astcti.api.session import Session
 from astcti.api.outbox import Outbox
@@ -109,8 +110,7 @@ class WsConnection(asyncio.Protocol):
 
     # -- asyncio.Protocol -----------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = transport  # type: ignore[assignment]  (uvloop's is no subclass)
         peername = transport.get_extra_info("peername")
         self.peer = peername[0] if isinstance(peername, tuple) else str(peername or "?")
         if not self.server.admit(self.peer):
@@ -195,10 +195,9 @@ class WsConnection(asyncio.Protocol):
         assert self.transport is not None
         self.outbox = Outbox(self.transport, _ws_bytes, self._too_slow, f"ws {self.peer}")
         session = Session("ws", self.peer, self.outbox.put, self.outbox.put_many)
-        if not self.server.auth_required:
-            from astcti.api.auth import Identity
-
-            session.identity = Identity("anonymous", "client")
+        if not self.server.auth_required:  # known by its address (the ipextnmap seats it)
+            session.identity = address_identity(self.server.dispatcher.services.seating,
+                                                self.peer)
         return session
 
     def _open(self, handshake: wsproto.Handshake, error: str | None, rest: bytes,

@@ -73,6 +73,16 @@ def _v2(db: sqlite_utils.Database) -> None:
     )
 
 
+def _v3(db: sqlite_utils.Database) -> None:
+    """Free seating (client address -> extension, the astCTI console's `ipextnmap`), agent
+    passwords checked at ACD login, and an agent's ready mode (auto-in or manual-in)."""
+    db["ipextnmap"].create({"address": str, "extension": str}, pk="address",
+                           not_null={"extension"})
+    db["agent_passwords"].create({"agentid": str, "password_hash": str}, pk="agentid",
+                                 not_null={"password_hash"})
+    db["agents"].add_column("mode", str)
+
+
 #: Parameters of features added without a schema change: inserted (with their defaults) into
 #: any store that lacks them each time it is opened, whatever its schema version.
 FEATURE_PARAMETERS: dict[str, tuple[str, str]] = {
@@ -97,6 +107,6 @@ def ensure_feature_parameters(db: sqlite_utils.Database) -> None:
 
 
 #: Ordered migrations; index + 1 is the schema version it produces.
-MIGRATIONS: list[Migration] = [_v1, _v2]
+MIGRATIONS: list[Migration] = [_v1, _v2, _v3]
 
 SCHEMA_VERSION = len(MIGRATIONS)

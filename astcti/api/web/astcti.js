@@ -34,7 +34,7 @@
       return (await resp.json()).requests;
     }
 
-    /** Send one request; resolves with the response envelope (result success or fail). */
+    /** Send one request; resolves with the response envelope (result success or error). */
     async request(name, fields) {
       const body = Object.assign({id: String(this.nextId++)}, fields || {});
       const resp = await fetch(this.baseUrl + "/api/v1/requests/" + encodeURIComponent(name),
@@ -43,7 +43,7 @@
       try {
         reply = await resp.json();
       } catch (err) {
-        reply = {msgtype: "response", id: body.id, result: "fail",
+        reply = {msgtype: "response", id: body.id, result: "error",
                  error: "HTTP " + resp.status + " without a JSON body"};
       }
       reply.httpStatus = resp.status;

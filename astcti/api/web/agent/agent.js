@@ -98,6 +98,15 @@
       return;
     }
     if (name === "queued") return;  // a caller waiting in one of our queues, not our call yet
+    if (name === "idle") return;  // no call left: the last connectioncleared removed it
+    if (name === "partycleared") {  // another party left; the call goes on
+      const call = desk.calls.get(e.callid);
+      if (call && call.conference) {
+        call.conference = call.conference.split(", ").filter((p) => p !== e.releasing).join(", ");
+      }
+      render();
+      return;
+    }
     const call = upsertCall(e);
     if (name === "serviceinitiated" || name === "originated") {
       call.direction = call.direction || "outgoing";

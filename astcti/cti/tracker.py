@@ -81,6 +81,7 @@ class Tracker:
         #: FreePBX-form members' calls, which ARI shows as plain Dial()s.
         self.queue_offer: QueueLookup | None = None
         self.connections: dict[tuple[str, str], Connection] = {}  # (link, connection key)
+        self.leg_count: dict[str, int] = {}  # extension -> its connections (idle at 0)
         #: the connections (lines) each channel carries: (link, channel id) -> keys, own first
         self.lines: dict[tuple[str, str], list[str]] = {}
         #: the bridge each tracked channel is in (bridge events say which line they concern)
@@ -137,7 +138,8 @@ class Tracker:
         if ts and ts[-5] in "+-":  # ARI's +0000 -> ISO-8601 extended +00:00
             event["timestamp"] = f"{ts[:-2]}:{ts[-2:]}"
         left = self.parties.before(link, event)
-        return self.parties.complete(left + handler(link, event))
+        out = handler(link, event)
+        return self.parties.complete(left + out if left else out)
 
     def _conn(self, link: str, event: AriEvent) -> Connection | None:
         """The connection an event about a channel concerns: its active line (the one whose
@@ -172,6 +174,8 @@ class Tracker:
         return match
 
     def _add(self, conn: Connection) -> None:
+        if (conn.link, conn.key) not in self.connections:
+            self.leg_count[conn.extension] = self.leg_count.get(conn.extension, 0) + 1
         self.connections[(conn.link, conn.key)] = conn
         keys = self.lines.setdefault((conn.link, conn.channel_id), [])
         if conn.key not in keys:
@@ -181,7 +185,8 @@ class Tracker:
         call.extensions.add(conn.extension)
 
     def _forget(self, conn: Connection) -> None:
-        self.connections.pop((conn.link, conn.key), None)
+        if self.connections.pop((conn.link, conn.key), None) is not None:
+            self._count_down(conn.extension)
         keys = self.lines.get((conn.link, conn.channel_id))
         if keys is not None:
             if conn.key in keys:
@@ -736,8 +741,16 @@ class Tracker:
                 out += self._apply_state(conn, channel.get("state", ""), ts)
         return self.parties.complete(out)
 
+    def _count_down(self, extension: str) -> None:
+        left = self.leg_count.get(extension, 1) - 1
+        if left > 0:
+            self.leg_count[extension] = left
+        else:
+            self.leg_count.pop(extension, None)
+
     def drop_extension(self, extension: str) -> None:
         """Forget an extension that is no longer configured (no events: nobody monitors it)."""
+        self.leg_count.pop(extension, None)
         for conn in list(self.connections.values()):
             if conn.extension == extension:
                 self._forget(conn)

@@ -19,6 +19,18 @@ async def monitor(cti, *extensions: str) -> CtiClient:
     return client
 
 
+async def monitor_when_served(cti, *extensions: str) -> CtiClient:
+    """`monitor` right after astcti (re)started: its link comes up just after its listeners."""
+    client: CtiClient = await cti()
+    for ext in extensions:
+        for _ in range(150):
+            reply = await client.request("startmonitor", extension=ext, check=False)
+            if reply["result"] == "success":
+                break
+            await asyncio.sleep(0.1)
+    return client
+
+
 async def expect(client: CtiClient, name: str, extension: str, timeout: float = 20.0,
                  **match: Any) -> dict[str, Any]:
     """The extension's next `name` event after the previous one expected for that extension

@@ -15,7 +15,8 @@ import pytest
 from astcti.client import CtiClient
 from tests.e2e.helpers import (
     bridge_members as _bridge_members, customer_talking_to as _customer_talking_to,
-    expect as _expect, header as _header, monitor as _monitor, stop as _stop,
+    expect as _expect, header as _header, monitor as _monitor, monitor_when_served,
+    stop as _stop,
 )
 from tests.lab import Lab
 from tests.lab.ari import ari, bridges, channels, wait_for
@@ -347,7 +348,7 @@ async def test_bad_requests_fail_cleanly(lab: Lab, cti, clean_asterisk) -> None:
         _stop(lab)
 
 
-async def test_calls_still_work_when_astcti_is_down(lab: Lab, clean_asterisk) -> None:
+async def test_calls_still_work_when_astcti_is_down(lab: Lab, cti, clean_asterisk) -> None:
     """STASISSTATUS=FAILED: the dialplan dials directly."""
     lab.start_phone("101", Phone(answer_after_ms=300))
     lab.stop_astcti()
@@ -358,6 +359,7 @@ async def test_calls_still_work_when_astcti_is_down(lab: Lab, clean_asterisk) ->
         assert not bridges(lab)
     finally:
         lab.start_astcti()
+        await monitor_when_served(cti, "101")  # back in service for the next test
         _stop(lab)
 
 

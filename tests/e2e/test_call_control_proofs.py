@@ -12,9 +12,8 @@ import time
 
 import pytest
 
-from astcti.client import CtiClient
 from tests.e2e.helpers import (
-    bridge_members, customer_talking_to, dialogs, expect, monitor, stop,
+    bridge_members, customer_talking_to, dialogs, expect, monitor, monitor_when_served, stop,
 )
 from tests.lab import Lab
 from tests.lab.ari import channels, force_clean, wait_for
@@ -105,16 +104,6 @@ async def test_attended_transfer_made_on_the_phone(lab: Lab, cti, clean_asterisk
         stop(lab, *([customer] if customer else []))
 
 
-async def _again(lab: Lab, cti) -> CtiClient:
-    again: CtiClient = await cti()
-    for _ in range(100):  # the link comes up just after the listeners
-        if (await again.request("startmonitor", extension="101", check=False))["result"] \
-                == "success":
-            break
-        await asyncio.sleep(0.1)
-    return again
-
-
 async def test_consultation_survives_an_astcti_kill_and_completes(lab: Lab, cti,
                                                                   clean_asterisk) -> None:
     """kill -9 astcti in the middle of a consultation (single-line phone): the restarted
@@ -131,7 +120,7 @@ async def test_consultation_survives_an_astcti_kill_and_completes(lab: Lab, cti,
         await expect(client, "established", "101", callid=active)
         await asyncio.to_thread(lab.stop_astcti, True)
         await asyncio.to_thread(lab.start_astcti)
-        again = await _again(lab, cti)
+        again = await monitor_when_served(cti, "101")
         snap = await again.request("snapshot", extension="101")
         assert {c["callid"]: c["state"] for c in snap["calls"]} == {held: "held",
                                                                    active: "connected"}
@@ -226,8 +215,8 @@ async def test_concurrent_requests_on_two_agents_and_on_one_call(lab: Lab, cti,
         replies = await asyncio.gather(
             a.request("retrieve", extension="101", callid=call1, check=False),
             b.request("retrieve", extension="101", callid=call1, check=False))
-        assert sorted(r["result"] for r in replies) == ["fail", "success"]
-        assert [r["error"] for r in replies if r["result"] == "fail"] == ["no held call"]
+        assert sorted(r["result"] for r in replies) == ["error", "success"]
+        assert [r["error"] for r in replies if r["result"] == "error"] == ["no held call"]
         await expect(client, "retrieved", "101", callid=call1)
         procs.append(lab.call("103", talk_ms=3000, local_port=c.trunk_ports[3]))
         delivered = await expect(client, "delivered", "103")

@@ -282,7 +282,7 @@ async def test_answer_on_a_phone_answered_by_hand_is_refused_and_the_call_rings_
         delivered = await expect(client, "delivered", "101")
         reply = await client.request("answer", extension="101", callid=delivered["callid"],
                                      check=False)
-        assert reply["result"] == "fail"
+        assert reply["result"] == "error"
         assert reply["error"].startswith("answer not supported by this phone: extension 101")
         lift(lab, "101")  # the agent picks up: the call was never dropped
         await expect(client, "established", "101", callid=delivered["callid"])

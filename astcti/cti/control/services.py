@@ -233,6 +233,7 @@ class ControlServices:
         new = await self.b.create(link, ext.endpoint, originator=leg.peer, variables=variables,
                                   plan=Plan(replaces=leg.id), peer=leg.peer,
                                   dialled_for=leg.peer)
+        new.answering = True  # it IS the answer: a later `answer` finds the call answered
         target = self.state.incoming_to(link, leg.id)
         if target is not None:  # it was being dialled into a conversation: the new one is
             target.incoming.discard(leg.id)

@@ -233,6 +233,21 @@ async def test_two_concurrent_answers_create_one_leg() -> None:
     assert rig.pbx.op_names().count("create") == creates + 1
 
 
+async def test_an_answer_after_the_reoffer_does_not_offer_the_call_again() -> None:
+    """The second `answer` comes once the first re-offered the call (the connection moved to
+    the new leg): it finds the call being answered."""
+    rig = await Rig().start(("101", "reoffer"))
+    rig.pbx.phone_call("PJSIP/trunk", "0912345678", app_args="dial,PJSIP/101,30", state="Ring")
+    await rig.pump()
+    callid = rig.events("delivered", "101")[0].callid
+    creates = rig.pbx.op_names().count("create")
+    await rig.control.answer("101", callid)
+    await rig.pump()
+    await rig.control.answer("101", callid)
+    await rig.pump()
+    assert rig.pbx.op_names().count("create") == creates + 1
+
+
 async def test_requests_on_two_agents_calls_run_concurrently() -> None:
     rig = await Rig().start()
     call1, _, _ = await rig.customer_with("101")

@@ -78,11 +78,19 @@ class Takeover:
                                    up=channel.get("state") == "Up"))
         arrival = self._waiting.get((link, token))
         if arrival is None:  # nobody waits (astcti restarted between Redirect and arrival)
-            log.info("%s entered astcti's app for a takeover nobody waits for: hanging up",
-                     channel.get("name"))
-            asyncio.ensure_future(self.pbx.hangup(link, channel["id"]))
+            asyncio.get_running_loop().call_later(
+                ARRIVAL_SECONDS, lambda: asyncio.ensure_future(self._orphan(link, channel)))
             return
         arrival.add(channel)
+
+    async def _orphan(self, link: str, channel: dict[str, Any]) -> None:
+        """A channel that came to take over with nobody waiting, and that no conversation took
+        meanwhile, has no call any more: hang it up (Asterisk stays clean)."""
+        leg = self.state.leg(link, channel["id"])
+        if leg is not None and not leg.gone and (link, leg.id) not in self.state.member_of:
+            log.info("%s came into astcti's app to be taken over, nobody took it: hanging up",
+                     channel.get("name"))
+            await self.pbx.hangup(link, leg.id)
 
     async def _move(self, link: str, channels: list[dict[str, Any]]) -> dict[str, Any]:
         """Redirect the channels to the adopt context and wait until all are in the app."""

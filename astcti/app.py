@@ -155,9 +155,8 @@ class Daemon:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stopping.set)
-        # SIGHUP re-reads the listeners table (the admin API calls reload_listeners itself)
-        loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(
-            self.reload_listeners()))
+        # SIGHUP (`systemctl reload astcti`) re-reads listeners and extensions from the store
+        loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self.reload()))
         try:
             await self.start()
         except AstctiError:
@@ -167,6 +166,48 @@ class Daemon:
         log.info("stopping")
         await self.stop()
         return 0
+
+    async def reload(self) -> None:
+        """Apply the store's listeners, extensions and users as they are now, without a restart
+        (which would drop every agent's session). Links and parameters still need a restart."""
+        log.info("reloading listeners, extensions and users from the store")
+        if self.services is not None:
+            self.services.auth.forget_verifications()
+        try:
+            await self.reload_listeners()
+            await self.reload_extensions()
+        except AstctiError as exc:
+            log.error("reload: %s", exc)
+
+    async def reload_extensions(self) -> None:
+        """Watch the extensions the store gained, stop watching those it lost."""
+        if self.store is None:
+            return
+        wanted = {e.number: e.technology for e in self.store.extensions()}
+        have = {n: e.technology for n, e in self.directory.extensions.items()}
+        added = [n for n, tech in wanted.items() if have.get(n) != tech]
+        if added:
+            for link in self.links.values():  # the PBX may have gained the endpoints
+                if link.up:
+                    try:
+                        endpoints = await link.call("endpoints", "list") or []
+                        link.endpoints = {f"{e['technology']}/{e['resource']}" for e in endpoints}
+                    except (AriError, AstctiError) as exc:
+                        log.warning("%s: cannot refresh endpoints: %s", link.name, exc)
+        for number in added:
+            await self.directory.add(number, wanted[number])
+        for number in set(have) - set(wanted):
+            link = self.directory.link_of(number)
+            if self.hub.monitor_counts().get(number):
+                self.hub.publish(LinkDown(number, "", _now(), link=link.name if link else "",
+                                          reason="extension removed by the administrator"))
+                for sub in tuple(self.hub.monitors.get(number, ())):
+                    self.hub.detach(sub, number)
+            await self.directory.remove(number)
+            self.tracker.drop_extension(number)
+        if added or set(have) - set(wanted):
+            log.info("extensions: %d added or changed, %d removed", len(added),
+                     len(set(have) - set(wanted)))
 
     async def reload_listeners(self) -> dict[int, str]:
         """Open/close listeners to match the store's rows, without touching unchanged ones."""

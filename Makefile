@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 PHONES ?= auto
 PYTEST_ARGS ?=
 
-.PHONY: help sysdeps venv lab lab-down lab-status test bench soak clean deb requirements \
+.PHONY: help sysdeps venv lab lab-down lab-status test bench soak clean deb repo requirements \
 	delivery-deps lint-delivery test-delivery
 
 help:
@@ -16,6 +16,7 @@ help:
 	@echo "make test                    run every test, the real-Asterisk lab included"
 	@echo "make bench                   measure astcti against raw ARI, write docs/benchmarks.md"
 	@echo "make deb                     build dist/astcti_<version>_<arch>.deb (dh-virtualenv) + lintian"
+	@echo "make repo                    a signed apt repository of it in dist/repo (ASTCTI_REPO_KEY=fingerprint)"
 	@echo "make test-delivery           .deb, Ansible roles, Vagrantfile: built, linted, installed for real"
 
 # System packages the project needs (installed only when missing, so repeat runs are quick).
@@ -29,7 +30,8 @@ sysdeps:
 	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  apt-get update -qq -o DPkg::Lock::Timeout=600 && DEBIAN_FRONTEND=noninteractive \
+	    apt-get install -y -qq -o DPkg::Lock::Timeout=600 $$missing >/dev/null; \
 	fi
 
 $(VENV)/.stamp: pyproject.toml
@@ -56,7 +58,7 @@ test: venv
 # -- delivery: .deb, Ansible, Vagrant ----------------------------------------------------------
 # Debian 12 packages used to build and check the delivery (installed only when missing).
 DELIVERY_DEBS := dh-virtualenv debhelper python3-dev python3-venv build-essential lintian \
-	ansible ansible-lint yamllint vagrant ruby
+	ansible ansible-lint yamllint vagrant ruby apt-utils gnupg
 
 delivery-deps: sysdeps
 	@missing=""; \
@@ -65,7 +67,8 @@ delivery-deps: sysdeps
 	done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  apt-get update -qq -o DPkg::Lock::Timeout=600 && DEBIAN_FRONTEND=noninteractive \
+	    apt-get install -y -qq -o DPkg::Lock::Timeout=600 $$missing >/dev/null; \
 	fi
 
 # The pinned requirements the .deb's virtualenv is built from (what pip resolves here).
@@ -75,11 +78,14 @@ requirements:
 deb: delivery-deps
 	packaging/build-deb.sh
 
+repo: deb
+	packaging/build-repo.sh
+
 # The linters alone (tests/delivery/test_static.py runs them too).
 lint-delivery: venv delivery-deps
 	$(PY) -m pytest -q tests/delivery/test_static.py
 
-test-delivery: venv deb
+test-delivery: venv repo
 	$(PY) -m pytest tests/delivery $(PYTEST_ARGS)
 
 bench: venv

@@ -12,27 +12,38 @@ import os
 import signal
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 from cryptography.fernet import Fernet
 
 from astcti import __version__
 from astcti.admin.trace import TraceBus
 from astcti.api.auth import Auth
-from astcti.api.dispatch import Dispatcher, Services
+from astcti.api.dispatch import Dispatcher
 from astcti.api.listeners import Listeners
+from astcti.api.services import Services
+from astcti.api.session import Session
 from astcti.cti.acd import AcdService
 from astcti.cti.control import CallControl
 from astcti.cti.directory import Directory
 from astcti.cti.events import LinkDown, LinkUp
 from astcti.cti.hub import Hub
-from astcti.cti.tracker import Tracker
+from astcti.cti.model import Connection
+from astcti.cti.presence import PresenceService
+from astcti.cti.queuestats import QueueStatsService
+from astcti.cti.tracker import Tracker, endpoint_of
 from astcti.cti.userdata import UserDataService
 from astcti.errors import AstctiError
+from astcti.pbx.ami import AmiLink, AmiStatus
 from astcti.pbx.ari import AriError, AriEvent
-from astcti.pbx.link import AsteriskLink
-from astcti.pbx.linkconfig import LinkConfig, parse_link
+from astcti.pbx.channelvars import ChannelVarsFiller
+from astcti.pbx.link import AsteriskLink, LinkStatus
+from astcti.pbx.linkconfig import (
+    AmiLinkConfig, LinkConfig, ami_sibling, parse_amilink, parse_link,
+)
 from astcti.secrets import load_key
 from astcti.store import Store
+from astcti.store.store import AMI_LINK_PARAMETER, LINK_PARAMETER, ListenerRow
 
 log = logging.getLogger("astcti")
 
@@ -53,15 +64,20 @@ class Daemon:
         self.cipher: Fernet | None = None
         self.links: dict[str, AsteriskLink] = {}
         self.link_errors: dict[str, str] = {}  # misconfigured links: parameter -> error line
+        self.ami_links: dict[str, AmiLink] = {}  # acti_amilink_NN -> its AMI connection
         self.directory = Directory()
         self.tracker = Tracker(self.directory.resolve)
         self.hub = Hub()
         self.control = CallControl(self.tracker, self.directory)
+        # callid and user data where ari.conf lacks channelvars: read per tracked channel
+        self.channelvars = ChannelVarsFiller(self._on_ari_event, self._tracked)
         self.services: Services | None = None
         self.dispatcher: Dispatcher | None = None
         self.listeners: Listeners | None = None
         self.acd: AcdService | None = None  # ACD agents on queues
         self.userdata: UserDataService | None = None  # user data attached to calls
+        self.presence: PresenceService | None = None  # line states (desktops' directory)
+        self.queuestats: QueueStatsService | None = None  # wallboards' figures
         # admin console: trace taps and the admin socket
         self.trace = TraceBus()
         self.hub.tap = self.trace.on_cti
@@ -78,11 +94,12 @@ class Daemon:
         self.hub.buffer_age = float(params.get("acti_resume_age") or 300)
         for ext in self.store.extensions():
             await self.directory.add(ext.number, ext.technology)
-        self.services = Services(self.store, self.directory, self.tracker, self.hub,
-                                 Auth(self.store))
-        self.services.extra["control"] = self.control
         self.control.dial_context = params.get("acti_dial_context") or "from-internal"
         self._start_acd()
+        self.services = Services(self.store, self.directory, self.tracker, self.hub,
+                                 Auth(self.store), control=self.control, acd=self.acd,
+                                 userdata=self.userdata, presence=self.presence,
+                                 queuestats=self.queuestats)
         self.dispatcher = Dispatcher(self.services)
         self.dispatcher.tap = self.trace.on_client  # client requests, for `trace on client`
         self._start_links()
@@ -94,12 +111,20 @@ class Daemon:
                 log.error("%s", exc)
         await self._start_admin()
         ports = ", ".join(f"{r.row.protocol}:{p}" for p, r in self.listeners.running.items())
-        log.info("ready: store %s, %d link(s), listeners %s", self.db_path, len(self.links),
-                 ports or "none")
+        log.info("ready: store %s, %d link(s) (%d AMI), listeners %s", self.db_path,
+                 len(self.links), len(self.ami_links), ports or "none")
 
     def _start_links(self) -> None:
         assert self.store is not None
         heartbeat = float(self.store.get_parameter("acti_heartbeat", "5") or 5)
+        for name, value in self.store.ami_link_parameters().items():
+            try:
+                ami_config = parse_amilink(name, value, self.cipher)
+            except AstctiError as exc:
+                self.link_errors[name] = str(exc)
+                log.error("%s", exc)
+                continue
+            self.make_ami_link(ami_config, heartbeat).start()
         for name, value in self.store.link_parameters().items():
             try:
                 config = parse_link(name, value, self.cipher)
@@ -118,11 +143,35 @@ class Daemon:
         if heartbeat is None:
             assert self.store is not None
             heartbeat = float(self.store.get_parameter("acti_heartbeat", "5") or 5)
-        link = AsteriskLink(config, heartbeat=heartbeat, on_event=self._on_ari_event,
+        link = AsteriskLink(config, heartbeat=heartbeat, on_event=self.channelvars.feed,
                             on_up=self._on_link_up, on_down=self._on_link_down)
+        link.ami = self.ami_links.get(ami_sibling(config.name))
         self.links[config.name] = link
         self.directory.add_link(link)
         return link
+
+    def make_ami_link(self, config: AmiLinkConfig, heartbeat: float | None = None) -> AmiLink:
+        """An AMI connection registered (not started) and handed to its ARI sibling (same NN)
+        as `link.ami`: startup and `update parameter acti_amilink_NN` build them here."""
+        if heartbeat is None:
+            assert self.store is not None
+            heartbeat = float(self.store.get_parameter("acti_heartbeat", "5") or 5)
+        ami = AmiLink(config, heartbeat=heartbeat)
+        if self.acd is not None:  # which queue offers a FreePBX-form member its call
+            ami.on("AgentCalled", self.acd.on_agent_called)
+        self.ami_links[config.name] = ami
+        sibling = self.links.get(config.sibling)
+        if sibling is not None:
+            sibling.ami = ami
+        return ami
+
+    def forget_ami_link(self, name: str) -> AmiLink | None:
+        """Unregister an AMI connection (the caller stops it); its ARI sibling loses it."""
+        ami = self.ami_links.pop(name, None)
+        for link in self.links.values():
+            if link.ami is ami and ami is not None:
+                link.ami = None
+        return ami
 
     # -- admin console ---------------------------------------------------------------------------
     async def _start_admin(self) -> None:
@@ -144,9 +193,14 @@ class Daemon:
             await self.listeners.close_all()
         if self.acd is not None:
             await self.acd.stop()
+        if self.queuestats is not None:
+            await self.queuestats.stop()
         for link in self.links.values():
             await link.stop()
         self.links.clear()
+        for ami in self.ami_links.values():
+            await ami.stop()
+        self.ami_links.clear()
         if self.store is not None:
             self.store.close()
             self.store = None
@@ -186,28 +240,17 @@ class Daemon:
         wanted = {e.number: e.technology for e in self.store.extensions()}
         have = {n: e.technology for n, e in self.directory.extensions.items()}
         added = [n for n, tech in wanted.items() if have.get(n) != tech]
-        if added:
-            for link in self.links.values():  # the PBX may have gained the endpoints
-                if link.up:
-                    try:
-                        endpoints = await link.call("endpoints", "list") or []
-                        link.endpoints = {f"{e['technology']}/{e['resource']}" for e in endpoints}
-                    except (AriError, AstctiError) as exc:
-                        log.warning("%s: cannot refresh endpoints: %s", link.name, exc)
+        removed = sorted(set(have) - set(wanted))
         for number in added:
-            await self.directory.add(number, wanted[number])
-        for number in set(have) - set(wanted):
-            link = self.directory.link_of(number)
-            if self.hub.monitor_counts().get(number):
-                self.hub.publish(LinkDown(number, "", _now(), link=link.name if link else "",
-                                          reason="extension removed by the administrator"))
-                for sub in tuple(self.hub.monitors.get(number, ())):
-                    self.hub.detach(sub, number)
-            await self.directory.remove(number)
-            self.tracker.drop_extension(number)
-        if added or set(have) - set(wanted):
-            log.info("extensions: %d added or changed, %d removed", len(added),
-                     len(set(have) - set(wanted)))
+            try:
+                await self.watch_extension(number, wanted[number])
+            except (AriError, AstctiError) as exc:
+                log.warning("extension %s: subscribing failed (%s): retried when the link"
+                            " reconnects", number, exc)
+        for number in removed:
+            await self.unwatch_extension(number, "extension removed by the administrator")
+        if added or removed:
+            log.info("extensions: %d added or changed, %d removed", len(added), len(removed))
 
     async def reload_listeners(self) -> dict[int, str]:
         """Open/close listeners to match the store's rows, without touching unchanged ones."""
@@ -215,24 +258,202 @@ class Daemon:
             return {}
         return await self.listeners.sync(self.store.listeners())
 
+    # -- operations: how the admin console changes and reads the running daemon ------------------
+    # (admin/commands/* write the store themselves, then call these; nothing else reaches in)
+    async def apply_parameter(self, name: str, value: str) -> str:
+        """Make the running daemon use a parameter's new value now; the words say how."""
+        if LINK_PARAMETER.match(name):
+            return await self.reconfigure_link(name, value)
+        if AMI_LINK_PARAMETER.match(name):
+            return await self.reconfigure_ami_link(name, value)
+        if name == "acti_heartbeat":
+            for link in [*self.links.values(), *self.ami_links.values()]:
+                link.heartbeat = float(value)
+            return "used by each link from its next connection"
+        if name == "acti_resume_size":
+            self.hub.resize_buffers(int(value))
+            return "applied to the resume buffers"
+        if name == "acti_resume_age":
+            self.hub.buffer_age = float(value)
+            return "applied to the resume buffers"
+        if name == "acti_defaultexttype":
+            return "used by the next `add extension` without a technology"
+        if name == "acti_dial_context":
+            self.control.dial_context = value or "from-internal"
+            return "used by the next call control request"
+        return "stored; read where it is used"
+
+    async def reconfigure_link(self, name: str, value: str) -> str:
+        """Stop the link of that parameter (if any) and start it with the new value."""
+        old = self.links.pop(name, None)
+        self.link_errors.pop(name, None)
+        if old is not None:
+            served = [e for e, n in self.directory.serving.items() if n == name]
+            await old.stop()
+            self.directory.remove_link(name)
+            same_pbx = bool(value) and parse_link(name, value, None).base_url == old.config.base_url
+            if not same_pbx:  # another (or no) Asterisk: its calls are gone for astcti
+                self.hub.publish_all(self.tracker.resync(name, [], _now()))
+            # (same Asterisk: the resync on reconnect reconciles the calls without false clears)
+            for ext in served:
+                self.hub.publish(LinkDown(ext, "", _now(), link=name,
+                                          reason="link reconfigured by the administrator"))
+        if not value:
+            return "link stopped" if old is not None else "no link to stop"
+        config = parse_link(name, value, self.cipher)
+        link = self.make_link(config)
+        link.start()
+        up = await link.wait_up(5)
+        where = f"{config.host}:{config.port}"
+        verb = "restarted" if old else "started"
+        if up:
+            return f"link {verb}: connected to Asterisk {link.version} at {where}"
+        return (f"link {verb}: not connected yet ({link.last_error or 'connecting'}):"
+                " see `show links`")
+
+    async def reconfigure_ami_link(self, name: str, value: str) -> str:
+        """Stop the AMI link of that parameter (if any) and start it with the new value."""
+        old = self.forget_ami_link(name)
+        self.link_errors.pop(name, None)
+        if old is not None:
+            await old.stop()
+        if not value:
+            return "AMI link stopped" if old is not None else "no AMI link to stop"
+        config = parse_amilink(name, value, self.cipher)
+        ami = self.make_ami_link(config)
+        ami.start()
+        verb = "restarted" if old else "started"
+        if await ami.wait_up(5):
+            return f"AMI link {verb}: connected to {config.address} as {config.username}"
+        return (f"AMI link {verb}: not connected yet ({ami.last_error or 'connecting'}):"
+                " see `show links`")
+
+    def link_statuses(self) -> list[tuple[str, LinkStatus | AmiStatus | None, str]]:
+        """(parameter, status or None when not started, configuration error) per link: each
+        acti_tlink_NN followed by its acti_amilink_NN."""
+        names = set(self.links) | set(self.ami_links) | set(self.link_errors)
+        out: list[tuple[str, LinkStatus | AmiStatus | None, str]] = []
+        for name in sorted(names, key=lambda n: (n.rsplit("_", 1)[-1], "amilink" in n)):
+            link = self.links.get(name) or self.ami_links.get(name)
+            out.append((name, link.status() if link is not None else None,
+                        self.link_errors.get(name, "")))
+        return out
+
+    async def watch_extension(self, number: str, technology: str) -> str | None:
+        """Watch an extension now; the link serving it, or None until an Asterisk has it.
+        AstctiError/AriError when the subscription fails (retried at the next reconnect)."""
+        for link in self.links.values():
+            if link.up:
+                try:  # the PBX may have gained the endpoint since the link connected
+                    endpoints = await link.call("endpoints", "list") or []
+                    link.endpoints = {f"{e['technology']}/{e['resource']}" for e in endpoints}
+                except (AriError, AstctiError) as exc:
+                    log.info("%s: cannot refresh endpoints: %s", link.name, exc)
+        return await self.directory.add(number, technology)
+
+    def why_unserved(self, number: str) -> str:
+        return self.directory.why_unserved(number)
+
+    def extension_state(self, number: str) -> tuple[str, bool, int]:
+        """(serving link name or "", served now, monitoring clients) of an extension."""
+        link = self.directory.link_of(number)
+        return (link.name if link else "", bool(link and link.up),
+                len(self.hub.monitors.get(number, ())))
+
+    async def unwatch_extension(self, number: str, reason: str) -> int:
+        """Stop watching an extension; its monitors get `linkdown` with the reason and end.
+        Returns how many clients monitored it."""
+        watchers = tuple(self.hub.monitors.get(number, ()))
+        if watchers:
+            link = self.directory.link_of(number)
+            self.hub.publish(LinkDown(number, "", _now(), link=link.name if link else "",
+                                      reason=reason))
+            for sub in watchers:
+                self.hub.detach(sub, number)
+        await self.directory.remove(number)
+        self.tracker.drop_extension(number)
+        return len(watchers)
+
+    async def add_listener(self, row: ListenerRow) -> None:
+        """Open (or replace) a listener, then keep it in the store; on any failure the previous
+        listener of that port is back and the store is unchanged."""
+        assert self.store is not None and self.listeners is not None
+        previous = {r.port: r for r in self.store.listeners()}.get(row.port)
+        try:
+            await self.listeners.open(row)
+        except AstctiError:
+            await self._reopen(previous)
+            raise
+        try:
+            self.store.add_listener(row)
+        except AstctiError:
+            await self.listeners.close(row.port)
+            await self._reopen(previous)
+            raise
+
+    async def _reopen(self, row: ListenerRow | None) -> None:
+        if row is not None and self.listeners is not None:
+            try:
+                await self.listeners.open(row)
+            except AstctiError as exc:
+                log.error("%s", exc)
+
+    async def close_listener(self, port: int) -> bool:
+        """Close a listener and disconnect its clients; False if it was not open."""
+        return self.listeners is not None and await self.listeners.close(port)
+
+    def listener_state(self, port: int) -> str:
+        if self.listeners is None:
+            return "-"
+        if port in self.listeners.running:
+            return "listening"
+        return "error: " + self.listeners.errors.get(port, "not open")
+
+    def monitors(self) -> list[tuple[str, Session]]:
+        """(extension, client session) for every monitor, by extension then session."""
+        return [(ext, sub) for ext in sorted(self.hub.monitors)
+                for sub in sorted(self.hub.monitors[ext], key=lambda s: getattr(s, "id", 0))]
+
+    def calls(self) -> list[Connection]:
+        """The monitored call legs astcti tracks now."""
+        return sorted(self.tracker.connections.values(), key=lambda c: (c.callid, c.extension))
+
+    def agents(self) -> list[dict[str, object]] | None:
+        """Logged-in ACD agents (None: this daemon runs no ACD service)."""
+        return None if self.acd is None else self.acd.agents_view()
+
+    def revoke_user(self, username: str) -> int:
+        """After a password change or removal: the user's tokens and cached logins end now.
+        Returns how many tokens were live."""
+        if self.services is None:
+            return 0
+        return self.services.auth.forget_user(username)
+
     # -- the event flow -------------------------------------------------------------------------
+    def _tracked(self, link_name: str, channel: dict[str, Any]) -> bool:
+        return self.directory.resolve(link_name, endpoint_of(channel["name"])) is not None
+
     def _on_ari_event(self, link: AsteriskLink, event: AriEvent) -> None:
         self.trace.on_ari(link.name, event)  # no-op unless someone traces
         cti_events = self.tracker.handle(link.name, event)
         if self.userdata is not None and cti_events:  # the call's user data on its events
             cti_events = self.userdata.decorate(cti_events)
-        for cti_event in cti_events:
-            self.hub.publish(cti_event)
+        if cti_events:
+            self.hub.publish_all(cti_events)
         self.control.on_event(link, event)
         if self.acd is not None:  # queue helper replies, pause changes, queue calls
             self.acd.on_event(link, event, cti_events)
+        if self.presence is not None:
+            self.presence.on_ari_event(link, event)
 
     async def _on_link_up(self, link: AsteriskLink) -> None:
         """Resubscribe the configured extensions and resynchronise calls after any connect."""
+        self.channelvars.reset(link.name)
         await self.directory.link_up(link)
         await self._filter_events(link)
         try:
             channels = await link.rest.call("channels", "list") or []
+            await self.channelvars.fill(link, channels)
         except AriError as exc:
             log.warning("%s: cannot list channels to resync: %s", link.name, exc.message)
             channels = []
@@ -242,6 +463,8 @@ class Daemon:
         self.hub.publish_all(resynced)
         await self.control.resync(link)
         await self._acd_link_up(link)
+        if self.presence is not None:
+            await self.presence.on_link_up(link)
         for ext, name in self.directory.serving.items():
             if name == link.name:
                 self.hub.publish(LinkUp(ext, "", _now(), link=link.name))
@@ -256,13 +479,28 @@ class Daemon:
 
     # -- ACD agents and user data ---------------------------------------------------------------
     def _start_acd(self) -> None:
-        assert self.store is not None and self.services is not None
+        assert self.store is not None
         grace = float(self.store.get_parameter("acti_userdata_grace", "60") or 60)
         self.userdata = UserDataService(self.store, grace=grace)
         self.acd = AcdService(self.store, self.directory, self.hub)
         self.tracker.queue_of = self.acd.queue_of
-        self.services.extra.update(acd=self.acd, userdata=self.userdata)
+        self.tracker.queue_offer = self.acd.queue_offered
         self.control.userdata = self.userdata
+        self._start_desktop_services()
+
+    def _start_desktop_services(self) -> None:
+        """Line states and queue statistics: derived from the events the hub publishes."""
+        assert self.store is not None and self.acd is not None
+        acd = self.acd
+
+        def agent_of(extension: str) -> tuple[str, str]:
+            agent = acd.agents.get(extension)
+            return (agent.agentid, agent.state) if agent is not None else ("", "")
+
+        self.presence = PresenceService(self.directory, self.hub, agent_of)
+        self.queuestats = QueueStatsService(self.store, self.hub, self.tracker, acd)
+        acd.on_waiting = self.queuestats.waiting_list
+        self.hub.observers += [self.presence.on_cti_event, self.queuestats.on_cti_event]
 
     async def _acd_link_up(self, link: AsteriskLink) -> None:
         """Agents re-read from the queues; user data of calls that ended meanwhile expires."""
@@ -273,6 +511,8 @@ class Daemon:
 
     def _on_link_down(self, link: AsteriskLink, reason: str) -> None:
         self.control.forget_link(link.name)
+        if self.presence is not None:
+            self.presence.on_link_down(link)
         for ext, name in self.directory.serving.items():
             if name == link.name:
                 self.hub.publish(LinkDown(ext, "", _now(), link=link.name, reason=reason))

@@ -30,7 +30,7 @@ for pkg in dh-virtualenv debhelper python3-dev python3-venv build-essential lint
 done
 if [ -n "$missing" ]; then
   echo "installing build dependencies:$missing"
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
+  apt-get -o DPkg::Lock::Timeout=600 update -qq && DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq $missing >/dev/null
 fi
 
 build=build/deb

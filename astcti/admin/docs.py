@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import sys
 
-from astcti.admin.commands import COMMANDS
+import astcti.admin.commands  # noqa: F401  (registers every command)
+from astcti.admin.language import COMMANDS
 from astcti.admin.trace import CHANNEL_DOCS
 
 INTRO = """# astcti-shell: the administration console

@@ -27,7 +27,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from astcti import __version__
-from astcti.admin import commands
+import astcti.admin.commands  # noqa: F401  (registers every command)
+from astcti.admin import language
 from astcti.errors import AstctiError
 
 if TYPE_CHECKING:
@@ -188,14 +189,14 @@ class AdminServer:
         secret = request.get("secret")
         store = self.daemon.store
         assert store is not None
-        ctx = commands.Context(store, self.daemon, secret=secret if isinstance(secret, str)
+        ctx = language.Context(store, self.daemon, secret=secret if isinstance(secret, str)
                                else None, force=request.get("force") is True,
                                trace_sink=trace_sink)
         changing = bool(argv) and argv[0].lower() not in READ_ONLY and argv[0].lower() != "show"
         try:
             async with self._lock:
-                text = await commands.execute(argv, ctx)
-        except commands.CommandError as exc:
+                text = await language.execute(argv, ctx)
+        except language.CommandError as exc:
             return {"id": rid, "ok": False, "error": str(exc), "confirm": exc.confirm}
         except AstctiError as exc:
             return {"id": rid, "ok": False, "error": str(exc)}

@@ -24,8 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from astcti import __version__
-from astcti.admin import commands
-from astcti.admin.commands import CHOICES, COMMANDS, CommandError
+import astcti.admin.commands  # noqa: F401  (registers every command)
+from astcti.admin import language
+from astcti.admin.language import CHOICES, COMMANDS, CommandError
 from astcti.errors import AstctiError
 
 DEFAULT_SOCKET = Path(os.environ.get("ASTCTI_ADMIN_SOCKET", "/run/astcti/admin.sock"))
@@ -153,9 +154,9 @@ class OfflineBackend:
                 raise ShellFatal(str(exc)) from None
 
     async def run(self, argv: list[str], secret: str | None, force: bool) -> dict[str, Any]:
-        ctx = commands.Context(self.store, None, cipher=self.cipher, secret=secret, force=force)
+        ctx = language.Context(self.store, None, cipher=self.cipher, secret=secret, force=force)
         try:
-            return {"ok": True, "text": await commands.execute(argv, ctx)}
+            return {"ok": True, "text": await language.execute(argv, ctx)}
         except CommandError as exc:
             return {"ok": False, "error": str(exc), "confirm": exc.confirm}
         except AstctiError as exc:
@@ -177,7 +178,7 @@ class OfflineBackend:
 def completions(text: str, names: dict[str, list[str]]) -> tuple[str, list[str]]:
     """(word being completed, candidates) for the text before the cursor."""
     try:
-        tokens = commands.tokenize(text)
+        tokens = language.tokenize(text)
     except CommandError:
         return "", []
     if text and not text[-1].isspace() and tokens:
@@ -186,7 +187,7 @@ def completions(text: str, names: dict[str, list[str]]) -> tuple[str, list[str]]
         current, done = "", tokens
     if done and done[0].lower() == "help":
         done = done[1:]
-    found = commands.find(done) if done else None
+    found = language.find(done) if done else None
     options: Iterable[str]
     if found is None:
         n = len(done)
@@ -290,7 +291,7 @@ class Shell:
             raise CommandError("no more input on stdin: nothing changed")
         return line.rstrip("\r\n")
 
-    async def read_secret(self, cmd: commands.Command) -> str:
+    async def read_secret(self, cmd: language.Command) -> str:
         secret = await self._ask(f"{cmd.secret}: ", True)
         if not secret:
             raise CommandError(f"empty {cmd.secret.split(' ')[-1] if cmd.secret else 'value'}:"
@@ -304,15 +305,15 @@ class Shell:
     async def run_line(self, line: str) -> bool:
         """Run one line; False if it failed. Raises SystemExit-like Quit on quit/exit."""
         try:
-            tokens = commands.tokenize(line)
+            tokens = language.tokenize(line)
             if not tokens or tokens[0].startswith("#"):
                 return True
-            parsed = commands.parse(tokens)
+            parsed = language.parse(tokens)
             cmd = parsed.command
             if cmd.phrase in ("quit", "exit"):
                 raise Quit
             if cmd.phrase == "help":
-                self.out(commands.help_text(parsed.args.get("COMMAND", "").split()))
+                self.out(language.help_text(parsed.args.get("COMMAND", "").split()))
                 return True
             backend = await self.connect()
             self._precheck(cmd, parsed.args)
@@ -340,7 +341,7 @@ class Shell:
             await self.refresh_names()
         return True
 
-    def _precheck(self, cmd: commands.Command, args: dict[str, Any]) -> None:
+    def _precheck(self, cmd: language.Command, args: dict[str, Any]) -> None:
         """Refuse before prompting for a password that could not be used (the daemon checks
         again anyway)."""
         users = self.names.get("users")

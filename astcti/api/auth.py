@@ -59,10 +59,13 @@ class Auth:
         self._verified[key] = (identity, now + VERIFIED_TTL)
         return identity
 
-    def forget_user(self, username: str) -> None:
-        """After a password change or user removal: no cached acceptance, no live tokens."""
+    def forget_user(self, username: str) -> int:
+        """After a password change or user removal: no cached acceptance, no live tokens.
+        Returns how many tokens it had."""
         self._verified = {k: v for k, v in self._verified.items() if v[0].username != username}
+        before = len(self.tokens)
         self.tokens = {t: v for t, v in self.tokens.items() if v[0].username != username}
+        return before - len(self.tokens)
 
     def forget_verifications(self) -> None:
         """Users may have changed in the store behind our back (a reload): check passwords

@@ -6,56 +6,20 @@ in the services it calls.
 
 from __future__ import annotations
 
-import itertools
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from astcti.api.protocol import (
     NOT_LOGGED_IN, REQUESTS, EnvelopeError, RequestError, parse_envelope, response,
 )
+from astcti.api.services import Services
+from astcti.api.session import Session
 from astcti.errors import AstctiError
 
-if TYPE_CHECKING:
-    from astcti.api.auth import Auth, Identity
-    from astcti.cti.directory import Directory
-    from astcti.cti.hub import Hub
-    from astcti.cti.tracker import Tracker
-    from astcti.store import Store
+__all__ = ["Dispatcher", "Services", "Session"]
 
 log = logging.getLogger(__name__)
-_ids = itertools.count(1)
-
-
-@dataclass
-class Services:
-    """What request handlers may use (built by app.py)."""
-
-    store: Store
-    directory: Directory
-    tracker: Tracker
-    hub: Hub
-    auth: Auth
-    extra: dict[str, Any] = field(default_factory=dict)  # feature services (control, acd...)
-
-
-class Session:
-    """One client connection, whatever its transport. It is the hub's subscriber."""
-
-    def __init__(self, transport: str, peer: str, sink: Callable[[str], None]) -> None:
-        self.id = next(_ids)
-        self.transport = transport
-        self.peer = peer
-        self.identity: Identity | None = None
-        self._sink = sink
-
-    def deliver(self, text: str) -> None:
-        self._sink(text)
-
-    def __repr__(self) -> str:
-        user = self.identity.username if self.identity else "-"
-        return f"<session {self.id} {self.transport} {self.peer} {user}>"
 
 
 class Dispatcher:

@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from astcti.api.dispatch import Services, Session
+    from astcti.api.services import Services
+    from astcti.api.session import Session
 
 MAX_REQUEST_BYTES = 64 * 1024
 MAX_ID_CHARS = 64

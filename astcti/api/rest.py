@@ -30,7 +30,8 @@ from typing import Any
 from aiohttp import web
 
 from astcti.api.auth import Identity
-from astcti.api.dispatch import Dispatcher, Session
+from astcti.api.dispatch import Dispatcher
+from astcti.api.session import Session
 from astcti.api.openapi import (
     API_PREFIX,
     EVENTS_PATH,
@@ -92,7 +93,7 @@ class RestFrontEnd:
         rs = self.sessions.get(key)
         if rs is None:
             holder: list[RestSession] = []
-            session = Session("rest", peer, lambda text: holder[0].push(text))
+            session = Session("rest", peer, lambda frame: holder[0].push(frame.text))
             rs = RestSession(key, session)
             holder.append(rs)
             self.sessions[key] = rs
@@ -339,7 +340,7 @@ async def json_errors(request: web.Request, handler):
     try:
         return await handler(request)
     except web.HTTPException as exc:
-        if exc.status < 400 or request.path.startswith("/toolbar"):
+        if exc.status < 400 or request.path.startswith(PAGE_PREFIXES):
             raise
         words = {404: f"unknown path {request.path[:60]}: see {API_PREFIX}/openapi.json",
                  405: f"method {request.method} not allowed on {request.path[:60]}",
@@ -347,9 +348,46 @@ async def json_errors(request: web.Request, handler):
         return _json(response("", words.get(exc.status, exc.reason)), exc.status)
 
 
+#: The web pages astcti serves (static files of astcti/api/web/<page>/, no build step); `/assets/`
+#: holds what they share (astcti.js, ui.css).
+PAGES = ("agent", "wallboard")
+PAGE_PREFIXES = ("/toolbar", "/assets", *(f"/{p}" for p in PAGES))
+#: The pages load nothing from elsewhere; only a screen pop may frame another site.
+PAGE_CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:;"
+            " connect-src 'self'; frame-src http: https:; frame-ancestors 'self';"
+            " base-uri 'none'; form-action 'self'")
+
+
+@web.middleware
+async def page_headers(request: web.Request, handler):
+    """Security headers on the pages (the API's JSON needs none of them)."""
+    resp = await handler(request)
+    if request.path.startswith(PAGE_PREFIXES[1:]):
+        resp.headers.setdefault("Content-Security-Policy", PAGE_CSP)
+        resp.headers.setdefault("X-Content-Type-Options", "nosniff")
+        resp.headers.setdefault("Referrer-Policy", "no-referrer")
+    return resp
+
+
+def _add_page(router: web.UrlDispatcher, name: str) -> None:
+    """`/<name>` redirects to `/<name>/`, which serves web/<name>/index.html and its files."""
+    folder = WEB_DIR / name
+
+    async def index(request: web.Request) -> web.FileResponse:
+        return web.FileResponse(folder / "index.html")
+
+    async def redirect(request: web.Request) -> web.Response:
+        raise web.HTTPFound(f"/{name}/")
+
+    router.add_get(f"/{name}", redirect)
+    router.add_get(f"/{name}/", index)
+    router.add_static(f"/{name}/", folder, follow_symlinks=False)
+
+
 def make_app(dispatcher: Dispatcher, *, auth_required: bool) -> web.Application:
     front = RestFrontEnd(dispatcher, auth_required)
-    app = web.Application(client_max_size=MAX_REQUEST_BYTES, middlewares=[json_errors])
+    app = web.Application(client_max_size=MAX_REQUEST_BYTES,
+                          middlewares=[json_errors, page_headers])
     app.on_startup.append(front.on_startup)
     app.on_shutdown.append(front.on_shutdown)
     app.on_cleanup.append(front.on_cleanup)
@@ -381,6 +419,9 @@ def make_app(dispatcher: Dispatcher, *, auth_required: bool) -> web.Application:
     r.add_get("/toolbar/", toolbar_index)
     if WEB_DIR.is_dir():
         r.add_static("/toolbar/", WEB_DIR, follow_symlinks=False)
+        r.add_static("/assets/", WEB_DIR, follow_symlinks=False)
+        for page in PAGES:
+            _add_page(r, page)
     r.add_route("GET", "/{request}", front.compat)
     r.add_route("POST", "/{request}", front.compat)
     return app

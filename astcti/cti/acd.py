@@ -15,6 +15,7 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import Any
 from datetime import datetime, timezone
 
 from astcti.cti.directory import Directory
@@ -41,6 +42,7 @@ ACW_REASON = "acw"
 QUEUE_NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 REASON_RE = re.compile(r"^[A-Za-z0-9_ .-]{1,32}$")
 PAUSE_DEVICE_PREFIX = "Queue:"
+MAX_OFFERS = 10_000  # queue offers remembered (AMI AgentCalled) until their call is seen to end
 POLL_INTERVAL = 1.0  # seconds between reads of waiting callers while agents are logged in
 
 
@@ -104,11 +106,14 @@ class AcdService:
         self.agents: dict[str, Agent] = {}
         self.controls: dict[str, QueueControl] = {}  # link name -> helper
         self.waiting: dict[str, tuple[str, int]] = {}  # callid -> (queue, position)
+        self.offers: dict[tuple[str, str], str] = {}  # (extension, callid) -> queue, from AMI
         self._names: dict[str, tuple[str, str]] = {}  # waiting channel name -> (callid, number)
         self._locks: dict[str, asyncio.Lock] = {}
         self._busy: set[str] = set()  # extensions with a queue change in flight
         self._acw_tasks: dict[str, asyncio.Task[None]] = {}
         self._poller: asyncio.Task[None] | None = None
+        # queue statistics: each read of a queue's callers, (callid, number) by position
+        self.on_waiting: Callable[[str, list[tuple[str, str]]], None] | None = None
         for row in store.agents():
             self.agents[row.extension] = Agent(row.extension, row.agentid, list(row.groups),
                                                row.state, row.reason, row.since, row.acw_until)
@@ -172,6 +177,10 @@ class AcdService:
     # -- requests -------------------------------------------------------------------------------
     def agent(self, extension: str) -> Agent | None:
         return self.agents.get(extension)
+
+    def agents_view(self) -> list[dict[str, object]]:
+        """Every logged-in agent with its extension, by extension (`show agents`)."""
+        return [{"extension": ext, **agent.view()} for ext, agent in sorted(self.agents.items())]
 
     async def login(self, extension: str, agentid: str, groups: list[str] | None) -> Agent:
         async with self._lock(extension):
@@ -380,6 +389,21 @@ class AcdService:
         else:
             self._publish(AgentNotReady, agent, reasoncode=agent.reason)
 
+    def on_agent_called(self, _ami: object, event: dict[str, Any]) -> None:
+        """app_queue offers a call to a member (AMI `AgentCalled`, class agent): the queue a
+        call of a FreePBX-form member (`Local/<ext>@from-queue/n`) comes from, which ARI cannot
+        tell (the member's Local channel rings the phone with its own Dial())."""
+        match = re.match(r"^Local/([^@/]+)@", str(event.get("Interface", "")))
+        queue, callid = str(event.get("Queue", "")), str(event.get("Linkedid", ""))
+        if match and queue and callid:
+            if len(self.offers) >= MAX_OFFERS:  # calls whose agent leg we never saw end
+                self.offers.pop(next(iter(self.offers)))
+            self.offers[(match.group(1), callid)] = queue
+
+    def queue_offered(self, extension: str, callid: str) -> str | None:
+        """The queue that offered this call to the extension, if AMI said so (the tracker's)."""
+        return self.offers.get((extension, callid))
+
     def queue_of(self, extension: str, callid: str) -> str | None:
         """The queue a call reached the extension's agent through (the tracker's lookup)."""
         agent = self.agents.get(extension)
@@ -401,6 +425,8 @@ class AcdService:
         elif kind == "DeviceStateChanged":
             self._on_pause_state(event)
         for cti in cti_events:
+            if isinstance(cti, ConnectionCleared):
+                self.offers.pop((cti.extension, cti.callid), None)
             agent = self.agents.get(cti.extension)
             if agent is None:
                 continue
@@ -531,12 +557,16 @@ class AcdService:
                         linkedid = (ch.get("channelvars") or {}).get("CHANNEL(linkedid)")
                         self._names[ch["name"]] = (linkedid or ch["id"],
                                                    (ch.get("caller") or {}).get("number", ""))
+                listed: list[tuple[str, str]] = []
                 for position, channel in enumerate(channels, 1):
                     if channel in self._names:
                         callid, number = self._names[channel]
+                        listed.append((callid, number))
                         seen[callid] = (queue, position)
                         if self.waiting.get(callid) != (queue, position):
                             self._announce(callid, queue, position, number)
+                if self.on_waiting is not None:
+                    self.on_waiting(queue, listed)
         self.waiting = seen
         live = {callid for callid, _ in self._names.values() if callid in seen}
         self._names = {n: v for n, v in self._names.items() if v[0] in live}

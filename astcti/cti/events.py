@@ -61,6 +61,7 @@ class Delivered(CtiEvent):
     NAME: ClassVar[str] = "delivered"
     alerting: str = ""
     calling: str = ""
+    callingname: str = ""  # the caller's name, when Asterisk has one
     called: str = ""
     lastredirection: str = ""
     userdata: dict[str, Any] = field(default_factory=dict)
@@ -73,6 +74,7 @@ class Established(CtiEvent):
     NAME: ClassVar[str] = "established"
     answering: str = ""
     calling: str = ""
+    callingname: str = ""  # the caller's name, when Asterisk has one
     called: str = ""
     lastredirection: str = ""
     userdata: dict[str, Any] = field(default_factory=dict)
@@ -231,10 +233,82 @@ class AgentWorkNotReady(AgentEvent):
     until: str = ""
 
 
+# -- live state for desktops and wallboards (topics, not extension monitors) -------------------
+#: Hub topics: names no extension can have (extensions never contain `@`).
+EXTENSIONS_TOPIC = "@extensions"
+QUEUES_TOPIC = "@queues"
+
+
+@dataclass
+class ExtensionState(CtiEvent):
+    """A configured extension's line changed: `state` is idle, ringing, busy, onhold, away
+    (idle, but its agent is not ready or in after-call work) or unavailable (the phone is not
+    reachable); `devicestate` is Asterisk's word. Sent to connections that asked `directory`
+    with `monitor` true (callid is empty)."""
+
+    NAME: ClassVar[str] = "extensionstate"
+    state: str = ""
+    devicestate: str = ""
+    agentid: str = ""
+    agentstate: str = ""
+
+
+@dataclass
+class QueueStatus(CtiEvent):
+    """A queue's live figures changed (extension and callid are empty). `waiting` callers
+    (`callers`: callid, calling, callingname, since, position), `longestsince` (when the
+    longest-waiting caller joined; empty when none waits: count the wait up from it), agents
+    `ready`/`notready`/`acw`/`oncall` (ringing or talking)/`loggedin`, and since midnight
+    (astcti's local time, `day`): `answered`, `abandoned`, `answeredinsl` (answered within
+    `servicelevelseconds`), `servicelevel` (percent of answered + abandoned answered within
+    it; -1 before the first call of the day), `averagewait` (seconds, answered calls).
+    Sent to connections that asked `queuestats` with `monitor` true."""
+
+    NAME: ClassVar[str] = "queuestatus"
+    queue: str = ""
+    waiting: int = 0
+    longestsince: str = ""
+    callers: list[dict[str, Any]] = field(default_factory=list)
+    ready: int = 0
+    notready: int = 0
+    acw: int = 0
+    oncall: int = 0
+    loggedin: int = 0
+    answered: int = 0
+    abandoned: int = 0
+    answeredinsl: int = 0
+    servicelevel: float = -1
+    servicelevelseconds: int = 20
+    averagewait: float = 0
+    day: str = ""
+
+
+@dataclass
+class AgentStatus(CtiEvent):
+    """An ACD agent's wallboard line changed (`extension` is the agent's, `callid` its current
+    call or empty): `state` ready, notready, acw, ringing, oncall (talking or holding) or
+    loggedoff (its last event), `reasoncode`, `since` (when that state began), `groups`, the
+    current call's `calling`/`direction`/`callsince`, `acwuntil`, and `handled` (queue calls
+    it answered since midnight). Sent with `queuestatus`."""
+
+    NAME: ClassVar[str] = "agentstatus"
+    agentid: str = ""
+    groups: list[str] = field(default_factory=list)
+    state: str = ""
+    reasoncode: str = ""
+    since: str = ""
+    calling: str = ""
+    direction: str = ""
+    callsince: str = ""
+    acwuntil: str = ""
+    handled: int = 0
+
+
 CATALOGUE: tuple[type[CtiEvent], ...] = (
     ServiceInitiated, Originated, Delivered, Established, Held, Retrieved, ConnectionCleared,
     CallCleared, Failed, Diverted, Transferred, Conferenced, Queued, LinkDown, LinkUp,
     AgentLoggedOn, AgentLoggedOff, AgentReady, AgentNotReady, AgentWorkNotReady,
+    ExtensionState, QueueStatus, AgentStatus,
 )
 
 #: Q.850 cause codes (as Asterisk reports them) -> CSTA cause names.

@@ -35,6 +35,7 @@ class Connection:
     direction: Direction
     state: ConnectionState
     calling: str = ""
+    callingname: str = ""
     called: str = ""
     since: str = ""
     lastredirection: str = ""
@@ -57,6 +58,7 @@ class Connection:
             "state": self.state.value,
             "direction": self.direction.value,
             "calling": self.calling,
+            "callingname": self.callingname,
             "called": self.called,
             "since": self.since,
             "lastredirection": self.lastredirection,

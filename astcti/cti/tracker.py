@@ -74,6 +74,9 @@ class Tracker:
         self.resolve = resolve
         #: Which queue a call reached an agent through (set by the ACD service; in memory).
         self.queue_of: QueueLookup | None = None
+        #: The queue that offered a call to an extension, known for certain (AMI AgentCalled):
+        #: FreePBX-form members' calls, which ARI shows as plain Dial()s.
+        self.queue_offer: QueueLookup | None = None
         self.connections: dict[tuple[str, str], Connection] = {}  # (link, channel id)
         self.calls: dict[str, Call] = {}
         self._warned_linkedid = False
@@ -172,6 +175,7 @@ class Tracker:
         else:
             conn.called = extension
             conn.calling = (channel.get("connected") or {}).get("number", "")
+            conn.callingname = (channel.get("connected") or {}).get("name", "")
         self._refresh(conn, channel)
         self.connections[(link, conn.channel_id)] = conn
         call = self.calls.setdefault(conn.callid, Call(conn.callid))
@@ -201,6 +205,7 @@ class Tracker:
         connected = (channel.get("connected") or {}).get("number", "")
         if conn.direction is Direction.INCOMING and connected and not conn.answered:
             conn.calling = connected
+            conn.callingname = (channel.get("connected") or {}).get("name", "")
 
     def _on_created(self, link: str, event: AriEvent) -> list[CtiEvent]:
         channel = event["channel"]
@@ -229,11 +234,15 @@ class Tracker:
     def _apply_state(self, conn: Connection, state: str, ts: str) -> list[CtiEvent]:
         if state == "Ringing" and conn.direction is Direction.INCOMING and not conn.delivered:
             conn.delivered = True
+            offered = self.queue_offer(conn.extension, conn.callid) if self.queue_offer else None
+            if offered and not conn.lastredirection:
+                conn.via_queue, conn.lastredirection = True, offered
             if conn.via_queue and not conn.lastredirection and self.queue_of is not None:
                 conn.lastredirection = self.queue_of(conn.extension, conn.callid) or ""
             conn.state = ConnectionState.ALERTING
             return [Delivered(conn.extension, conn.callid, ts, alerting=conn.extension,
-                              calling=conn.calling, called=conn.called,
+                              calling=conn.calling, callingname=conn.callingname,
+                              called=conn.called,
                               lastredirection=conn.lastredirection, userdata=dict(conn.userdata))]
         if state == "Up" and not conn.answered and not conn.await_far_answer:
             return self._establish(conn, ts)
@@ -244,7 +253,8 @@ class Tracker:
         conn.state = ConnectionState.CONNECTED
         answering = conn.extension if conn.direction is Direction.INCOMING else conn.called
         return [Established(conn.extension, conn.callid, ts, answering=answering,
-                            calling=conn.calling, called=conn.called,
+                            calling=conn.calling, callingname=conn.callingname,
+                            called=conn.called,
                             lastredirection=conn.lastredirection, userdata=dict(conn.userdata))]
 
     def _on_dialplan(self, link: str, event: AriEvent) -> list[CtiEvent]:

@@ -137,33 +137,30 @@ async def test_show_links_names_a_misconfigured_link(paths, tmp_path: Path) -> N
 
 
 async def test_show_agents_reads_the_acd_service(paths, tmp_path: Path) -> None:
-    """Without an ACD service the words say so; with one (issue 5's AcdService shape: `agents`
-    of objects with `view()`, here a minimal stand-in), its agents are listed."""
+    """Without an ACD service the words say so; with one, its agents are listed."""
     db, key = paths
     sock = tmp_path / "admin.sock"
     daemon = Daemon(db, key, admin_socket=sock)
     await daemon.start()
+    acd = daemon.acd
     try:
         (reply,) = await ask(sock, {"id": 1, "op": "run", "argv": ["show", "agents"]})
-        assert reply["text"] == "no agent is logged in"  # issue 5's AcdService, nobody in
-        daemon.services.extra.pop("acd")
+        assert reply["text"] == "no agent is logged in"
+        daemon.acd = None
         (reply,) = await ask(sock, {"id": 3, "op": "run", "argv": ["show", "agents"]})
         assert reply["text"] == "ACD not available: this astcti runs no ACD service"
+        daemon.acd = acd
+        from astcti.cti.acd import Agent
 
-        class Agent:
-            def view(self) -> dict:
-                return {"agentid": "7001", "groups": ["support", "sales"], "state": "ready",
-                        "reasoncode": "", "since": "2026-01-01T10:00:00.000+00:00"}
-
-        class Acd:
-            agents = {"101": Agent()}
-
-        daemon.services.extra["acd"] = Acd()
+        acd.agents["101"] = Agent("101", "7001", ["support", "sales"], "ready", "",
+                                  "2026-01-01T10:00:00.000+00:00")
         (reply,) = await ask(sock, {"id": 2, "op": "run", "argv": ["show", "agents"]})
         header, row = reply["text"].splitlines()
         assert header.split() == ["extension", "agentid", "groups", "state", "reasoncode",
-                                  "since"]
+                                  "since", "acwuntil"]
         assert row.split() == ["101", "7001", "support,sales", "ready", "-",
-                               "2026-01-01T10:00:00.000+00:00"]
+                               "2026-01-01T10:00:00.000+00:00", "-"]
     finally:
+        acd.agents.clear()
+        daemon.acd = acd
         await daemon.stop()

@@ -103,8 +103,19 @@ def test_server_conforms_to_its_openapi_document(api_schema, served: tuple[str, 
                 check()
             except Unsatisfiable:  # an operation without input has no invalid input
                 assert mode is GenerationMode.NEGATIVE
-            except Exception as exc:  # noqa: BLE001  (report every operation, not the first)
+            except (Exception, BaseExceptionGroup) as exc:  # noqa: BLE001  (every operation)
+                if _only_throttled(exc):
+                    continue
                 failures.append(f"{mode.value} {operation.method.upper()} {operation.path}:"
                                 f" {exc}")
     assert operations >= 8
     assert not failures, "\n\n".join(failures)
+
+
+def _only_throttled(exc: BaseException) -> bool:
+    """schemathesis probes every operation that succeeded with bad credentials; after five
+    failed logins from one address astcti answers 429 instead of 401, which refuses the bad
+    credentials just as well (the check only knows 401 and 403)."""
+    parts = list(getattr(exc, "exceptions", None) or [exc])
+    return bool(parts) and all(type(p).__name__ == "IgnoredAuth"
+                               and "429" in getattr(p, "message", "") for p in parts)

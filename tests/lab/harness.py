@@ -27,6 +27,8 @@ from tests.lab.sipp import Phone, SippProcess, caller_process, phone_process, wa
 
 REPO = Path(__file__).resolve().parents[2]
 LAB_DIR = Path(os.environ.get("ASTCTI_LAB_DIR", REPO / ".lab"))
+FLAVOURS = ("asterisk", "freepbx")  # plain Asterisk + astcti's dialplan, or FreePBX 17's
+FREEPBX_SHIFT = 250  # the FreePBX-flavour lab beside a test session's plain one: ports + 250
 AGENTS = ["101", "102", "103", "104"]
 SPARE = ["105"]  # PJSIP endpoints not in the store: astcti-shell tests `add extension 105`
 
@@ -46,6 +48,9 @@ class LabConfig:
     ari_app: str = "astcti"
     ari_user: str = "astcti"
     ari_password: str = ""
+    ami_port: int = 5038
+    ami_user: str = "astcti"
+    ami_secret: str = ""
     phones: dict[str, int] = field(default_factory=lambda: {e: 5070 + int(e[-1]) for e in AGENTS})
     spare_phones: dict[str, int] = field(
         default_factory=lambda: {e: 5070 + int(e[-1]) for e in SPARE})
@@ -60,6 +65,8 @@ class LabConfig:
     astcti_password: str = ""
     admin_user: str = "admin"
     admin_password: str = ""
+    supervisor_user: str = "supervisor"  # role supervisor: the wallboard
+    supervisor_password: str = ""
     db: str = str(LAB_DIR / "astcti.db")
     key: str = str(LAB_DIR / "secret.key")
     admin_socket: str = str(LAB_DIR / "admin.sock")
@@ -68,13 +75,30 @@ class LabConfig:
     port_offset: int = 0
     extra_extensions: list[str] = field(default_factory=list)  # more watched endpoints (bench)
     pids: dict[str, int] = field(default_factory=dict)
+    flavour: str = "asterisk"  # "freepbx": FreePBX 17's dialplan, astcti's blocks in *_custom
+    freepbx_secret: str = ""  # FreePBX's own AMI admin / ARI user (freepbx flavour)
+    ivr_number: str = "601"  # IVR that sets user data, then the queue
 
     @classmethod
-    def from_env(cls) -> LabConfig:
-        """The fixed topology, shifted by ASTCTI_LAB_PORT_OFFSET so two labs can share a host."""
-        o = int(os.environ.get("ASTCTI_LAB_PORT_OFFSET", "0"))
+    def from_env(cls, flavour: str | None = None, beside: bool = False) -> LabConfig:
+        """The fixed topology, shifted by ASTCTI_LAB_PORT_OFFSET so two labs can share a host.
+
+        `flavour` defaults to ASTCTI_LAB_FLAVOUR (asterisk). `beside`: a second lab next to the
+        session's main one (the FreePBX-flavour fixture), in LAB_DIR/<flavour> with every port
+        shifted by another FREEPBX_SHIFT, which no other lab's offset (steps of 500) reaches.
+        """
+        flavour = flavour or os.environ.get("ASTCTI_LAB_FLAVOUR", "asterisk")
+        if flavour not in FLAVOURS:
+            raise LabError(f"unknown lab flavour {flavour!r}: use one of {', '.join(FLAVOURS)}")
+        o = int(os.environ.get("ASTCTI_LAB_PORT_OFFSET", "0")) + (FREEPBX_SHIFT if beside else 0)
+        lab_dir = LAB_DIR / flavour if beside else LAB_DIR
+        freepbx = flavour == "freepbx"
         return cls(
-            sip_port=5060 + o, ari_port=8088 + o,
+            lab_dir=str(lab_dir), chroot=str(lab_dir / "chroot"), db=str(lab_dir / "astcti.db"),
+            key=str(lab_dir / "secret.key"), admin_socket=str(lab_dir / "admin.sock"),
+            astcti_log=str(lab_dir / "astcti.log"), flavour=flavour,
+            queue="600" if freepbx else "support",  # FreePBX names queues by their number
+            sip_port=5060 + o, ari_port=8088 + o, ami_port=5038 + o,
             phones={e: 5070 + int(e[-1]) + o for e in AGENTS},
             spare_phones={e: 5070 + int(e[-1]) + o for e in SPARE},
             trunk_port=5080 + o, trunk_ports=list(range(5080 + o, 5090 + o)),
@@ -169,6 +193,20 @@ def free_port() -> int:
     return port
 
 
+def _wait_udp_bound(port: int, proc: SippProcess, timeout: float = 5.0) -> None:
+    """Until the just-started SIPp listens on its UDP port (a loaded machine starts it late)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.alive():
+        probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return  # bound by SIPp
+        finally:
+            probe.close()
+        time.sleep(0.02)
+
+
 def port_in_use(port: int, udp: bool = False) -> bool:
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM if udp else socket.SOCK_STREAM)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -194,9 +232,9 @@ class Lab:
 
     # -- status -------------------------------------------------------------------------------
     @classmethod
-    def running(cls) -> LabConfig | None:
-        """The config of a lab whose Asterisk is still alive, if any."""
-        path = LAB_DIR / "lab.json"
+    def running(cls, lab_dir: Path = LAB_DIR) -> LabConfig | None:
+        """The config of a lab (in `lab_dir`) whose Asterisk is still alive, if any."""
+        path = lab_dir / "lab.json"
         if not path.exists():
             return None
         try:
@@ -209,12 +247,13 @@ class Lab:
     def up(self, phones: str = "auto") -> LabConfig:
         if os.geteuid() != 0:
             raise LabError("the lab needs root (chroot, mounts): run it as root")
-        running = self.running()
+        running = self.running(self.dir)
         if running is not None:
             raise LabError(f"a lab is already running (Asterisk pid {running.pids['asterisk']},"
                            f" {running.lab_dir}/lab.json): `make lab-down` first")
         for port, udp, what in [(self.config.sip_port, True, "SIP"),
                                 (self.config.ari_port, False, "ARI/HTTP"),
+                                (self.config.ami_port, False, "AMI"),
                                 (self.config.ws_port, False, "astcti WebSocket"),
                                 (self.config.rest_port, False, "astcti REST"),
                                 (self.config.tcp_port, False, "astcti TCP")]:
@@ -226,12 +265,17 @@ class Lab:
         c = self.config
         c.phones_mode = phones
         c.ari_password = c.ari_password or secrets.token_urlsafe(18)
+        c.ami_secret = c.ami_secret or secrets.token_urlsafe(18)
+        c.freepbx_secret = c.freepbx_secret or secrets.token_urlsafe(18)
         c.astcti_password = c.astcti_password or secrets.token_urlsafe(12)
         c.admin_password = c.admin_password or secrets.token_urlsafe(12)
+        c.supervisor_password = c.supervisor_password or secrets.token_urlsafe(12)
         base = chroot.ensure_base(log=self.log)
         chroot.copy_base(base, self.root)
         chroot.reset_state(self.root)
         self.render_config()
+        if c.flavour == "freepbx":
+            self.seed_astdb()
         chroot.prepare_for_asterisk(self.root)
         Path(c.astcti_log).write_text("")
         try:
@@ -251,15 +295,45 @@ class Lab:
         variables = {
             "http_bind": "127.0.0.1", "http_port": c.ari_port,
             "ari_user": c.ari_user, "ari_password": c.ari_password,
+            "ami_user": c.ami_user, "ami_secret": c.ami_secret, "ami_port": c.ami_port,
             "sip_port": c.sip_port,
             # 104 sends DTMF as SIP INFO so a SIPp phone can see the digits astcti sends
             "phones": [{"ext": e, "port": p, **({"dtmf_mode": "info"} if e == "104" else {})}
                        for e, p in {**c.phones, **c.spare_phones}.items()],
             "trunk_port": c.trunk_port, "trunk_ports": c.trunk_ports,
             "extra_extensions": c.extra_extensions,
-            "rtp_start": 20000 + 10 * c.port_offset, "rtp_end": 20999 + 10 * c.port_offset,
+            # 500 ports: a FreePBX-flavour lab FREEPBX_SHIFT above has the next 500
+            "rtp_start": 20000 + 2 * c.port_offset, "rtp_end": 20499 + 2 * c.port_offset,
+            "queue_number": c.queue_number, "ivr_number": c.ivr_number,
+            "freepbx_secret": c.freepbx_secret,
+            "ring_time": 6 if c.flavour == "freepbx" else 10,  # FreePBX: RINGTIMER_DEFAULT
         }
-        provision.write(provision.render("lab", variables), self.root / "etc/asterisk")
+        flavour = "lab-freepbx" if c.flavour == "freepbx" else "lab"
+        provision.write(provision.render(flavour, variables), self.root / "etc/asterisk")
+
+    def seed_astdb(self) -> None:
+        """What FreePBX keeps in AstDB for each extension (its dialplan reads it): device,
+        caller id, ring timer, call waiting on; DND and call forwards off."""
+        import sqlite3
+
+        rows = {"/CustomDevstate/DND" + e: "NOT_INUSE" for e in self.config.phones}
+        for ext in [*self.config.phones, *self.config.spare_phones]:
+            rows.update({
+                f"/AMPUSER/{ext}/device": ext, f"/AMPUSER/{ext}/cidname": f"Agent {ext}",
+                f"/AMPUSER/{ext}/cidnum": ext, f"/AMPUSER/{ext}/ringtimer": "0",
+                f"/AMPUSER/{ext}/voicemail": "default", f"/AMPUSER/{ext}/recording": "",
+                f"/DEVICE/{ext}/dial": f"PJSIP/{ext}", f"/DEVICE/{ext}/user": ext,
+                f"/DEVICE/{ext}/type": "fixed", f"/CW/{ext}": "ENABLED",
+            })
+        path = chroot.inside(self.root, "var/lib/asterisk/astdb.sqlite3")
+        db = sqlite3.connect(path)
+        try:
+            db.execute("CREATE TABLE IF NOT EXISTS astdb(key VARCHAR(256), value VARCHAR(256),"
+                       " PRIMARY KEY(key))")
+            db.executemany("INSERT OR REPLACE INTO astdb VALUES (?, ?)", rows.items())
+            db.commit()
+        finally:
+            db.close()
 
     def start_asterisk(self) -> None:
         log = open(self.dir / "asterisk.out", "wb")
@@ -334,7 +408,13 @@ class Lab:
             store.set_parameter("acti_tlink_01",
                                 f"127.0.0.1#{c.ari_port}#{c.ari_app},{c.ari_user},{token}",
                                 "Asterisk lab")
+            store.set_parameter("acti_amilink_01",
+                                f"127.0.0.1#{c.ami_port},{c.ami_user},"
+                                f"{encrypt(cipher, c.ami_secret)}",
+                                "Asterisk lab AMI")
             store.set_parameter("acti_heartbeat", "2")
+            if c.flavour == "freepbx":  # agents join queues in FreePBX's member form
+                store.set_parameter("acti_flavour", "freepbx")
             store.add_extensions([ExtensionRow(e, "PJSIP")
                                   for e in [*c.phones, *c.extra_extensions]])
             for port, proto in [(c.rest_port, "astctirest"), (c.tcp_port, "astctiapi"),
@@ -342,6 +422,7 @@ class Lab:
                 store.add_listener(ListenerRow(port, "127.0.0.1", "*", proto, "token"))
             store.set_user(c.astcti_user, c.astcti_password, "client")
             store.set_user(c.admin_user, c.admin_password, "admin")
+            store.set_user(c.supervisor_user, c.supervisor_password, "supervisor")
         finally:
             store.close()
 
@@ -391,12 +472,20 @@ class Lab:
         for ext in self.config.phones:
             self.start_phone(ext, behaviour)
 
+    def media_port(self, sip_port: int) -> int:
+        """The RTP port of the SIPp process on `sip_port`: below 65536 for every lab offset
+        (0-7500 in steps of 500, and the FreePBX-flavour lab at + FREEPBX_SHIFT) and apart
+        from every other lab's, and from Asterisk's RTP range (20000 + 2 * offset, 500 wide)."""
+        return 40000 + 2 * self.config.port_offset + 10 * (
+            (sip_port - self.config.port_offset - 5000) % 100)
+
     def start_phone(self, ext: str, behaviour: Phone = Phone()) -> SippProcess:
         self.stop_phone(ext)
         port = {**self.config.phones, **self.config.spare_phones}[ext]
         wait_port_free(port)
         proc = phone_process(ext, port, behaviour, self.workdir, self.config.sip_port,
-                             media_port=30000 + 10 * (port - 5000)).start()
+                             media_port=self.media_port(port)).start()
+        _wait_udp_bound(port, proc)  # an INVITE before that is refused (ICMP): 480 at once
         self.phones[ext] = proc
         self.config.pids[f"phone-{ext}"] = proc.pid
         self.config.save()
@@ -416,7 +505,7 @@ class Lab:
         port = local_port or self.config.trunk_ports[1]
         wait_port_free(port)
         return caller_process(port, caller, dest, self.workdir, self.config.sip_port,
-                              media_port=30000 + 10 * (port - 5000), talk_ms=talk_ms,
+                              media_port=self.media_port(port), talk_ms=talk_ms,
                               **kwargs).start()
 
     def dial_from(self, ext: str, dest: str, talk_ms: int = 2000) -> SippProcess:
@@ -425,7 +514,7 @@ class Lab:
         port = self.config.phones[ext]
         wait_port_free(port)
         return caller_process(port, ext, dest, self.workdir, self.config.sip_port,
-                              media_port=30000 + 10 * (port - 5000), talk_ms=talk_ms,
+                              media_port=self.media_port(port), talk_ms=talk_ms,
                               name=f"Agent {ext}", tag=f"dial-{ext}").start()
 
     # -- down ---------------------------------------------------------------------------------
@@ -515,13 +604,14 @@ class ExtraDaemon:
 
 
 def down_running() -> bool:
-    """Stop the lab described by .lab/lab.json, if any. True if something was stopped."""
-    path = LAB_DIR / "lab.json"
-    if not path.exists():
-        return False
-    config = LabConfig.load(path)
-    Lab(config).down()
-    return True
+    """Stop the lab described by .lab/lab.json (and a FreePBX-flavour lab a test session left
+    beside it), if any. True if something was stopped."""
+    stopped = False
+    for path in [LAB_DIR / "lab.json", *(LAB_DIR / f / "lab.json" for f in FLAVOURS)]:
+        if path.exists():
+            Lab(LabConfig.load(path)).down()
+            stopped = True
+    return stopped
 
 
 def cleanup_workdir() -> None:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from astcti.api.dispatch import Services, Session
+from astcti.api.services import Services
+from astcti.api.session import Session
 from astcti.api.protocol import Field, RequestError, request
 from astcti.api.requests.monitoring import EXTENSION, served_extension
 from astcti.cti.acd import STATE_WORDS, AcdError, AcdService, parse_groups
@@ -20,7 +21,7 @@ AGENT_VIEW = {"agentid": "the agent", "groups": "its queues", "state": "ready, n
 
 
 def _acd(services: Services) -> AcdService:
-    acd = services.extra.get("acd")
+    acd = services.acd
     if acd is None:
         raise RequestError("ACD is not available in this astcti", 503)
     return acd

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from astcti.api.dispatch import Services, Session
+from astcti.api.services import Services
+from astcti.api.session import Session
 from astcti.api.protocol import CALLID_RE, NUMBER_RE, Field, RequestError, request
 from astcti.api.requests.monitoring import EXTENSION, served_extension
 from astcti.cti.control import CallControl
@@ -24,7 +25,9 @@ GROUP = "call control"
 
 def _control(services: Services, extension: str) -> CallControl:
     served_extension(services, extension)
-    return services.extra["control"]
+    if services.control is None:
+        raise RequestError("call control is not available in this astcti", 503)
+    return services.control
 
 
 

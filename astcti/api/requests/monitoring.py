@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from astcti.api.dispatch import Services, Session
+from astcti.api.services import Services
+from astcti.api.session import Session
 from astcti.api.protocol import EXTENSION_RE, Field, RequestError, request
 
 EXTENSION = Field("extension", pattern=EXTENSION_RE, max_length=32, doc="extension number",
@@ -63,8 +64,8 @@ async def stopmonitor(services: Services, session: Session, args: dict[str, Any]
 
 @request("snapshot", EXTENSION,
          doc="The extension's current calls and their states.",
-         response={"calls": "list of {callid, state, direction, calling, called, since,"
-                            " lastredirection, userdata}",
+         response={"calls": "list of {callid, state, direction, calling, callingname, called,"
+                            " since, lastredirection, userdata}",
                    "seq": "sequence number of the extension's latest event"},
          resource=("GET", "/api/v1/extensions/{extension}/calls"))
 async def snapshot(services: Services, session: Session, args: dict[str, Any]) -> dict[str, Any]:
@@ -88,6 +89,6 @@ async def resume(services: Services, session: Session, args: dict[str, Any]) -> 
     if missed is None:
         return {"resync": True, "calls": services.tracker.snapshot(ext),
                 "seq": services.hub.last_seq(ext)}
-    for text in missed:
-        session.deliver(text)
+    if missed:
+        session.deliver_many(missed)
     return {"resync": False, "replayed": len(missed), "seq": services.hub.last_seq(ext)}

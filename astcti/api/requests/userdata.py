@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from astcti.api.dispatch import Services, Session
+from astcti.api.services import Services
+from astcti.api.session import Session
 from astcti.api.protocol import CALLID_RE, Field, RequestError, request
 from astcti.api.requests.monitoring import EXTENSION, served_extension
 from astcti.cti.userdata import (
@@ -29,7 +30,7 @@ from astcti.cti.userdata import (
 async def userdata(services: Services, session: Session, args: dict[str, Any]) -> dict[str, Any]:
     ext, callid = args["extension"], args["callid"]
     served_extension(services, ext)
-    service: UserDataService | None = services.extra.get("userdata")
+    service: UserDataService | None = services.userdata
     if service is None:
         raise RequestError("user data is not available in this astcti", 503)
     call = services.tracker.calls.get(callid)

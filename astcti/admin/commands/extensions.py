@@ -1,0 +1,74 @@
+"""show extensions, add extension, remove extension."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from astcti.admin.language import VALIDATORS, Arg, CommandError, Context, command, table
+from astcti.cti.directory import TECHNOLOGIES
+from astcti.errors import AstctiError
+from astcti.pbx.ari import AriError
+
+
+@command("show extensions", doc="List the configured extensions and which link serves each.",
+         example="show extensions", group="extensions")
+async def _show_extensions(ctx: Context, args: dict[str, Any]) -> str:
+    rows = []
+    for ext in ctx.store.extensions():
+        row = [ext.number, f"{ext.technology}/{ext.number}"]
+        if ctx.daemon is not None:
+            link, up, monitors = ctx.daemon.extension_state(ext.number)
+            row += [link or "-", "up" if up else "not served", str(monitors)]
+        rows.append(row)
+    header = ["extension", "endpoint"] + (["link", "state", "monitors"] if ctx.daemon else [])
+    return table(rows, header) or "no extensions: add one with `add extension NUM [TECH]`"
+
+
+@command("add extension", Arg("NUM", "new-extension", doc="the extension number"),
+         Arg("TECH", "technology", optional=True,
+             doc=f"{', '.join(TECHNOLOGIES)} (default: parameter acti_defaultexttype)"),
+         doc="Watch an extension: clients can monitor it at once.",
+         example="add extension 105 PJSIP", group="extensions")
+async def _add_extension(ctx: Context, args: dict[str, Any]) -> str:
+    number = args["NUM"]
+    default = ctx.store.get_parameter("acti_defaultexttype", "PJSIP") or "PJSIP"
+    tech = args.get("TECH") or VALIDATORS["technology"](default)
+    existing = {e.number: e.technology for e in ctx.store.extensions()}
+    if existing.get(number) == tech:
+        return f"extension {number} ({tech}/{number}) is already configured: nothing changed"
+    ctx.store.add_extension(number, tech)
+    verb = "changed to" if number in existing else "added:"
+    if ctx.daemon is None:
+        return f"extension {number} {verb} {tech}/{number}; watched when astcti starts"
+    try:
+        served_by = await ctx.daemon.watch_extension(number, tech)
+    except (AriError, AstctiError) as exc:  # e.g. ARI refused the subscription
+        return (f"extension {number} {verb} {tech}/{number}; subscribing failed ({exc}): it is"
+                " retried when the link reconnects")
+    if served_by:
+        return f"extension {number} {verb} {tech}/{number}, watched on {served_by}"
+    return (f"extension {number} {verb} {tech}/{number}; {ctx.daemon.why_unserved(number)}"
+            ": it is watched as soon as an Asterisk has it")
+
+
+@command("remove extension", Arg("NUM", "extension", doc="a configured extension"),
+         doc="Stop watching an extension; if clients monitor it, confirm or pass --force"
+             " (they receive linkdown).",
+         example="remove extension 105", force=True, group="extensions")
+async def _remove_extension(ctx: Context, args: dict[str, Any]) -> str:
+    number = args["NUM"]
+    if number not in {e.number for e in ctx.store.extensions()}:
+        raise CommandError(f"extension {number} is not configured: see `show extensions`")
+    daemon = ctx.daemon
+    watchers = daemon.extension_state(number)[2] if daemon else 0
+    if watchers and not ctx.force:
+        raise CommandError(f"extension {number} is monitored by {watchers} client(s): add"
+                           " --force to remove it anyway",
+                           confirm=f"extension {number} is monitored by {watchers} client(s):"
+                                   " remove it anyway?")
+    ctx.store.remove_extension(number)
+    if daemon is None:
+        return f"extension {number} removed; astcti stops watching it when it starts"
+    told = await daemon.unwatch_extension(number, "extension removed by the administrator")
+    extra = f"; {told} monitoring client(s) told (linkdown)" if told else ""
+    return f"extension {number} removed and no longer watched{extra}"

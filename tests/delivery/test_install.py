@@ -312,7 +312,8 @@ def test_playbook_provisions_both_hosts(world: World) -> None:
     m = world.machine
     assert m.run(["systemctl", "is-active", "astcti.service"], check=False).stdout.strip() == "active"
     assert m.run(["systemctl", "is-enabled", "astcti.service"], check=False).stdout.strip() == "enabled"
-    world.wait_log("connected to Asterisk")
+    world.wait_log(f"(app {APP})")  # connected to Asterisk with the link's Stasis app
+    world.wait_log(f"AMI connected at 127.0.0.1:{AMI_PORT} as astcti")  # its AMI sibling
     policy = m.run(["apt-cache", "policy", "astcti"]).stdout
     assert f"http://127.0.0.1:{REPO_PORT} bookworm/main" in policy, policy
     sources = (world.cti / "etc/apt/sources.list.d/astcti.list").read_text()

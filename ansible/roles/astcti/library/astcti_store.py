@@ -210,8 +210,8 @@ def main():
     p = module.params
     try:
         from astcti.errors import AstctiError
-        from astcti.pbx.linkconfig import parse_link
-        from astcti.secrets import decrypt, load_key
+        from astcti.pbx.linkconfig import parse_amilink, parse_link
+        from astcti.secrets import load_key
         from astcti.store import Store
         from astcti.store.store import ListenerRow
     except ImportError as exc:
@@ -260,7 +260,16 @@ def main():
                 ami_name = "acti_amilink_" + name[len("acti_tlink_"):]
                 host = ami["host"] or link["host"]
                 wanted_ami[ami_name] = True
-                if not _same_ami(store.get_parameter(ami_name), host, ami, cipher, decrypt):
+                same = False
+                stored = store.get_parameter(ami_name)
+                if stored:
+                    try:
+                        have = parse_amilink(ami_name, stored, cipher)
+                        same = (have.host, have.port, have.username, have.secret) == (
+                            host, ami["port"], ami["user"], ami["secret"])
+                    except AstctiError:
+                        same = False
+                if not same:
                     changes.append("set %s = %s#%d,%s,<encrypted>"
                                    % (ami_name, host, ami["port"], ami["user"]))
                     actions.append(("ami", ami_name, dict(ami, host=host)))
@@ -350,22 +359,6 @@ def main():
     diff = {"before": "", "after": "".join(c + "\n" for c in changes)}
     module.exit_json(changed=bool(changes), changes=changes, diff=diff, restart=restart,
                      reload=bool(changes) and not restart)
-
-
-def _same_ami(value, host, ami, cipher, decrypt):
-    """Does the stored acti_amilink_NN value say what is declared (the secret decrypted)?"""
-    if not value or "#" not in value:
-        return False
-    have_host, _, rest = value.partition("#")
-    fields = rest.split(",", 2)
-    if len(fields) != 3:
-        return False
-    try:
-        secret = decrypt(cipher, fields[2].strip(), what="acti_amilink")
-    except Exception:  # noqa: BLE001 (a token of another key: rewrite it)
-        return False
-    return (have_host, fields[0].strip(), fields[1].strip(), secret) == (
-        host, str(ami["port"]), ami["user"], ami["secret"])
 
 
 def _encrypt(module, p, password):

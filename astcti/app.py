@@ -28,8 +28,10 @@ from astcti.cti.control import CallControl
 from astcti.cti.directory import Directory
 from astcti.cti.events import LinkDown, LinkUp
 from astcti.cti.hub import Hub
+from astcti.cti.seating import Seating
 from astcti.cti.model import Connection
 from astcti.cti.presence import PresenceService
+from astcti.cti.queuefeed import AmiQueueFeed
 from astcti.cti.queuestats import QueueStatsService
 from astcti.cti.tracker import Tracker, endpoint_of
 from astcti.cti.userdata import UserDataService
@@ -69,6 +71,7 @@ class Daemon:
         self.tracker = Tracker(self.directory.resolve)
         self.hub = Hub()
         self.control = CallControl(self.tracker, self.directory)
+        self.tracker.parties.number_of = self.control.party_number
         # callid and user data where ari.conf lacks channelvars: read per tracked channel
         self.channelvars = ChannelVarsFiller(self._on_ari_event, self._tracked)
         self.services: Services | None = None
@@ -76,8 +79,10 @@ class Daemon:
         self.listeners: Listeners | None = None
         self.acd: AcdService | None = None  # ACD agents on queues
         self.userdata: UserDataService | None = None  # user data attached to calls
+        self.seating: Seating | None = None  # client address -> extension (ipextnmap)
         self.presence: PresenceService | None = None  # line states (desktops' directory)
         self.queuestats: QueueStatsService | None = None  # wallboards' figures
+        self.queuefeed: AmiQueueFeed | None = None  # wallboards' figures from AMI
         # admin console: trace taps and the admin socket
         self.trace = TraceBus()
         self.hub.tap = self.trace.on_cti
@@ -96,10 +101,11 @@ class Daemon:
             await self.directory.add(ext.number, ext.technology)
         self.control.dial_context = params.get("acti_dial_context") or "from-internal"
         self._start_acd()
+        self.seating = Seating(self.store)
         self.services = Services(self.store, self.directory, self.tracker, self.hub,
                                  Auth(self.store), control=self.control, acd=self.acd,
                                  userdata=self.userdata, presence=self.presence,
-                                 queuestats=self.queuestats)
+                                 queuestats=self.queuestats, seating=self.seating)
         self.dispatcher = Dispatcher(self.services)
         self.dispatcher.tap = self.trace.on_client  # client requests, for `trace on client`
         self._start_links()
@@ -159,6 +165,8 @@ class Daemon:
         ami = AmiLink(config, heartbeat=heartbeat)
         if self.acd is not None:  # which queue offers a FreePBX-form member its call
             ami.on("AgentCalled", self.acd.on_agent_called)
+        if self.queuefeed is not None:  # wallboards: queue callers and members as they change
+            self.queuefeed.attach(ami)
         self.ami_links[config.name] = ami
         sibling = self.links.get(config.sibling)
         if sibling is not None:
@@ -168,6 +176,8 @@ class Daemon:
     def forget_ami_link(self, name: str) -> AmiLink | None:
         """Unregister an AMI connection (the caller stops it); its ARI sibling loses it."""
         ami = self.ami_links.pop(name, None)
+        if self.queuefeed is not None:
+            self.queuefeed.detach(name)
         for link in self.links.values():
             if link.ami is ami and ami is not None:
                 link.ami = None
@@ -256,6 +266,8 @@ class Daemon:
         """Open/close listeners to match the store's rows, without touching unchanged ones."""
         if self.listeners is None or self.store is None:
             return {}
+        if self.seating is not None:  # the ipextnmap may have been changed the same way
+            self.seating.reload()
         return await self.listeners.sync(self.store.listeners())
 
     # -- operations: how the admin console changes and reads the running daemon ------------------
@@ -281,6 +293,9 @@ class Daemon:
         if name == "acti_dial_context":
             self.control.dial_context = value or "from-internal"
             return "used by the next call control request"
+        if name == "acti_servicelevel" and self.queuestats is not None:
+            self.queuestats.apply_parameter(name, value)
+            return "applied to the wallboards' service level"
         return "stored; read where it is used"
 
     async def reconfigure_link(self, name: str, value: str) -> str:
@@ -422,6 +437,15 @@ class Daemon:
         """Logged-in ACD agents (None: this daemon runs no ACD service)."""
         return None if self.acd is None else self.acd.agents_view()
 
+    def seat(self, address: str, extension: str) -> None:
+        """Free seating: the address sits at the extension from now on (stored too)."""
+        assert self.seating is not None
+        self.seating.map(address, extension)
+
+    def unseat(self, address: str) -> bool:
+        assert self.seating is not None
+        return self.seating.unmap(address)
+
     def revoke_user(self, username: str) -> int:
         """After a password change or removal: the user's tokens and cached logins end now.
         Returns how many tokens were live."""
@@ -499,7 +523,8 @@ class Daemon:
 
         self.presence = PresenceService(self.directory, self.hub, agent_of)
         self.queuestats = QueueStatsService(self.store, self.hub, self.tracker, acd)
-        acd.on_waiting = self.queuestats.waiting_list
+        acd.on_waiting = self.queuestats.waiting_list  # without AMI
+        self.queuefeed = AmiQueueFeed(self.queuestats)
         self.hub.observers += [self.presence.on_cti_event, self.queuestats.on_cti_event]
 
     async def _acd_link_up(self, link: AsteriskLink) -> None:

@@ -11,9 +11,14 @@ import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from astcti.api.protocol import RequestError
 from astcti.store import Store
+from astcti.store.store import verify_password
+
+if TYPE_CHECKING:
+    from astcti.cti.seating import Seating
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +34,30 @@ _HASH_POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="astcti-scrypt
 @dataclass(frozen=True)
 class Identity:
     username: str
-    role: str  # client | admin
+    role: str  # client | admin | agent (a client known by its address)
+    #: for a client known by its address (`address` set): the extensions it may act on
+    extensions: tuple[str, ...] = ()
+    address: str = ""  # set for a client of an `auth=none` listener: it is known by its address
+
+
+def address_identity(seating: Seating | None, peer: str) -> Identity:
+    """Who a client of an `auth=none` listener is: its address, seated by the ipextnmap at one
+    extension (role agent, like a user allowed that extension only)."""
+    extension = seating.extension_of(peer) if seating is not None else None
+    return Identity(f"address {peer}", "agent", (extension,) if extension else (), peer)
+
+
+def check_extension(identity: Identity, extension: str) -> None:
+    """A client known by its address acts on the extension mapped to its address, nothing else
+    (monitoring or controlling others needs a login)."""
+    if not identity.address or extension in identity.extensions:
+        return
+    if not identity.extensions:
+        raise RequestError(f"address {identity.address} has no extension: an administrator"
+                           f" seats it with astcti-shell `add ipextnmap {identity.address} EXT`"
+                           " (or log in)", 403)
+    raise RequestError(f"extension {extension} is not yours: address {identity.address} sits at"
+                       f" extension {identity.extensions[0]} (log in to act on others)", 403)
 
 
 class Auth:
@@ -40,6 +68,7 @@ class Auth:
         self.tokens: dict[str, tuple[Identity, float]] = {}
         self.failures: dict[str, deque[float]] = {}
         self._verified: dict[bytes, tuple[Identity, float]] = {}
+        self._agents_verified: dict[bytes, float] = {}  # agent passwords, as for users
         self._pepper = secrets.token_bytes(32)
 
     async def _check_password(self, username: str, password: str) -> Identity | None:
@@ -104,6 +133,37 @@ class Auth:
             raise self._fail(peer, username)
         self.failures.pop(peer, None)
         return identity
+
+    async def check_agent_password(self, peer: str, agentid: str, password: str | None) -> None:
+        """An ACD agent that has a password (astcti-shell `passwd agent`) must give it at ACD
+        login and state changes; failures count towards the same per-address limit as logins.
+        An agent without a password is not checked (the connection's login authorises)."""
+        stored = self.store.agent_password_hash(agentid)
+        if stored is None:
+            return
+        wait = self._throttled(peer)
+        if wait > 0:
+            raise RequestError(f"too many failed logins: retry in {int(wait) + 1} s", 429)
+        ok = False
+        if password:
+            # the stored hash is in the key: a changed password forgets earlier acceptances
+            key = hmac.new(self._pepper, f"{agentid}\0{password}\0{stored}".encode(),
+                           hashlib.sha256).digest()
+            now = time.monotonic()
+            if self._agents_verified.get(key, 0.0) > now:
+                return
+            loop = asyncio.get_running_loop()
+            ok = await loop.run_in_executor(_HASH_POOL, verify_password, password, stored)
+            if ok:
+                if len(self._agents_verified) > 10000:
+                    self._agents_verified = {k: v for k, v in self._agents_verified.items()
+                                             if v > now}
+                self._agents_verified[key] = now + VERIFIED_TTL
+                return
+        self.failures.setdefault(peer, deque()).append(time.monotonic())
+        log.warning("wrong or missing password for agent %r from %s", agentid[:32], peer)
+        raise RequestError(f"agent login failed: wrong or missing password for agent {agentid}",
+                           401)
 
     def issue_token(self, identity: Identity) -> str:
         now = time.monotonic()

@@ -10,6 +10,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from astcti.api.auth import address_identity, check_extension
 from astcti.api.protocol import (
     NOT_LOGGED_IN, REQUESTS, EnvelopeError, RequestError, parse_envelope, response,
 )
@@ -48,6 +49,8 @@ class Dispatcher:
             return response(env.id, NOT_LOGGED_IN), 401
         try:
             args = spec.validate(env.message)
+            if session.identity is not None and session.identity.address:
+                self._authorise_address(session, args)
             extra = await spec.handler(self.services, session, args) or {}
         except RequestError as exc:
             return response(env.id, exc.error), exc.status
@@ -57,6 +60,13 @@ class Dispatcher:
             log.exception("request %s from %r failed", env.name, session)
             return response(env.id, "internal error: see the astcti log"), 500
         return response(env.id, **extra), 200
+
+    def _authorise_address(self, session: Session, args: dict[str, Any]) -> None:
+        """A client known by its address (an `auth=none` listener) acts on its seat only; the
+        ipextnmap as it is now decides, so `add ipextnmap` applies at the next request."""
+        session.identity = address_identity(self.services.seating, session.peer)
+        if "extension" in args:
+            check_extension(session.identity, args["extension"])
 
     def closed(self, session: Session) -> None:
         """A transport's connection ended: its monitors end with it."""

@@ -63,6 +63,18 @@ def field_schema(f: Field, *, in_query: bool = False) -> dict[str, Any]:
     return schema
 
 
+def optional_schema(f: Field, *, in_query: bool = False) -> dict[str, Any]:
+    """An optional field: the server takes null and "" as "not given" (`RequestSpec.validate`),
+    so the document says so (else a checker rightly reports such a request as accepted)."""
+    schema: dict[str, Any] = {"anyOf": [field_schema(f, in_query=in_query),
+                                        {"type": "string", "maxLength": 0}]}
+    if f.doc:
+        schema["description"] = f.doc
+    if not in_query:
+        schema["nullable"] = True
+    return schema
+
+
 def _responses() -> dict[str, Any]:
     return {code: {"description": text, "content": {"application/json": {
         "schema": {"$ref": "#/components/schemas/Response"}}}}
@@ -79,7 +91,8 @@ def _operation(spec: RequestSpec, method: str, path: str) -> dict[str, Any]:
                            "schema": field_schema(f)})
         elif method in ("get", "delete"):
             params.append({"name": f.name, "in": "query", "required": f.required,
-                           "schema": field_schema(f, in_query=True)})
+                           "schema": field_schema(f, in_query=True) if f.required
+                           else optional_schema(f, in_query=True)})
         else:
             body_fields.append(f)
     op: dict[str, Any] = {
@@ -98,7 +111,8 @@ def _operation(spec: RequestSpec, method: str, path: str) -> dict[str, Any]:
             "required": any(f.required for f in body_fields),
             "content": {"application/json": {"schema": {
                 "type": "object",
-                "properties": {f.name: field_schema(f) for f in body_fields},
+                "properties": {f.name: field_schema(f) if f.required else optional_schema(f)
+                               for f in body_fields},
                 "required": [f.name for f in body_fields if f.required],
             }}},
         }
@@ -167,8 +181,9 @@ def document(server_url: str | None = None) -> dict[str, Any]:
                     "type": "object", "required": ["msgtype", "id", "result", "error"],
                     "properties": {
                         "msgtype": {"type": "string", "enum": ["response"]},
-                        "id": {"type": "string"},
-                        "result": {"type": "string", "enum": ["success", "fail"]},
+                        "id": {"oneOf": [{"type": "string"}, {"type": "number"}],
+                               "description": "the request's id, as sent"},
+                        "result": {"type": "string", "enum": ["success", "error"]},
                         "error": {"type": "string"},
                     },
                     "additionalProperties": True,

@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 
 from astcti.api import wsproto
+from astcti.api.auth import address_identity
 from astcti.api.dispatch import Dispatcher
 from astcti.api.session import Session
 from astcti.api.outbox import Outbox
@@ -195,10 +196,9 @@ class WsConnection(asyncio.Protocol):
         assert self.transport is not None
         self.outbox = Outbox(self.transport, _ws_bytes, self._too_slow, f"ws {self.peer}")
         session = Session("ws", self.peer, self.outbox.put, self.outbox.put_many)
-        if not self.server.auth_required:
-            from astcti.api.auth import Identity
-
-            session.identity = Identity("anonymous", "client")
+        if not self.server.auth_required:  # known by its address (the ipextnmap seats it)
+            session.identity = address_identity(self.server.dispatcher.services.seating,
+                                                self.peer)
         return session
 
     def _open(self, handshake: wsproto.Handshake, error: str | None, rest: bytes,

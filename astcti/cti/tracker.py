@@ -17,6 +17,7 @@ from astcti.cti.events import (
     Established, Failed, Held, Originated, Retrieved, ServiceInitiated, Transferred, cause_name,
 )
 from astcti.cti.model import Call, Connection, ConnectionState, Direction
+from astcti.cti.parties import Parties
 from astcti.pbx.dialplan import LINKEDID_VAR, USERDATA_VAR
 
 log = logging.getLogger(__name__)
@@ -84,6 +85,8 @@ class Tracker:
         self.intents: dict[tuple[str, str], Intent] = {}  # (link, trigger channel) -> intent
         # ARI `dial` reports no caller: the channel each astcti-dialled leg was dialled for
         self.dialled_for: dict[tuple[str, str], str] = {}
+        #: party fields of the events, `partycleared` and `idle` (astcti/cti/parties.py)
+        self.parties = Parties(self)
         self._handlers: dict[str, Callable[[str, AriEvent], list[CtiEvent]]] = {
             "ChannelCreated": self._on_created,
             "ChannelStateChange": self._on_state,
@@ -118,11 +121,14 @@ class Tracker:
     def handle(self, link: str, event: AriEvent) -> list[CtiEvent]:
         handler = self._handlers.get(event.get("type", ""))
         if handler is None:
+            if event.get("type") == "BridgeDestroyed":
+                self.parties.before(link, event)
             return []
         ts = event.get("timestamp")
         if ts and ts[-5] in "+-":  # ARI's +0000 -> ISO-8601 extended +00:00
             event["timestamp"] = f"{ts[:-2]}:{ts[-2:]}"
-        return handler(link, event)
+        left = self.parties.before(link, event)
+        return self.parties.complete(left + handler(link, event))
 
     def _conn(self, link: str, event: AriEvent) -> Connection | None:
         channel = event.get("channel")
@@ -522,6 +528,9 @@ class Tracker:
     def resync(self, link: str, channels: list[dict[str, Any]], ts: str) -> list[CtiEvent]:
         """Make the model match Asterisk's channels after a (re)connect; events for the gap."""
         current = {c["id"]: c for c in channels}
+        self.parties.forget_link(link)
+        self.parties.leaving([c for (conn_link, _), c in self.connections.items()
+                              if conn_link == link])
         out: list[CtiEvent] = []
         for (conn_link, channel_id), conn in list(self.connections.items()):
             if conn_link == link and channel_id not in current:
@@ -536,7 +545,7 @@ class Tracker:
             else:
                 self._refresh(conn, channel)
                 out += self._apply_state(conn, channel.get("state", ""), ts)
-        return out
+        return self.parties.complete(out)
 
     def drop_extension(self, extension: str) -> None:
         """Forget an extension that is no longer configured (no events: nobody monitors it)."""

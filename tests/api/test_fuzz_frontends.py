@@ -34,7 +34,7 @@ async def test_tcp_fuzz(local_daemon: LocalDaemon) -> None:
             reply = json.loads(line)
             assert well_formed(reply), (raw, reply)
             assert "internal error" not in reply["error"], (raw, reply)
-            fails += reply["result"] == "fail"
+            fails += reply["result"] == "error"
             if reply["result"] == "success" and '"logout"' in raw:
                 writer.write(login.encode() + b"\n")
                 await reader.readline()

@@ -55,6 +55,14 @@ def _dial_context(value: str) -> str:
     return value.strip()
 
 
+def _screenpop_url(value: str) -> str:
+    value = value.strip()
+    if value and not re.fullmatch(r"https?://[^\s\"'<>]{1,1000}", value):
+        raise CommandError(f"{value[:40]!r} is not an http(s) URL: e.g."
+                           " https://crm.example/lookup?phone={calling} (empty: no screen pop)")
+    return value
+
+
 #: per-parameter validators: value text -> normalised value text (CommandError if invalid)
 PARAMETER_RULES: dict[str, Callable[[str], str]] = {
     "acti_defaultexttype": VALIDATORS["technology"],
@@ -67,6 +75,10 @@ PARAMETER_RULES: dict[str, Callable[[str], str]] = {
     "acti_resume_size": _number(0, 1_000_000, integer=True),
     "acti_resume_age": _number(0, 86400, integer=False),
     "acti_dial_context": _dial_context,
+    "acti_screenpop_url": _screenpop_url,
+    "acti_screenpop_mode": _one_of("tab", "iframe"),
+    "acti_servicelevel": _number(1, 3600, integer=True),
+    "acti_wallboard_queues": _queues,
 }
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from astcti.api.protocol import EXTENSION_RE, NOT_LOGGED_IN, Field, RequestError, request
 from astcti.api.services import Services
 from astcti.api.session import Session
-from astcti.api.protocol import EXTENSION_RE, Field, RequestError, request
 
 EXTENSION = Field("extension", pattern=EXTENSION_RE, max_length=32, doc="extension number",
                   example="101")
@@ -23,22 +23,80 @@ def served_extension(services: Services, number: str) -> None:
          Field("username", required=False, max_length=64, doc="user of astcti-shell `add user`"),
          Field("password", required=False, max_length=256, doc="its password"),
          Field("token", required=False, max_length=128, doc="a token from an earlier login"),
+         Field("extension", pattern=EXTENSION_RE, max_length=32, required=False,
+               doc="ACD login (the astCTI author's form, with agentid): the agent's extension;"
+                   " omitted: the one the client sits at (`myextension`)"),
+         Field("agentid", pattern=r"^[0-9A-Za-z_.-]{1,32}$", max_length=32, required=False,
+               doc="ACD login: the agent; with it, `login` is `acdlogin`", example="7001"),
+         Field("passwd", required=False, max_length=128,
+               doc="ACD login: the agent's password, checked when it has one (astcti-shell"
+                   " `passwd agent`)"),
          doc="Authenticate the connection (username + password, or a token). Every other"
-             " request needs it, unless the listener is `auth=none`.",
+             " request needs it, unless the listener is `auth=none`. With `agentid` it is the"
+             " astCTI author's ACD login instead: `acdlogin` of the agent on `extension`"
+             " (the connection must be logged in, or on an `auth=none` listener).",
          login=False, group="session", response={"token": "reuse it to log in again",
-                                                 "user": "the user name"},
+                                                 "user": "the user name",
+                                                 "agentid": "ACD login: the agent, with"
+                                                            " groups, state... as acdlogin"},
          resource=("POST", "/api/v1/login"))
 async def login(services: Services, session: Session, args: dict[str, Any]) -> dict[str, Any]:
+    if "agentid" in args:
+        if session.identity is None:
+            raise RequestError(NOT_LOGGED_IN, 401)
+        from astcti.api.requests.acd import acd_login
+
+        return await acd_login(services, session, _extension(services, session, args),
+                               args["agentid"], args.get("passwd"), None)
     identity = await services.auth.login(session.peer, args.get("username"),
                                          args.get("password"), args.get("token"))
     session.identity = identity
     return {"token": services.auth.issue_token(identity), "user": identity.username}
 
 
-@request("logout", doc="End the session's monitors and forget its login.", group="session")
-async def logout(services: Services, session: Session, args: dict[str, Any]) -> None:
+@request("logout",
+         Field("extension", pattern=EXTENSION_RE, max_length=32, required=False,
+               doc="ACD logout (the astCTI author's form, with agentid): the agent's extension;"
+                   " omitted: the one the client sits at"),
+         Field("agentid", pattern=r"^[0-9A-Za-z_.-]{1,32}$", max_length=32, required=False,
+               doc="ACD logout: the agent; with it, `logout` is `acdlogout`"),
+         doc="End the session's monitors and forget its login; with `agentid` (the astCTI"
+             " author's form) log the agent out of its queues instead (`acdlogout`).",
+         group="session")
+async def logout(services: Services, session: Session, args: dict[str, Any]) -> dict | None:
+    if "agentid" in args:
+        from astcti.api.requests.acd import acd_logout
+
+        return await acd_logout(services, _extension(services, session, args), args["agentid"],
+                                None)
     services.hub.detach_all(session)
-    session.identity = None
+    # a client known by its address (auth=none) cannot log in again: it stays known by it
+    if session.identity is not None and not session.identity.address:
+        session.identity = None
+    return None
+
+
+def _extension(services: Services, session: Session, args: dict[str, Any]) -> str:
+    """The request's extension, else the one the client sits at (its address's)."""
+    return args.get("extension") or _seat(services, session)
+
+
+def _seat(services: Services, session: Session) -> str:
+    seating = services.seating
+    extension = seating.extension_of(session.peer) if seating is not None else None
+    if extension is None:
+        raise RequestError(f"no extension for address {session.peer}: an administrator seats"
+                           f" it with astcti-shell `add ipextnmap {session.peer} EXT`", 404)
+    return extension
+
+
+@request("myextension",
+         doc="The extension the client sits at, found from its address (free seating: the"
+             " astCTI console's `add ipextnmap ADDRESS EXT`).",
+         group="session", response={"extension": "the client's extension"})
+async def myextension(services: Services, session: Session,
+                      args: dict[str, Any]) -> dict[str, Any]:
+    return {"extension": _seat(services, session)}
 
 
 @request("startmonitor", EXTENSION,
@@ -66,12 +124,14 @@ async def stopmonitor(services: Services, session: Session, args: dict[str, Any]
          doc="The extension's current calls and their states.",
          response={"calls": "list of {callid, state, direction, calling, callingname, called,"
                             " since, lastredirection, userdata}",
+                   "numcall": "how many calls the extension has",
                    "seq": "sequence number of the extension's latest event"},
          resource=("GET", "/api/v1/extensions/{extension}/calls"))
 async def snapshot(services: Services, session: Session, args: dict[str, Any]) -> dict[str, Any]:
     ext = args["extension"]
     served_extension(services, ext)
-    return {"calls": services.tracker.snapshot(ext), "seq": services.hub.last_seq(ext)}
+    calls = services.tracker.snapshot(ext)
+    return {"calls": calls, "numcall": len(calls), "seq": services.hub.last_seq(ext)}
 
 
 @request("resume", EXTENSION,

@@ -19,7 +19,7 @@ import ssl
 import time
 from collections.abc import Callable
 
-from astcti.api import wsproto
+from astcti import wsproto
 from astcti.api.auth import address_identity
 from astcti.api.dispatch import Dispatcher
 from astcti.api.session import Session
@@ -110,8 +110,7 @@ class WsConnection(asyncio.Protocol):
 
     # -- asyncio.Protocol -----------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = transport  # type: ignore[assignment]  (uvloop's is no subclass)
         peername = transport.get_extra_info("peername")
         self.peer = peername[0] if isinstance(peername, tuple) else str(peername or "?")
         if not self.server.admit(self.peer):

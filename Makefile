@@ -6,6 +6,7 @@ PYTHON ?= /usr/bin/python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PHONES ?= auto
+PBXS ?= 1
 FLAVOUR ?= asterisk
 PYTEST_ARGS ?=
 
@@ -16,6 +17,7 @@ help:
 	@echo "make lab [PHONES=auto|none] [FLAVOUR=asterisk|freepbx]"
 	@echo "                             start Asterisk + astcti + SIPp phones (make lab-down stops them);"
 	@echo "                             FLAVOUR=freepbx: FreePBX 17's dialplan, astcti's blocks in *_custom.conf"
+	@echo "                             PBXS=2: a second Asterisk (agents 2XX) linked as acti_tlink_02"
 	@echo "make test                    run every test, the real-Asterisk lab included"
 	@echo "make bench                   measure astcti against raw ARI, write docs/benchmarks.md"
 	@echo "make deb                     build dist/astcti_<version>_<arch>.deb (dh-virtualenv) + lintian"
@@ -44,7 +46,7 @@ $(VENV)/.stamp: pyproject.toml
 venv: sysdeps $(VENV)/.stamp
 
 lab: venv
-	$(PY) -m tests.lab up --phones $(PHONES) --flavour $(FLAVOUR)
+	$(PY) -m tests.lab up --phones $(PHONES) --flavour $(FLAVOUR) --pbxs $(PBXS)
 
 lab-down:
 	@if [ -x $(PY) ]; then $(PY) -m tests.lab down; else echo "no lab was running"; fi

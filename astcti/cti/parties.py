@@ -27,6 +27,8 @@ if TYPE_CHECKING:
 AriEvent = dict[str, Any]
 #: (link, channel id) -> the party's number as call control knows it ("" if it does not)
 NumberOf = Callable[[str, str], str]
+_FOLLOWED = frozenset(("ChannelEnteredBridge", "ChannelDestroyed", "BridgeDestroyed"))
+_NONE: list[CtiEvent] = []  # returned, never changed
 
 
 class Parties:
@@ -42,6 +44,8 @@ class Parties:
     def before(self, link: str, event: AriEvent) -> list[CtiEvent]:
         """Follow bridge membership; a destroyed channel is a party leaving its conversation."""
         kind = event.get("type")
+        if kind not in _FOLLOWED:
+            return _NONE
         channel = event.get("channel") or {}
         channel_id = channel.get("id", "")
         if kind == "ChannelEnteredBridge":
@@ -87,7 +91,8 @@ class Parties:
     def complete(self, events: list[CtiEvent]) -> list[CtiEvent]:
         """Fill the party fields and add `idle` for extensions whose last call cleared."""
         if not events:
-            self._leaving.clear()
+            if self._leaving:
+                self._leaving.clear()
             return events
         idle: dict[str, CtiEvent] = {}
         for event in events:
@@ -101,12 +106,12 @@ class Parties:
                     self._fill(event, conn)
             if isinstance(event, ConnectionCleared) and event.extension not in idle:
                 idle[event.extension] = event
-        self._leaving.clear()
+        if self._leaving:
+            self._leaving.clear()
         if idle:
-            busy = {c.extension for c in self.tracker.connections.values()
-                    if c.extension in idle}
+            legs = self.tracker.leg_count
             events = events + [Idle(ext, ev.callid, ev.timestamp)
-                               for ext, ev in idle.items() if ext not in busy]
+                               for ext, ev in idle.items() if not legs.get(ext)]
         return events
 
     def _connection(self, extension: str, callid: str) -> Connection | None:

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from astcti.cti.queuestats import QueueStatsService
+from astcti.errors import AstctiError
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +120,11 @@ class AmiQueueFeed:
     # -- after a (re)connect ----------------------------------------------------------------------
     async def resync(self, ami: AmiSource) -> None:
         """Every queue and its callers as Asterisk has them now."""
-        messages = await ami.queue_status()
+        try:
+            messages = await ami.queue_status()
+        except AstctiError as exc:  # AmiError: down again, or no answer in time
+            log.warning("%s: cannot read the queues for the wallboards: %s", ami.name, exc)
+            return
         now = self.clock()
         waiting: dict[str, list[tuple[str, str, str, float, int]]] = {}
         members: list[dict[str, Any]] = []

@@ -217,8 +217,10 @@ WATCHED_EVENTS = frozenset({Delivered, Established, Held, Retrieved, ConnectionC
                             AgentNotReady, AgentWorkNotReady})
 
 
-def agent_line(agent: Agent, calls: list[dict[str, Any]], handled: int) -> dict[str, Any]:
-    """An agent's wallboard line: its call (if any) outranks its ACD state."""
+def agent_line(agent: Agent, calls: list[dict[str, Any]], handled: int,
+               answered: dict[str, str] | None = None) -> dict[str, Any]:
+    """An agent's wallboard line: its call (if any) outranks its ACD state; a call's time
+    counts from its answer (`answered`: callid -> when) when known."""
     view: dict[str, Any] = {
         "extension": agent.extension, "agentid": agent.agentid, "groups": list(agent.groups),
         "state": agent.state, "reasoncode": agent.reason if agent.state == "notready" else "",
@@ -231,9 +233,11 @@ def agent_line(agent: Agent, calls: list[dict[str, Any]], handled: int) -> dict[
     ringing = [c for c in calls if c["state"] == "alerting" and c["direction"] == "incoming"]
     current = (talking or ringing or [None])[0]
     if current is not None:
-        view.update(state="oncall" if talking else "ringing", since=current["since"],
+        began = (answered or {}).get(current["callid"], current["since"]) if talking \
+            else current["since"]
+        view.update(state="oncall" if talking else "ringing", since=began,
                     callid=current["callid"], direction=current["direction"],
-                    callsince=current["since"],
+                    callsince=began,
                     calling=current["called"] if current["direction"] == "outgoing"
                     else current["calling"])
     return view
@@ -305,6 +309,7 @@ class QueueStatsService:
         # agentid (member name) -> (day, callids of the queue calls it answered that day)
         self.handled: dict[str, tuple[str, set[str]]] = {}
         self.members: dict[str, Member] = {}  # member interface -> what AMI says of it
+        self._answered: dict[str, dict[str, str]] = {}  # extension -> callid -> answered at
         self._member_extensions: set[str] = set()
         # True while a feed that sees queue events (AMI) is connected: then the ACD service's
         # reads of the queues are not needed
@@ -367,13 +372,13 @@ class QueueStatsService:
             member.shown_state, member.since = state, _iso(self.clock())
         agent = Agent(member.extension, member.name, sorted(member.paused), state, reason,
                       member.since)
-        line = agent_line(agent, self.tracker.snapshot(member.extension)
-                          if member.extension else [], self._handled(member.name))
-        return line
+        return agent_line(agent, self.tracker.snapshot(member.extension)
+                          if member.extension else [], self._handled(member.name),
+                          self._answered.get(member.extension))
 
     def _agent_line(self, agent: Agent) -> dict[str, Any]:
         return agent_line(agent, self.tracker.snapshot(agent.extension),
-                          self._handled(agent.agentid))
+                          self._handled(agent.agentid), self._answered.get(agent.extension))
 
     def queue_view(self, queue: str, lines: list[dict[str, Any]] | None = None
                    ) -> dict[str, Any]:
@@ -499,6 +504,15 @@ class QueueStatsService:
         if kind not in WATCHED_EVENTS:
             return
         agent = self.acd.agents.get(event.extension)
+        if kind is Established and (agent is not None
+                                    or event.extension in self._member_extensions):
+            self._answered.setdefault(event.extension, {})[event.callid] = event.timestamp
+        elif kind is ConnectionCleared:
+            calls = self._answered.get(event.extension)
+            if calls is not None:
+                calls.pop(event.callid, None)
+                if not calls:
+                    del self._answered[event.extension]
         if kind is Established and event.lastredirection:  # type: ignore[attr-defined]
             queue = event.lastredirection  # type: ignore[attr-defined]
             at = _epoch(event.timestamp) or self.clock()

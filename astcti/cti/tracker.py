@@ -79,6 +79,7 @@ class Tracker:
         #: FreePBX-form members' calls, which ARI shows as plain Dial()s.
         self.queue_offer: QueueLookup | None = None
         self.connections: dict[tuple[str, str], Connection] = {}  # (link, channel id)
+        self.leg_count: dict[str, int] = {}  # extension -> its connections (idle at 0)
         self.calls: dict[str, Call] = {}
         self._warned_linkedid = False
         self.plans: dict[tuple[str, str], Plan] = {}
@@ -128,7 +129,8 @@ class Tracker:
         if ts and ts[-5] in "+-":  # ARI's +0000 -> ISO-8601 extended +00:00
             event["timestamp"] = f"{ts[:-2]}:{ts[-2:]}"
         left = self.parties.before(link, event)
-        return self.parties.complete(left + handler(link, event))
+        out = handler(link, event)
+        return self.parties.complete(left + out if left else out)
 
     def _conn(self, link: str, event: AriEvent) -> Connection | None:
         channel = event.get("channel")
@@ -184,6 +186,7 @@ class Tracker:
             conn.callingname = (channel.get("connected") or {}).get("name", "")
         self._refresh(conn, channel)
         self.connections[(link, conn.channel_id)] = conn
+        self.leg_count[extension] = self.leg_count.get(extension, 0) + 1
         call = self.calls.setdefault(conn.callid, Call(conn.callid))
         call.connections[conn.channel_id] = conn
         call.extensions.add(extension)
@@ -399,6 +402,7 @@ class Tracker:
     def _clear(self, conn: Connection, ts: str, cause: str,
                resync: bool = False) -> list[CtiEvent]:
         del self.connections[(conn.link, conn.channel_id)]
+        self._count_down(conn.extension)
         out: list[CtiEvent] = [ConnectionCleared(conn.extension, conn.callid, ts,
                                                  releasing=conn.extension, cause=cause,
                                                  userdata=dict(conn.userdata), resync=resync)]
@@ -547,8 +551,16 @@ class Tracker:
                 out += self._apply_state(conn, channel.get("state", ""), ts)
         return self.parties.complete(out)
 
+    def _count_down(self, extension: str) -> None:
+        left = self.leg_count.get(extension, 1) - 1
+        if left > 0:
+            self.leg_count[extension] = left
+        else:
+            self.leg_count.pop(extension, None)
+
     def drop_extension(self, extension: str) -> None:
         """Forget an extension that is no longer configured (no events: nobody monitors it)."""
+        self.leg_count.pop(extension, None)
         for key, conn in list(self.connections.items()):
             if conn.extension == extension:
                 del self.connections[key]

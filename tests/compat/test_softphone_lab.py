@@ -298,3 +298,37 @@ async def test_failures_read_the_same_on_every_transport(lab: Lab, listener: str
             body = await resp.json()
         assert resp.status == 409 and (body["result"], body["error"], body["id"]) == (
             "error", "no active call", 5)
+
+
+async def test_dtmf_field_and_reconnect_by_extension_only(lab: Lab,
+                                                          softphone: Softphone) -> None:
+    """`dtmf` in the author's field name reaches the far phone (104 takes DTMF as SIP INFO);
+    a consultation dropped with `reconnect` naming only the extension brings the first call
+    back."""
+    lab.start_phone("104", Phone(answer_after_ms=300))
+    lab.start_phone("102", Phone(answer_after_ms=500))
+    try:
+        first = await softphone.act("makecall", destination="104")
+        assert first["result"] == "success", first
+        await softphone.expect("connect", callid=first["callid"])
+        assert (await softphone.act("dtmf", dtmf="12#"))["result"] == "success"
+        infos = wait_for(lambda: len(lab.phones["104"].received("INFO")) >= 3 and
+                         lab.phones["104"].received("INFO"), what="three SIP INFO")
+        signals = [line.split("=", 1)[1].strip() for info in infos for line in info.splitlines()
+                   if line.startswith("Signal=")]
+        assert signals == ["1", "2", "#"]
+        consult = await softphone.act("consultation", destination="102")
+        assert consult["result"] == "success", consult
+        await softphone.expect("hold", callid=first["callid"])
+        await softphone.expect("connect", callid=consult["callid"])
+        assert (await softphone.act("reconnect"))["result"] == "success"
+        await softphone.expect("disconnect", callid=consult["callid"], releasing="101")
+        await softphone.expect("retrieve", callid=first["callid"])
+        assert softphone.line == "talking"
+        wait_for(lambda: [m for m in _members(lab) if m == {"PJSIP/101", "PJSIP/104"}],
+                 what="101 and 104 talk again")
+        assert (await softphone.act("hangup"))["result"] == "success"
+        await softphone.expect("idle")
+    finally:
+        for ext in ("102", "104"):
+            lab.stop_phone(ext)

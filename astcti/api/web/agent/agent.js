@@ -458,13 +458,24 @@
   }
 
   // -- session ----------------------------------------------------------------------------------
+  /** The user's record first (a typed one only if the record allows it), then the seat this
+   *  computer has (`myextension`, the ipextnmap), then what was typed or used last time. */
+  async function chooseExtension(loginReply) {
+    const listed = loginReply.extensions || [];
+    const typed = $("extension").value.trim();
+    if (listed.length) return typed && listed.includes(typed) ? typed : listed[0];
+    if (typed) return typed;
+    const seat = await cti.request("myextension", {});
+    if (seat.result === "success" && seat.extension) return seat.extension;
+    return localStorage.getItem("astcti.agent.extension") || "";
+  }
+
   async function start(loginReply) {
     desk.user = loginReply.user || $("username").value;
     const settings = await cti.request("desktopsettings", {});
     if (settings.result === "success") Object.assign(desk.settings, settings);
     desk.role = settings.role || "";
-    const fromUser = (loginReply.extensions || [])[0] || loginReply.extension || "";
-    desk.extension = fromUser || $("extension").value.trim() || localStorage.getItem("astcti.agent.extension") || "";
+    desk.extension = await chooseExtension(loginReply);
     if (!desk.extension) throw new Error("no extension: type yours (your user has none)");
     desk.agentid = loginReply.agentid || (/^[0-9A-Za-z_.-]{1,32}$/.test(desk.user) ? desk.user : desk.extension);
     const mon = await cti.request("startmonitor", {extension: desk.extension});

@@ -16,7 +16,7 @@ async def _show_extensions(ctx: Context, args: dict[str, Any]) -> str:
     rows = []
     default = ctx.store.get_parameter("acti_answer", "reoffer") or "reoffer"
     for ext in ctx.store.extensions():
-        row = [ext.number, f"{ext.technology}/{ext.number}", ext.answer or f"{default} (default)"]
+        row = [ext.number, f"{ext.technology}/{ext.number}"]
         if ctx.daemon is not None:
             link, up, monitors = ctx.daemon.extension_state(ext.number)
             ambiguous = ctx.daemon.directory.ambiguous(ext.number)
@@ -26,9 +26,9 @@ async def _show_extensions(ctx: Context, args: dict[str, Any]) -> str:
                     str(monitors)]
         elif ext.link:
             row[1] += f" (pinned to {ext.link})"
-        rows.append(row)
-    header = ["extension", "endpoint", "answer"] + (["link", "state", "monitors"]
-                                                    if ctx.daemon else [])
+        rows.append(row + [ext.answer or f"{default} (default)"])
+    header = ["extension", "endpoint"] + (["link", "state", "monitors"] if ctx.daemon else []) \
+        + ["answer"]
     return table(rows, header) or "no extensions: add one with `add extension NUM [TECH]`"
 
 

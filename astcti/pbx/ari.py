@@ -428,6 +428,13 @@ class AriEventSocket(asyncio.Protocol):
         """Ping after `heartbeat` seconds of silence; close when the pong is half that late."""
         loop = asyncio.get_running_loop()
         now = loop.time()
+        if self._pending and now - self._seen < self.REQUEST_TIMEOUT:
+            # Asterisk handles a websocket's REST requests one by one, in the thread that would
+            # answer a ping: while one runs (subscribing a hundred endpoints, listing ten
+            # thousand) silence is expected, and the request's own timeout bounds it
+            self._pinged = 0.0
+            self._timer = loop.call_later(self.heartbeat / 2, self._check)
+            return
         if self._pinged:
             if now - self._pinged >= self.heartbeat / 2:
                 self._closed_reason = ("ARI websocket closed: no answer to a ping within"

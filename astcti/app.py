@@ -229,9 +229,8 @@ class Daemon:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stopping.set)
-        # SIGHUP re-reads the listeners table (the admin API calls reload_listeners itself)
-        loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(
-            self.reload_listeners()))
+        # SIGHUP (`systemctl reload astcti`) re-reads listeners and extensions from the store
+        loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self.reload()))
         try:
             await self.start()
         except AstctiError:
@@ -241,6 +240,37 @@ class Daemon:
         log.info("stopping")
         await self.stop()
         return 0
+
+    async def reload(self) -> None:
+        """Apply the store's listeners, extensions and users as they are now, without a restart
+        (which would drop every agent's session). Links and parameters still need a restart."""
+        log.info("reloading listeners, extensions and users from the store")
+        if self.services is not None:
+            self.services.auth.forget_verifications()
+        try:
+            await self.reload_listeners()
+            await self.reload_extensions()
+        except AstctiError as exc:
+            log.error("reload: %s", exc)
+
+    async def reload_extensions(self) -> None:
+        """Watch the extensions the store gained, stop watching those it lost."""
+        if self.store is None:
+            return
+        wanted = {e.number: e.technology for e in self.store.extensions()}
+        have = {n: e.technology for n, e in self.directory.extensions.items()}
+        added = [n for n, tech in wanted.items() if have.get(n) != tech]
+        removed = sorted(set(have) - set(wanted))
+        for number in added:
+            try:
+                await self.watch_extension(number, wanted[number])
+            except (AriError, AstctiError) as exc:
+                log.warning("extension %s: subscribing failed (%s): retried when the link"
+                            " reconnects", number, exc)
+        for number in removed:
+            await self.unwatch_extension(number, "extension removed by the administrator")
+        if added or removed:
+            log.info("extensions: %d added or changed, %d removed", len(added), len(removed))
 
     async def reload_listeners(self) -> dict[int, str]:
         """Open/close listeners to match the store's rows, without touching unchanged ones."""

@@ -11,6 +11,7 @@ import asyncio
 import getpass
 import logging
 import os
+import sqlite3
 import sys
 from pathlib import Path
 
@@ -76,6 +77,18 @@ def _read_password() -> str:
     return password
 
 
+def _schema_version(db: Path) -> int:
+    """The store's schema version before `init` migrates it (0 if unreadable: init says why)."""
+    try:
+        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+        try:
+            return int(conn.execute("PRAGMA user_version").fetchone()[0])
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -84,11 +97,17 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "init":
             existed = args.db.exists()
-            Store.open(args.db, create=True).close()
+            before = _schema_version(args.db) if existed else 0
+            store = Store.open(args.db, create=True)
+            after = store.schema_version
+            store.close()
             key_existed = args.key.exists()
             load_key(args.key, create=True)
-            print(f"store {args.db}: {'kept (already there)' if existed else 'created'};"
-                  f" key {args.key}: {'kept' if key_existed else 'created'}")
+            what = "created"
+            if existed:
+                what = (f"migrated from schema {before} to {after}" if after != before
+                        else "kept (already there)")
+            print(f"store {args.db}: {what}; key {args.key}: {'kept' if key_existed else 'created'}")
             return 0
         if args.command == "encrypt-password":
             cipher = load_key(args.key, create=True)

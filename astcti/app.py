@@ -16,7 +16,7 @@ from typing import Any
 
 from cryptography.fernet import Fernet
 
-from astcti import __version__
+from astcti import __version__, heap
 from astcti.admin.trace import TraceBus
 from astcti.api.auth import Auth
 from astcti.api.dispatch import Dispatcher
@@ -545,6 +545,8 @@ class Daemon:
         for ext, name in self.directory.serving.items():
             if name == link.name:
                 self.hub.publish(LinkUp(ext, "", _now(), link=link.name))
+        if len(self.directory.extensions) >= 1000:  # (thousands of subscription answers)
+            heap.trim()
 
     async def _filter_events(self, link: AsteriskLink) -> None:
         """Asterisk keeps to itself the events nothing in astcti reads (IGNORED_ARI_EVENTS):

@@ -15,7 +15,7 @@ import sqlite3
 import sys
 from pathlib import Path
 
-from astcti import __version__
+from astcti import __version__, heap
 from astcti.errors import AstctiError
 from astcti.secrets import DEFAULT_KEY_PATH, encrypt, load_key
 from astcti.store import DEFAULT_DB_PATH, Store
@@ -49,19 +49,6 @@ def _setup_logging(level: str) -> None:
     logging.basicConfig(level=level.upper(), format=fmt, stream=sys.stderr)
     logging.getLogger("aioswagger11").setLevel(logging.WARNING)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
-
-
-def _bound_heap() -> None:
-    """Large blocks (scrypt's 16 MiB per login check) straight from mmap, so freeing them
-    returns the memory; glibc's default raises its mmap threshold after the first free and
-    then keeps such blocks resident in each thread's arena."""
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(-3, 1 << 20)  # M_MMAP_THRESHOLD: fixed at 1 MiB
-    except (OSError, AttributeError):
-        pass  # not glibc: nothing to tune
 
 
 def _loop_factory():  # -> Callable[[], asyncio.AbstractEventLoop] | None
@@ -128,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "serve":
             _setup_logging(args.log_level)
-            _bound_heap()
+            heap.bound()
             from astcti.app import Daemon
 
             daemon = Daemon(args.db, args.key, admin_socket=args.admin_socket)

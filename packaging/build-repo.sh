@@ -75,6 +75,8 @@ gpg --batch --yes --export "$key" > "$tmp/astcti-archive-keyring.gpg"
 # What apt will do with it: the signature verifies against the exported key alone.
 gpgv --quiet --keyring "$tmp/astcti-archive-keyring.gpg" "$tmp/dists/$suite/InRelease" 2>/dev/null \
   || die "the signed Release does not verify against the exported key"
+# The local key's gpg-agent is ours to stop (a release key's agent is the caller's).
+[ -n "${ASTCTI_REPO_KEY:-}" ] || gpgconf --kill gpg-agent 2>/dev/null || true
 chmod -R a+rX "$tmp"
 rm -rf "$repo"
 mv "$tmp" "$repo"

@@ -16,7 +16,7 @@ from typing import Any
 
 from cryptography.fernet import Fernet
 
-from astcti import __version__
+from astcti import __version__, heap
 from astcti.admin.trace import TraceBus
 from astcti.api.auth import Auth
 from astcti.api.dispatch import Dispatcher
@@ -108,7 +108,7 @@ class Daemon:
         self.hub.buffer_size = int(params.get("acti_resume_size") or 1000)
         self.hub.buffer_age = float(params.get("acti_resume_age") or 300)
         for ext in self.store.extensions():
-            await self.directory.add(ext.number, ext.technology, ext.answer)
+            await self.directory.add(ext.number, ext.technology, ext.link, ext.answer)
         self.control.dial_context = params.get("acti_dial_context") or "from-internal"
         self.control.default_answer = params.get("acti_answer") or "reoffer"
         self._start_acd()
@@ -230,9 +230,8 @@ class Daemon:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stopping.set)
-        # SIGHUP re-reads the listeners table (the admin API calls reload_listeners itself)
-        loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(
-            self.reload_listeners()))
+        # SIGHUP (`systemctl reload astcti`) re-reads listeners and extensions from the store
+        loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self.reload()))
         try:
             await self.start()
         except AstctiError:
@@ -242,6 +241,37 @@ class Daemon:
         log.info("stopping")
         await self.stop()
         return 0
+
+    async def reload(self) -> None:
+        """Apply the store's listeners, extensions and users as they are now, without a restart
+        (which would drop every agent's session). Links and parameters still need a restart."""
+        log.info("reloading listeners, extensions and users from the store")
+        if self.services is not None:
+            self.services.auth.forget_verifications()
+        try:
+            await self.reload_listeners()
+            await self.reload_extensions()
+        except AstctiError as exc:
+            log.error("reload: %s", exc)
+
+    async def reload_extensions(self) -> None:
+        """Watch the extensions the store gained, stop watching those it lost."""
+        if self.store is None:
+            return
+        wanted = {e.number: e.technology for e in self.store.extensions()}
+        have = {n: e.technology for n, e in self.directory.extensions.items()}
+        added = [n for n, tech in wanted.items() if have.get(n) != tech]
+        removed = sorted(set(have) - set(wanted))
+        for number in added:
+            try:
+                await self.watch_extension(number, wanted[number])
+            except (AriError, AstctiError) as exc:
+                log.warning("extension %s: subscribing failed (%s): retried when the link"
+                            " reconnects", number, exc)
+        for number in removed:
+            await self.unwatch_extension(number, "extension removed by the administrator")
+        if added or removed:
+            log.info("extensions: %d added or changed, %d removed", len(added), len(removed))
 
     async def reload_listeners(self) -> dict[int, str]:
         """Open/close listeners to match the store's rows, without touching unchanged ones."""
@@ -348,7 +378,26 @@ class Daemon:
                     link.endpoints = {f"{e['technology']}/{e['resource']}" for e in endpoints}
                 except (AriError, AstctiError) as exc:
                     log.info("%s: cannot refresh endpoints: %s", link.name, exc)
-        return await self.directory.add(number, technology)
+        current = self.directory.extensions.get(number)
+        return await self.directory.add(number, technology, current.link if current else "")
+
+    async def pin_extension(self, number: str, link: str) -> str | None:
+        """Serve an extension from `link` only ("": from wherever its endpoint is). Its
+        monitors get linkdown if the link serving it changes. Returns the serving link."""
+        assert self.store is not None
+        ext = self.directory.extensions[number]
+        before = self.directory.serving.get(number)
+        served = await self.directory.add(number, ext.technology, link)
+        after = self.directory.serving.get(number)
+        if before is not None and after != before:
+            self.tracker.drop_extension(number)
+            self.hub.publish(LinkDown(number, "", _now(), link=before,
+                                      reason=f"extension {number} now served by"
+                                             f" {after or 'no link'} (pinned by the"
+                                             " administrator)"))
+        if after is not None and after != before and served:
+            self.hub.publish(LinkUp(number, "", _now(), link=after))
+        return served
 
     def set_extension_answer(self, number: str, answer: str) -> None:
         """How `answer` reaches this extension's phone from now on ("" = acti_answer)."""
@@ -458,10 +507,26 @@ class Daemon:
         if self.presence is not None:
             self.presence.on_ari_event(link, event)
 
+    def _check_system_names(self, link: AsteriskLink) -> None:
+        """Two Asterisks with the same `systemname` (none, by default) make the same uniqueids
+        when their clocks and call counters meet, so two calls could share a callid: say so."""
+        twins = sorted(other.name for other in self.links.values() if other is not link
+                       and other.up and other.system_name == link.system_name)
+        if twins:
+            name = f"systemname {link.system_name!r}" if link.system_name else "no systemname"
+            log.error("%s and %s are Asterisks with %s: their call ids can coincide and astcti"
+                      " would take two calls for one: give each a distinct `systemname` in"
+                      " asterisk.conf [options] (one of them may keep none)", link.name,
+                      ", ".join(twins), name)
+
     async def _on_link_up(self, link: AsteriskLink) -> None:
         """Resubscribe the configured extensions and resynchronise calls after any connect."""
+        self._check_system_names(link)
         self.channelvars.reset(link.name)
-        await self.directory.link_up(link)
+        for ext, reason in await self.directory.link_up(link):
+            # this Asterisk has the number another one served: it is ambiguous now
+            self.tracker.drop_extension(ext)
+            self.hub.publish(LinkDown(ext, "", _now(), link="", reason=reason))
         await self._filter_events(link)
         try:
             channels = await link.rest.call("channels", "list") or []
@@ -480,6 +545,8 @@ class Daemon:
         for ext, name in self.directory.serving.items():
             if name == link.name:
                 self.hub.publish(LinkUp(ext, "", _now(), link=link.name))
+        if len(self.directory.extensions) >= 1000:  # (thousands of subscription answers)
+            heap.trim()
 
     async def _filter_events(self, link: AsteriskLink) -> None:
         """Asterisk keeps to itself the events nothing in astcti reads (IGNORED_ARI_EVENTS):

@@ -36,6 +36,7 @@ AMI_LINK_PARAMETER = re.compile(r"^acti_amilink_(\d{2})$")  # AMI of the same As
 class ExtensionRow:
     number: str
     technology: str
+    link: str = ""  # pinned to this acti_tlink_NN ("": wherever its endpoint is)
     answer: str = ""  # talk | reoffer | none; "" = parameter acti_answer
 
 
@@ -224,8 +225,9 @@ class Store:
 
     # -- extensions ---------------------------------------------------------------------------
     def extensions(self) -> list[ExtensionRow]:
-        rows = self._read("SELECT number, technology, answer FROM extensions ORDER BY number")
-        return [ExtensionRow(n, t, a) for n, t, a in rows]
+        rows = self._read("SELECT number, technology, link, answer FROM extensions"
+                          " ORDER BY number")
+        return [ExtensionRow(n, t, k, a) for n, t, k, a in rows]
 
     def set_extension_answer(self, number: str, answer: str) -> bool:
         """How `answer` reaches this extension's phone ("" = the acti_answer default)."""
@@ -250,6 +252,13 @@ class Store:
                 " ON CONFLICT(number) DO UPDATE SET technology = excluded.technology",
                 [(r.number, r.technology) for r in rows],
             )
+
+    def pin_extension(self, number: str, link: str) -> bool:
+        """Pin an extension to a link ("": unpin). False if it is not configured."""
+        with self._writing(f"pin extension {number}"):
+            cur = self.db.conn.execute("UPDATE extensions SET link = ? WHERE number = ?",
+                                       (link, number))
+        return cur.rowcount > 0
 
     def remove_extension(self, number: str) -> bool:
         with self._writing(f"remove extension {number}"):

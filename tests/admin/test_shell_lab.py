@@ -157,7 +157,7 @@ async def test_every_command_non_interactively(lab: Lab) -> None:
                                                          "update parameter acti_resume_age 301"))
     ok(shell(lab, "update parameter acti_resume_age 300"))
     exts = ok(shell(lab, "show extensions"))
-    assert "101        PJSIP/101  reoffer (default)  acti_tlink_01  up" in exts
+    assert "101        PJSIP/101  acti_tlink_01  up     " in exts and "reoffer (default)" in exts
     assert f"{c.ws_port}  127.0.0.1  *      astctiws" in ok(shell(lab, "show tcp"))
     links = ok(shell(lab, "show links"))
     assert "acti_tlink_01" in links and " up " in links and " 22." in links

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from astcti.errors import AstctiError
-from astcti.pbx.ami import AmiError
+from astcti.pbx.ami import AmiError, AmiLink
 from astcti.pbx.ari import AriError
 from astcti.pbx.dialplan import ADOPT_CONTEXT
 from astcti.pbx.link import AsteriskLink
@@ -143,13 +143,22 @@ async def read_parties(link: AsteriskLink, agent_id: str) -> tuple[Parties, list
     return locate(agent_id, channels, bridges), channels
 
 
-async def redirect(link: AsteriskLink, channels: list[Snapshot], token: str) -> None:
-    """AMI Redirect of one or two channels (one action) to `astcti-adopt,<token>,1`."""
+def require_ami(link: AsteriskLink) -> AmiLink:
+    """The link's AMI, connected; else the reason a takeover cannot happen now."""
     ami = link.ami
     if ami is None:
         raise TakeoverError(f"call not controllable: astcti has no AMI link to this Asterisk"
                             f" ({link.name}): set acti_amilink_{link.name.rsplit('_', 1)[-1]}"
                             " (docs/freepbx.md)")
+    if not ami.up:
+        raise TakeoverError(f"call not controllable now: the AMI link {ami.name} is down"
+                            f" ({ami.last_error or 'connecting'}): retry when it is back")
+    return ami
+
+
+async def redirect(link: AsteriskLink, channels: list[Snapshot], token: str) -> None:
+    """AMI Redirect of one or two channels (one action) to `astcti-adopt,<token>,1`."""
+    ami = require_ami(link)
     first, *rest = channels
     extra = rest[0] if rest else None
     try:

@@ -136,6 +136,7 @@ class Takeover:
     async def _take(self, conn: Connection) -> Conversation:
         link = conn.link
         try:
+            adopt.require_ami(self.pbx.link(link))
             parties, _channels = await adopt.read_parties(self.pbx.link(link), conn.channel_id)
         except adopt.TakeoverError as exc:
             raise ControlError(str(exc), 409) from None
@@ -157,7 +158,10 @@ class Takeover:
         with auto-answer headers (the phone did not answer NOTIFY talk, or cannot)."""
         link = conn.link
         try:
+            adopt.require_ami(self.pbx.link(link))  # before anything moves
             channels = await self.pbx.call(link, "channels", "list") or []
+        except adopt.TakeoverError as exc:
+            raise ControlError(str(exc), 409) from None
         except AriError as exc:
             raise ControlError(f"call not controllable now: {exc.message}", 409) from None
         agent = next((c for c in channels if c["id"] == conn.channel_id), None)

@@ -106,7 +106,12 @@ def ensure_feature_parameters(db: sqlite_utils.Database) -> None:
     )
 
 
+def _v4(db: sqlite_utils.Database) -> None:
+    """An extension may be pinned to one Asterisk link (the same number on two PBXs)."""
+    db.execute("ALTER TABLE extensions ADD COLUMN link TEXT NOT NULL DEFAULT ''")
+
+
 #: Ordered migrations; index + 1 is the schema version it produces.
-MIGRATIONS: list[Migration] = [_v1, _v2, _v3]
+MIGRATIONS: list[Migration] = [_v1, _v2, _v3, _v4]
 
 SCHEMA_VERSION = len(MIGRATIONS)

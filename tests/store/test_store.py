@@ -8,7 +8,7 @@ import pytest
 from astcti.errors import StoreError
 from astcti.store import Store
 from astcti.store.schema import DEFAULT_PARAMETERS, SCHEMA_VERSION
-from astcti.store.store import ListenerRow
+from astcti.store.store import ExtensionRow, ListenerRow
 
 
 def test_create_seeds_defaults_and_schema_version(tmp_path: Path) -> None:
@@ -40,7 +40,7 @@ def test_newer_schema_is_refused_without_damage(tmp_path: Path) -> None:
     Store.open(path, create=True).close()
     conn = sqlite3.connect(path)
     conn.execute(f"PRAGMA user_version={SCHEMA_VERSION + 5}")
-    conn.execute("INSERT INTO extensions VALUES ('999', 'PJSIP')")
+    conn.execute("INSERT INTO extensions(number, technology) VALUES ('999', 'PJSIP')")
     conn.commit()
     conn.close()
     with pytest.raises(StoreError, match="upgrade astcti"):
@@ -156,7 +156,7 @@ def test_v2_store_migrates_to_v3_keeping_its_agents(tmp_path: Path) -> None:
     db.conn.commit()
     db.conn.close()
     store = Store.open(path)
-    assert store.schema_version == 3
+    assert store.schema_version == SCHEMA_VERSION
     (agent,) = store.agents()
     assert (agent.agentid, agent.state, agent.mode) == ("7001", "ready", "")
     assert store.ipextnmap() == {} and store.agents_with_password() == []
@@ -193,3 +193,25 @@ def test_feature_parameters_reach_stores_of_any_version(tmp_path: Path) -> None:
         assert store.get_parameter("acti_servicelevel") == "30"
     finally:
         store.close()
+
+
+def test_v3_store_migrates_to_v4_extensions_unpinned_then_pinned(tmp_path: Path) -> None:
+    """v4: an extension may be pinned to one Asterisk link (the same number on two PBXs)."""
+    from astcti.store.schema import MIGRATIONS
+    import sqlite_utils
+
+    path = tmp_path / "v3.db"
+    db = sqlite_utils.Database(path)
+    for migrate in MIGRATIONS[:3]:
+        migrate(db)
+    db.conn.execute("PRAGMA user_version=3")
+    db["extensions"].insert({"number": "150", "technology": "PJSIP"})
+    db.conn.commit()
+    db.conn.close()
+    store = Store.open(path)
+    assert store.extensions() == [ExtensionRow("150", "PJSIP", "")]
+    assert store.pin_extension("150", "acti_tlink_02") and not store.pin_extension("9", "x")
+    assert store.extensions() == [ExtensionRow("150", "PJSIP", "acti_tlink_02")]
+    store.add_extension("150", "PJSIP")  # re-adding keeps the pin
+    assert store.extensions()[0].link == "acti_tlink_02"
+    store.close()

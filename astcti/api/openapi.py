@@ -37,6 +37,15 @@ STATUSES = {
 
 PATH_PARAM_RE = re.compile(r"{(\w+)}")
 
+#: the envelope's `id`, which a JSON body may carry: echoed in the response as sent (a string
+#: is cut to 64 characters; a number must print in at most 64, which any JSON float does)
+ENVELOPE_ID: dict[str, Any] = {
+    "description": "the client's request id, echoed in the response (null, \"\" or none:"
+                   " rest-N)",
+    "anyOf": [{"type": "string"}, {"type": "number"}],
+    "nullable": True,
+}
+
 
 def field_schema(f: Field, *, in_query: bool = False) -> dict[str, Any]:
     """JSON schema of one declared field (the same limits `Field.check` enforces)."""
@@ -111,8 +120,9 @@ def _operation(spec: RequestSpec, method: str, path: str) -> dict[str, Any]:
             "required": any(f.required for f in body_fields),
             "content": {"application/json": {"schema": {
                 "type": "object",
-                "properties": {f.name: field_schema(f) if f.required else optional_schema(f)
-                               for f in body_fields},
+                "properties": {"id": ENVELOPE_ID,
+                               **{f.name: field_schema(f) if f.required else optional_schema(f)
+                                  for f in body_fields}},
                 "required": [f.name for f in body_fields if f.required],
             }}},
         }

@@ -84,6 +84,13 @@ class AsteriskLink:
     def name(self) -> str:
         return self.config.name
 
+    @property
+    def ready(self) -> bool:
+        """Up and resynchronised: `on_up` (the daemon's resync of calls, held states,
+        agents) has finished. Between `up` and `ready` the calls astcti reports may still be
+        half-known (a held call shown as connected), so clients are served only once ready."""
+        return self.up and self._up_event.is_set()
+
     def status(self) -> LinkStatus:
         return LinkStatus(self.name, f"{self.config.host}:{self.config.port}", self.up,
                           self.since, self.version, self.last_error)

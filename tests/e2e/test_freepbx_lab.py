@@ -8,6 +8,7 @@ them: voicemail on no answer, call forward on busy, DND, calls while astcti is s
 from __future__ import annotations
 
 import asyncio
+import re
 import shutil
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -148,19 +149,102 @@ async def test_dnd_sends_callers_to_the_busy_greeting(pbx: Lab) -> None:
     wait_for(lambda: sorted(_mailbox(pbx, "101").glob("msg*.txt")), what="voicemail message")
 
 
+def _kind(channel: str) -> str:
+    """A channel's name without its sequence number: `PJSIP/trunk-0000001a` -> `PJSIP/trunk`,
+    `Local/103@from-queue-00000005;2` -> `Local/103@from-queue;2` (the same in every run)."""
+    base, sep, half = channel.rpartition(";")
+    if not sep:
+        base, half = channel, ""
+    return re.sub(r"-[0-9a-f]{8}$", "", base) + (f";{half}" if half else "")
+
+
+def _path(steps: list[dict]) -> dict[str, list[tuple[str, str, str, str]]]:
+    """What the dialplan did with the customer's call (the channels of its linkedid; not, say,
+    astcti's own helper channels), per channel: (context, exten, priority, app) steps."""
+    linkedid = next(s["Linkedid"] for s in steps if s["Channel"].startswith("PJSIP/trunk-"))
+    path: dict[str, list[tuple[str, str, str, str]]] = {}
+    for s in (s for s in steps if s["Linkedid"] == linkedid):
+        path.setdefault(_kind(s["Channel"]), []).append(
+            (s["Context"], s["Extension"], str(s["Priority"]), s["Application"]))
+    return path
+
+
+def _apps(steps: list[tuple[str, str, str, str]]) -> set[tuple[str, str, str]]:
+    return {(context, exten, app) for context, exten, _priority, app in steps}
+
+
+@asynccontextmanager
+async def _call_trace(lab: Lab) -> AsyncIterator[tuple[list[dict], list[str]]]:
+    """Dialplan steps and queue events (AgentCalled, AgentConnect, AgentComplete...) seen as
+    FreePBX's `admin` manager user; on leaving, waits until Asterisk is clean and every event
+    of the call has arrived (a Ping answered after them on the same connection)."""
+    c = lab.config
+    ami = AmiLink(AmiLinkConfig("freepbx-admin", "127.0.0.1", c.ami_port, "admin",
+                                c.freepbx_secret), heartbeat=5)
+    steps: list[dict] = []
+    queue: list[str] = []
+    ami.on("Newexten", lambda _l, e: steps.append(e))
+    ami.on("Agent*", lambda _l, e: queue.append(str(e.get("Event"))))
+    ami.start()
+    try:
+        assert await ami.wait_up(10), ami.last_error
+        yield steps, queue
+        await asyncio.to_thread(wait_clean, lab)
+        await ami.action("Ping")
+    finally:
+        await ami.stop()
+
+
+async def _direct_and_queue_calls(lab: Lab) -> dict[str, tuple]:
+    """A customer calls 101 (answers, hangs up), then the IVR and queue 600 whose member is
+    103 in FreePBX's form (answers, hangs up): per call, what FreePBX did and what the phone
+    and the customer saw."""
+    seen: dict[str, tuple] = {}
+    for name, ext, number in (("direct", "101", "101"), ("queue", "103", lab.config.ivr_number)):
+        lab.start_phone(ext, Phone(answer_after_ms=500, hangup_after_ms=1500))
+        async with _call_trace(lab) as (steps, queue):
+            caller = lab.call(number, talk_ms=8000)
+            status = await _wait(caller)
+        phone = lab.phones[ext]
+        seen[name] = (_path(steps), queue, status, len(phone.received("INVITE")),
+                      len(phone.received("BYE")))
+        lab.stop_phone(ext)
+    return seen
+
+
 async def test_calls_ring_and_end_as_without_astcti_while_it_is_stopped(pbx: Lab) -> None:
+    """The same calls, astcti watching (not asked to control) and astcti stopped: FreePBX runs
+    the same dialplan steps on every channel, the queue offers and connects the same way, the
+    phone and the customer see the same call. Nothing of astcti is in the path of a call
+    nobody asked to control, so astcti's absence changes nothing."""
+    c = pbx.config
+    member = "Local/103@from-queue/n"
+    async with _client(pbx, "101", "103") as client:
+        try:
+            await client.request("acdlogin", extension="103", agentid="7103", groups=c.queue)
+            await client.request("acdsetstate", extension="103", agentid="7103", state="ready")
+            await client.expect("agentready")
+            watched = await _direct_and_queue_calls(pbx)
+        except BaseException:
+            pbx.rx(f"queue remove member {member} from {c.queue}")
+            raise
     await asyncio.to_thread(pbx.stop_astcti)
     try:
-        pbx.start_phone("101", Phone(answer_after_ms=500, hangup_after_ms=1500))
-        async with _dialplan_trace(pbx) as steps:
-            caller = pbx.call("101", talk_ms=5000)
-            assert await _wait(caller) == 0
-            assert _ran(steps, "Dial", "PJSIP/101")
-            assert not _ran(steps, "Stasis")
-        invite = pbx.phones["101"].received("INVITE")
-        assert len(invite) == 1 and pbx.phones["101"].received("BYE") == []  # the phone hung up
+        assert f"({member} from hint:103@ext-local)" in pbx.rx(f"queue show {c.queue}")
+        stopped = await _direct_and_queue_calls(pbx)
     finally:
+        pbx.rx(f"queue remove member {member} from {c.queue}")
         await asyncio.to_thread(pbx.start_astcti)
+    for name in ("direct", "queue"):
+        path, queue, status, invites, byes = stopped[name]
+        assert (status, invites, byes) == (0, 1, 0), name  # answered once, the phone hung up
+        assert not [s for steps in path.values() for s in steps if s[3] == "Stasis"], name
+        assert stopped[name] == watched[name], name
+    direct, queue = stopped["direct"][0], stopped["queue"][0]
+    assert ("dialOne-with-exten", "101", "Dial") in _apps(direct["PJSIP/trunk"]), direct
+    assert ("ext-queues", "600", "Queue") in _apps(queue["PJSIP/trunk"]), queue
+    assert ("dialOne-with-exten", "103", "Dial") in _apps(queue["Local/103@from-queue;2"]), queue
+    assert stopped["queue"][1][:2] == ["AgentCalled", "AgentConnect"], stopped["queue"][1]
 
 
 async def test_outbound_call_takes_freepbx_route_and_is_monitored(pbx: Lab) -> None:

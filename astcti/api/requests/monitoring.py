@@ -14,9 +14,13 @@ EXTENSION = Field("extension", pattern=EXTENSION_RE, max_length=32, doc="extensi
 
 def served_extension(services: Services, number: str) -> None:
     """Fail unless the extension is configured and a connected Asterisk serves it."""
-    if services.directory.link_of(number) is None or not services.directory.link_of(number).up:
+    link = services.directory.link_of(number)
+    if link is None or not link.up:
         raise RequestError(services.directory.why_unserved(number), 404
                            if number not in services.directory.extensions else 409)
+    if not link.ready:
+        raise RequestError(f"Asterisk link {link.name} is coming up: extension {number}'s calls"
+                           " are being resynchronised; retry in a moment", 409)
 
 
 @request("login",

@@ -8,8 +8,12 @@ them: voicemail on no answer, call forward on busy, DND, calls while astcti is s
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 import re
 import shutil
+import urllib.error
+import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -83,6 +87,44 @@ def _ran(steps: list[dict], app: str, data_prefix: str = "") -> list[dict]:
 
 async def _wait(proc, timeout: float = 60) -> int:
     return await asyncio.to_thread(proc.wait, timeout)
+
+
+def _ari_info(lab: Lab, password: str) -> int:
+    """docs/freepbx.md step 7's `curl -su astcti http://127.0.0.1:8088/ari/asterisk/info`."""
+    c = lab.config
+    req = urllib.request.Request(f"{c.ari_url}/ari/asterisk/info")
+    token = base64.b64encode(f"{c.ari_user}:{password}".encode()).decode()
+    req.add_header("Authorization", f"Basic {token}")
+    try:
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            assert "system" in json.loads(resp.read())
+            return resp.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+async def test_the_step_by_step_checks_answer_as_the_doc_says(pbx: Lab) -> None:
+    """docs/freepbx.md steps 7 and 9, run against the lab the doc's blocks configured: ARI
+    answers the astcti user (401 for another password), the AMI user has exactly the rights and
+    ACL the doc lists, `show links` lists both links up."""
+    from tests.admin.conftest import run_shell
+
+    c = pbx.config
+    assert _ari_info(pbx, c.ari_password) == 200
+    assert _ari_info(pbx, c.ari_password + "x") == 401
+    user = {k.strip(): v.strip() for k, _, v in (line.partition(":") for line in
+                                                 pbx.rx(f"manager show user {c.ami_user}")
+                                                 .splitlines()) if v}
+    assert (user["read perm"], user["write perm"]) == ("agent", "call"), user
+    doc = Path(__file__).resolve().parents[2].joinpath("docs", "freepbx.md").read_text()
+    assert "`read perm: agent` and `write perm: call`" in doc
+    acl = pbx.rx(f"manager show user {c.ami_user}").split("ACL: (unnamed)", 1)[1]
+    assert "deny - 0.0.0.0/0.0.0.0" in acl and "allow - 127.0.0.1/255.255.255.255" in acl
+    links = (await asyncio.to_thread(run_shell, "--socket", c.admin_socket, "-c",
+                                     "show links")).stdout
+    rows = {line.split()[0]: line for line in links.splitlines() if line.startswith("acti_")}
+    assert " up " in rows["acti_tlink_01"] and " up " in rows["acti_amilink_01"], links
+    assert f"127.0.0.1:{c.ami_port}" in rows["acti_amilink_01"], links
 
 
 async def test_freepbx_dial_path_is_monitored_with_one_callid(pbx: Lab) -> None:

@@ -194,6 +194,41 @@ async def test_ringing_call_answered_by_reoffer_and_by_notify_talk(freepbx: Lab,
         await set_answer(lab, "102", "reoffer")
 
 
+async def test_queue_call_ringing_at_a_freepbx_member_is_answered_by_reoffer(freepbx: Lab,
+                                                                             client_of) -> None:
+    """`answer` on a queue call still ringing at a FreePBX-form member: the customer (in
+    Queue(), not the member's Local pair) is taken over and the agent's phone rung again with
+    auto-answer; the call keeps its callid, queue and user data; the queue is left clean."""
+    lab, c = freepbx, freepbx.config
+    client = await client_of(lab, "103")
+    lab.start_phone("103", Phone(answer_after_ms=None, auto_answer=True))
+    try:
+        await client.request("acdlogin", extension="103", agentid="7103", groups=c.queue)
+        await client.request("acdsetstate", extension="103", agentid="7103", state="ready")
+        await expect(client, "agentready", "103")
+        customer = lab.call(c.ivr_number, talk_ms=3000)
+        delivered = await expect(client, "delivered", "103", timeout=30)
+        assert delivered["lastredirection"] == c.queue
+        wait_for(lambda: any(ch["name"].startswith("PJSIP/trunk-")
+                             and ch["dialplan"]["app_name"] == "Queue" for ch in channels(lab)),
+                 what="customer waiting in FreePBX's Queue()")
+        await client.request("answer", extension="103", callid=delivered["callid"])
+        established = await expect(client, "established", "103", timeout=20)
+        assert established["callid"] == delivered["callid"]
+        assert established["userdata"] == {"account": "4711", "ivr": "billing"}
+        first, second = lab.phones["103"].received("INVITE")[:2]
+        assert "answer-after=0" not in header(first, "Call-Info")
+        assert "answer-after=0" in header(second, "Call-Info")
+        assert bridge_members(lab) == [{"PJSIP/trunk", "PJSIP/103"}]  # astcti's own bridge
+        assert not [ch for ch in channels(lab) if ch["name"].startswith("Local/103@from-queue")]
+        assert await asyncio.to_thread(customer.wait, 20) == 0
+        await expect(client, "connectioncleared", "103")
+        assert "No Callers" in lab.rx(f"queue show {c.queue}")
+    finally:
+        await client.request("acdlogout", extension="103", agentid="7103", check=False)
+        lab.rx(f"queue remove member Local/103@from-queue/n from {c.queue}")
+
+
 async def test_outbound_call_to_a_trunk_is_held_and_retrieved(freepbx: Lab, client_of) -> None:
     lab, c = freepbx, freepbx.config
     client = await client_of(lab, "101")

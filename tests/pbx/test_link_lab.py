@@ -55,6 +55,32 @@ async def test_link_receives_the_events_of_a_real_call(lab: Lab) -> None:
         await link.stop()
 
 
+async def test_unknown_source_costs_only_itself_when_the_link_comes_up(lab: Lab, caplog) -> None:
+    """Asterisk refuses a whole subscription request for one endpoint it does not have: the
+    sources kept across a (re)connect are subscribed anyway, the unknown one named in the log."""
+    events: list[dict] = []
+    link = AsteriskLink(_config(lab), heartbeat=2, on_event=lambda _l, e: events.append(e))
+    kept = ["endpoint:PJSIP/102", "deviceState:PJSIP/102"]
+    kept += [f"endpoint:PJSIP/gone{i}" for i in range(3)]
+    await link.subscribe(kept)  # kept while down, subscribed by the connect
+    link.start()
+    try:
+        assert await link.wait_up(20), link.last_error
+        for i in range(3):
+            assert f"cannot subscribe endpoint:PJSIP/gone{i}" in caplog.text
+        lab.start_phone("102")
+        caller = lab.call("102", talk_ms=500)
+        assert await asyncio.to_thread(caller.wait, 30) == 0
+        await _until(lambda: any(e["type"] == "ChannelDestroyed"
+                                 and e["channel"]["name"].startswith("PJSIP/102-")
+                                 for e in events))
+        assert any(e["type"] == "DeviceStateChanged"
+                   and e["device_state"]["name"] == "PJSIP/102" for e in events)
+    finally:
+        lab.stop_phone("102")
+        await link.stop()
+
+
 async def test_wrong_password_is_reported_not_raised(lab: Lab) -> None:
     link = AsteriskLink(_config(lab, password="wrong"), heartbeat=2)
     link.start()

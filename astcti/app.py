@@ -111,8 +111,9 @@ class Daemon:
         self.hub.buffer_size = int(params.get("acti_resume_size") or 1000)
         self.hub.buffer_age = float(params.get("acti_resume_age") or 300)
         for ext in self.store.extensions():
-            await self.directory.add(ext.number, ext.technology, ext.link)
+            await self.directory.add(ext.number, ext.technology, ext.link, ext.answer)
         self.control.dial_context = params.get("acti_dial_context") or "from-internal"
+        self.control.default_answer = params.get("acti_answer") or "reoffer"
         self._start_acd()
         self.seating = Seating(self.store)
         self.services = Services(self.store, self.directory, self.tracker, self.hub,
@@ -280,10 +281,12 @@ class Daemon:
 
     async def reload_extensions(self) -> None:
         """Watch the extensions the store gained, stop watching those it lost, and serve each
-        from the link it is pinned to now (`pin extension` written into the store)."""
+        from the link it is pinned to now (`pin extension` written into the store) with the
+        answer mode it has now."""
         if self.store is None:
             return
-        wanted = {e.number: (e.technology, e.link) for e in self.store.extensions()}
+        rows = self.store.extensions()
+        wanted = {e.number: (e.technology, e.link) for e in rows}
         have = {n: (e.technology, e.link) for n, e in self.directory.extensions.items()}
         added = [n for n, (tech, _) in wanted.items() if n not in have or have[n][0] != tech]
         repinned = [n for n, row in wanted.items() if n not in added and have[n] != row]
@@ -308,9 +311,15 @@ class Daemon:
                      f"served by {served}" if served else self.why_unserved(number))
         for number in removed:
             await self.unwatch_extension(number, "extension removed by the administrator")
-        if added or repinned or removed:
-            log.info("extensions: %d added or changed, %d pins changed, %d removed",
-                     len(added), len(repinned), len(removed))
+        answers = 0
+        for row in rows:
+            ext = self.directory.extensions.get(row.number)
+            if ext is not None and ext.answer != row.answer:
+                self.set_extension_answer(row.number, row.answer)
+                answers += 1
+        if added or repinned or removed or answers:
+            log.info("extensions: %d added or changed, %d pins changed, %d answer modes"
+                     " changed, %d removed", len(added), len(repinned), answers, len(removed))
 
     async def reload_listeners(self) -> dict[int, str]:
         """Open/close listeners to match the store's rows, without touching unchanged ones."""
@@ -344,6 +353,9 @@ class Daemon:
         if name == "acti_dial_context":
             self.control.dial_context = value or "from-internal"
             return "used by the next call control request"
+        if name == "acti_answer":
+            self.control.default_answer = value or "reoffer"
+            return "used by the next answer request"
         if name == "acti_servicelevel" and self.queuestats is not None:
             self.queuestats.apply_parameter(name, value)
             return "applied to the wallboards' service level"
@@ -439,6 +451,10 @@ class Daemon:
         if after is not None and after != before and served:
             self.hub.publish(LinkUp(number, "", _now(), link=after))
         return served
+
+    def set_extension_answer(self, number: str, answer: str) -> None:
+        """How `answer` reaches this extension's phone from now on ("" = acti_answer)."""
+        self.directory.set_answer(number, answer)
 
     def why_unserved(self, number: str) -> str:
         return self.directory.why_unserved(number)

@@ -83,6 +83,9 @@ def _v3(db: sqlite_utils.Database) -> None:
     db["agents"].add_column("mode", str)
 
 
+#: How astcti's `answer` request takes a ringing call off-hook (docs/call-control.md).
+ANSWER_MODES = ("talk", "reoffer", "none")
+
 #: Parameters of features added without a schema change: inserted (with their defaults) into
 #: any store that lacks them each time it is opened, whatever its schema version.
 FEATURE_PARAMETERS: dict[str, tuple[str, str]] = {
@@ -111,7 +114,24 @@ def _v4(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE extensions ADD COLUMN link TEXT NOT NULL DEFAULT ''")
 
 
+#: Parameters added by v5 (phone capabilities for `answer`).
+V5_PARAMETERS: dict[str, tuple[str, str]] = {
+    "acti_answer": ("reoffer", "How `answer` takes a ringing phone off-hook when its extension"
+                    " says nothing: talk (SIP NOTIFY Event: talk, then re-offer), reoffer"
+                    " (ring it again with auto-answer headers) or none (answer by hand)"),
+}
+
+
+def _v5(db: sqlite_utils.Database) -> None:
+    """Per-extension answer mode: which phones honour NOTIFY talk or auto-answer headers."""
+    db.execute("ALTER TABLE extensions ADD COLUMN answer TEXT NOT NULL DEFAULT ''")
+    db["parameters"].insert_all(
+        [{"name": n, "value": v, "description": d} for n, (v, d) in V5_PARAMETERS.items()],
+        ignore=True,
+    )
+
+
 #: Ordered migrations; index + 1 is the schema version it produces.
-MIGRATIONS: list[Migration] = [_v1, _v2, _v3, _v4]
+MIGRATIONS: list[Migration] = [_v1, _v2, _v3, _v4, _v5]
 
 SCHEMA_VERSION = len(MIGRATIONS)

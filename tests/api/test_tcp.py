@@ -192,3 +192,29 @@ async def test_reload_serves_a_renewed_certificate(local_daemon: LocalDaemon,
         async with await CtiClient.tcp("127.0.0.1", port, d.user, d.password, ssl=new_ca) as cti:
             with pytest.raises(CtiError, match="not monitored"):
                 await cti.request("stopmonitor", extension="101")
+
+
+async def test_auth_none_tcp_clients_are_known_by_their_address(
+        local_daemon: LocalDaemon) -> None:
+    """No login on an auth=none listener: the ipextnmap seats the address, and that seat is
+    all such a client may act on."""
+    d = local_daemon
+    port = free_port()
+    await d.daemon.listeners.open(ListenerRow(port, "127.0.0.1", "127.0.0.1/32", "astctiapi",
+                                              "none"))
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        reply = await _ask(reader, writer, b'{"id":0,"request":"myextension"}\n')
+        assert (reply["result"], reply["id"]) == ("error", 0)
+        assert "add ipextnmap 127.0.0.1 EXT" in reply["error"]
+        d.daemon.seat("127.0.0.1", "101")
+        reply = await _ask(reader, writer, b'{"id":0,"request":"myextension"}\n')
+        assert (reply["result"], reply["extension"]) == ("success", "101")
+        reply = await _ask(reader, writer, b'{"id":1,"request":"stopmonitor","extension":"101"}\n')
+        assert reply["error"] == "extension 101 is not monitored by this connection"
+        reply = await _ask(reader, writer, b'{"id":1,"request":"startmonitor","extension":"102"}\n')
+        assert reply["result"] == "error" and "address 127.0.0.1 sits at extension 101" in \
+            reply["error"]
+    finally:
+        writer.close()
+        d.daemon.unseat("127.0.0.1")

@@ -32,7 +32,7 @@ from astcti.cti.userdata import (
              " included.",
          group="userdata", response={"userdata": "the call's user data after the request",
                                      "cli, calling, called": "with type alert: the calling"
-                                                             " number (twice) and the called"}, 
+                                                             " number (twice) and the called"},
          resource=("POST", "/api/v1/extensions/{extension}/calls/{callid}/userdata"))
 async def userdata(services: Services, session: Session, args: dict[str, Any]) -> dict[str, Any]:
     ext = args["extension"]

@@ -162,10 +162,13 @@ class ControlServices:
         """Take the ringing phone off-hook: NOTIFY talk where the phone honours it, else ring
         it again with auto-answer headers; refused for phones answered by hand."""
         conn = self.connection(extension, callid)
-        if conn.direction is not Direction.INCOMING or conn.state is not ConnectionState.ALERTING:
-            raise ControlError("no alerting call", 409)
         link = conn.link
         leg = self.state.leg(link, conn.channel_id)
+        if conn.direction is Direction.INCOMING and conn.state is ConnectionState.CONNECTED \
+                and leg is not None and leg.answering:
+            return  # another client's `answer` took it off-hook a moment ago: done
+        if conn.direction is not Direction.INCOMING or conn.state is not ConnectionState.ALERTING:
+            raise ControlError("no alerting call", 409)
         if leg is None or leg.peer is None:
             raise ControlError(NOT_CONTROLLABLE, 409)
         ext = self.directory.extensions[extension]

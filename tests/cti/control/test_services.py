@@ -412,3 +412,22 @@ async def test_consulted_party_hanging_up_is_reported_on_the_consultation() -> N
     assert [(e.callid, e.releasing) for e in left] == [(active, "102")]
     assert rig.tracker.find("101", held).state.value == "held"
     assert agent in rig.pbx.channels
+
+
+async def test_an_answer_arriving_once_the_call_is_answered_by_another_answer_succeeds() -> None:
+    """Two clients answer at once; the second request is read after the phone already took
+    the re-offered call: it is done, not an error."""
+    rig = await Rig().start(("101", "reoffer"))
+    callid, _customer, new = await _reoffered(rig)
+    rig.pbx.answer_phone(new)
+    await rig.pump()
+    creates = rig.pbx.op_names().count("create")
+    await rig.control.answer("101", callid)
+    assert rig.pbx.op_names().count("create") == creates
+
+
+async def test_answer_on_a_call_the_agent_answered_by_hand_is_refused() -> None:
+    rig = await Rig().start(("101", "reoffer"))
+    held, _customer, _agent = await rig.customer_with("101")
+    with pytest.raises(ControlError, match="^no alerting call$"):
+        await rig.control.answer("101", held)

@@ -48,8 +48,7 @@ class StasisReactions:
     # -- dispatch -------------------------------------------------------------------------------
     def on_event(self, link: str, event: AriEvent) -> None:
         kind = event.get("type")
-        if kind == "ChannelUserevent":
-            self.pbx.on_event(event)
+        if self.pbx.on_event(event) or kind == "ChannelUserevent":
             return
         channel = event.get("channel") or {}
         leg = self.state.leg(link, channel.get("id", ""))

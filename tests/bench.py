@@ -486,6 +486,58 @@ the extension and the JSON body (a destination that is not an extension adds a d
 """
 
 
+async def takeover_vs_own(lab: Lab, rounds: int = 10) -> dict:
+    """`hold` on a call the PBX's own Dial() rang (Stasis on demand: channel and bridge lists,
+    one AMI Redirect, both StasisStarts, astcti's bridge, then the hold) vs `hold` on the same
+    call once it is astcti's: response times at the client (WebSocket request to reply)."""
+    c = lab.config
+    client = await CtiClient.websocket(c.ws_url, c.astcti_user, c.astcti_password)
+    await client.request("startmonitor", extension="101")
+    lab.start_phone("101", Phone(answer_after_ms=200))
+    foreign: list[float] = []
+    own: list[float] = []
+
+    async def timed(request: str, callid: str) -> float:
+        t0 = time.perf_counter()
+        await client.request(request, extension="101", callid=callid)
+        return (time.perf_counter() - t0) * 1000
+
+    try:
+        for _ in range(rounds):
+            customer = lab.call("8101", talk_ms=60000)  # the plain lab's plain Dial route
+            callid = (await client.expect("established", extension="101", timeout=20))["callid"]
+            foreign.append(await timed("hold", callid))
+            await timed("retrieve", callid)
+            own.append(await timed("hold", callid))
+            await timed("retrieve", callid)
+            await client.request("hangup", extension="101", callid=callid)
+            await client.expect("connectioncleared", extension="101", timeout=20)
+            await asyncio.to_thread(customer.wait, 20)
+    finally:
+        await client.close()
+        lab.stop_phone("101")
+    return {"foreign": foreign, "own": own, "rounds": rounds}
+
+
+def render_takeover(tk: dict) -> str:
+    f50, o50 = statistics.median(tk["foreign"]), statistics.median(tk["own"])
+    return f"""
+## Stasis on demand: the first request on a call astcti does not own
+
+{tk['rounds']} calls rung by a plain `Dial()` (the customer dials 8101; FreePBX's dial path is the
+same case): `hold` once (astcti takes the call over: ARI channel and bridge lists, one AMI
+`Redirect` of both channels to `astcti-adopt`, both `StasisStart`s, its own bridge, then the
+hold), `retrieve`, and `hold` again on what is now astcti's call. Request to reply at the client.
+
+| request | p50 ms | min ms | max ms |
+| --- | --- | --- | --- |
+| `hold`, call taken over first | {f50:.1f} | {min(tk['foreign']):.1f} | {max(tk['foreign']):.1f} |
+| `hold`, astcti's call | {o50:.1f} | {min(tk['own']):.1f} | {max(tk['own']):.1f} |
+
+The takeover costs the difference once per call; every later request is as on astcti's own calls.
+"""
+
+
 def plot(series: dict[str, list[float]], path: Path) -> None:
     """Latency distributions (CDF) of the raw and astcti clients, side by side."""
     import matplotlib
@@ -652,10 +704,11 @@ async def main() -> None:
     try:
         lat = await latency(lab)
         mc = await makecall_vs_originate(lab)
+        tk = await takeover_vs_own(lab)
     finally:
         lab.down()
     meter.stop()
-    text = render(lat, rep) + render_makecall(mc)
+    text = render(lat, rep) + render_makecall(mc) + render_takeover(tk)
     if os.environ.get("BENCH_SCALE", "1") == "1":
         sc = await scale(500, 10, 490, int(os.environ.get("BENCH_SCALE_CALLS", "400")), 20)
         mem_small = await memory(4, 0)
@@ -688,5 +741,19 @@ async def makecall_only() -> None:
     print(render_makecall(mc))
 
 
+async def takeover_only() -> None:
+    """`python -m tests.bench takeover`: that section alone, printed (docs untouched)."""
+    if Lab.running() is not None:
+        raise SystemExit("bench: a lab is running; `make lab-down` first (the bench starts its own)")
+    lab = Lab()
+    lab.up(phones="none")
+    try:
+        tk = await takeover_vs_own(lab)
+    finally:
+        lab.down()
+    print(render_takeover(tk))
+
+
 if __name__ == "__main__":
-    asyncio.run(makecall_only() if sys.argv[1:] == ["makecall"] else main())
+    asyncio.run({"makecall": makecall_only, "takeover": takeover_only}.get(
+        " ".join(sys.argv[1:]), main)())

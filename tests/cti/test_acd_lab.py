@@ -320,7 +320,9 @@ async def test_freepbx_members_are_shared_with_the_phone_feature_code(
         dialled = lab.dial_from("101", "*45", talk_ms=500)
         assert await asyncio.to_thread(dialled.wait, 20) == 0
         assert "from hint:101@ext-local" in member_line(lab, member)
-        lab.start_phone("101", Phone(answer_after_ms=500))
+        # the agent ends the call: the customer waits in the queue as long as app_queue takes
+        # to ring the member (a retry after the *45 call's device state, on a loaded host)
+        lab.start_phone("101", Phone(answer_after_ms=500, hangup_after_ms=1000))
 
         await client.request("acdlogin", extension="101", agentid=AGENT, groups="support")
         await client.expect("agentloggedon", agentid=AGENT)
@@ -331,8 +333,9 @@ async def test_freepbx_members_are_shared_with_the_phone_feature_code(
         await client.request("acdsetstate", extension="101", agentid=AGENT, state="ready")
         await client.expect("agentready")
 
-        caller = lab.call("600", talk_ms=1500)
-        delivered = await client.expect("delivered", extension="101", calling=CUSTOMER)
+        caller = lab.call("600", talk_ms=30000)
+        delivered = await client.expect("delivered", extension="101", calling=CUSTOMER,
+                                        timeout=30)
         assert delivered["calling"] == "0912345678"
         # the phone is rung by a Dial inside from-queue, not by app_queue: AMI's AgentCalled
         # names the queue

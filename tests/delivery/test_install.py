@@ -36,8 +36,8 @@ from pathlib import Path
 import pytest
 
 from tests.delivery import chroots, packages
-from tests.delivery.common import (OFFSET, REPO, WORK, changed_tasks, failure_text, recap,
-                                   wait_for)
+from tests.delivery.common import (OFFSET, REPO, WORK, ami_login, changed_tasks, failure_text,
+                                   recap, wait_for)
 from tests.delivery.common import playbook as run_playbook
 from tests.delivery.machine import Machine
 from tests.lab import chroot as labchroot
@@ -441,20 +441,8 @@ def test_store_holds_the_ami_link_next_to_the_ari_link(world: World) -> None:
     # ...and Asterisk has that AMI user, least privilege, on the port the link names.
     manager = (world.pbx / "etc/asterisk/manager.conf").read_text()
     assert "[astcti]" in manager and "read = agent" in manager and "write = call" in manager
-    assert _ami_login("astcti", world.ami_secret) == "Success"
+    assert ami_login(AMI_PORT, "astcti", world.ami_secret) == "Success"
 
-
-def _ami_login(user: str, secret: str) -> str:
-    with socket.create_connection(("127.0.0.1", AMI_PORT), timeout=10) as s:
-        f = s.makefile("rwb")
-        f.readline()  # banner
-        f.write(f"Action: Login\r\nUsername: {user}\r\nSecret: {secret}\r\n\r\n".encode())
-        f.flush()
-        reply = {}
-        while (line := f.readline().decode().strip()):
-            k, _, v = line.partition(":")
-            reply[k.strip()] = v.strip()
-        return reply.get("Response", "")
 
 
 def test_second_run_changes_nothing(world: World) -> None:

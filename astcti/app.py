@@ -250,7 +250,7 @@ class Daemon:
         session): what another process (the Ansible role, an offline astcti-shell) changed in
         it. Parameters (links included: only a changed link reconnects), then listeners, then
         extensions and their pins; users are read at each login."""
-        log.info("reloading parameters, listeners, extensions and users from the store")
+        log.info("reloading listeners, extensions, users and parameters from the store")
         if self.services is not None:
             self.services.auth.forget_verifications()
         try:

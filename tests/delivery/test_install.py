@@ -329,7 +329,7 @@ def test_site_settings_survive_next_to_astctis(world: World) -> None:
         assert line in http, http
     ari = (etc / "ari.conf").read_text()
     assert "[otherapp]" in ari and "[astcti]" in ari and ari.count(world.ari_password) == 1
-    assert re.search(r"^channelvars = SITE_VAR,CHANNEL\(linkedid\),ASTCTI_USERDATA$", ari, re.M), ari
+    assert re.search(r"^channelvars = SITE_VAR,CHANNEL\(linkedid\),ASTCTI_USERDATA,ASTCTI_CALLID$", ari, re.M), ari
     assert oct((etc / "ari.conf").stat().st_mode & 0o777) == "0o640"
     assert _ari_status("otherapp", world.other_password) == 200
     assert _ari_status("astcti", world.ari_password) == 200

@@ -18,6 +18,7 @@ from cryptography.fernet import Fernet
 from astcti import __version__
 from astcti.admin.trace import TraceBus
 from astcti.api.auth import Auth
+from astcti.api.authz import may_watch
 from astcti.api.dispatch import Dispatcher
 from astcti.api.listeners import Listeners
 from astcti.api.services import Services
@@ -326,11 +327,36 @@ class Daemon:
         return None if self.acd is None else self.acd.agents_view()
 
     def revoke_user(self, username: str) -> int:
-        """After a password change or removal: the user's tokens and cached logins end now.
-        Returns how many tokens were live."""
+        """After a password change or removal: the user's tokens and cached logins end now
+        (and, removed, its connections' monitors). Returns how many tokens were live."""
         if self.services is None:
             return 0
-        return self.services.auth.forget_user(username)
+        revoked = self.services.auth.forget_user(username)
+        self.refresh_user(username)
+        return revoked
+
+    def refresh_user(self, username: str) -> int:
+        """A user's role or extensions changed (or it was removed): its connections act with
+        the new rights from now on, and the monitors they may no longer have end now.
+        Returns how many monitors ended."""
+        if self.services is None:
+            return 0
+        auth = self.services.auth
+        auth.reload_users()
+        ended = 0
+        for topic, subscribers in list(self.hub.monitors.items()):
+            for sub in list(subscribers):
+                identity = getattr(sub, "identity", None)
+                if identity is None or not identity.user or identity.username != username:
+                    continue
+                current = auth.current(identity)
+                sub.identity = current
+                if current is None or not may_watch(current, topic):
+                    self.hub.detach(sub, topic)
+                    ended += 1
+        if ended:
+            log.info("user %s: %d monitor(s) ended (rights changed)", username, ended)
+        return ended
 
     # -- the event flow -------------------------------------------------------------------------
     def _on_ari_event(self, link: AsteriskLink, event: AriEvent) -> None:

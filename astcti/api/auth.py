@@ -1,4 +1,7 @@
-"""Client authentication: users of the store, session tokens, failed-login rate limit."""
+"""Client authentication: users of the store, session tokens, failed-login rate limit.
+
+What an authenticated identity may do is decided in astcti/api/authz.py.
+"""
 
 from __future__ import annotations
 
@@ -10,10 +13,16 @@ import secrets
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 
+from astcti.api.authz import Identity
 from astcti.api.protocol import RequestError
 from astcti.store import Store
+from astcti.store.store import UserRow
+
+__all__ = ["Auth", "Identity"]
+
+#: the identity of an auth=none listener's clients (see Auth.unauthenticated)
+ANONYMOUS = Identity("anonymous", "admin", user=False)
 
 log = logging.getLogger(__name__)
 
@@ -26,10 +35,8 @@ VERIFIED_TTL = 600.0  # a password checked once is re-accepted without scrypt fo
 _HASH_POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="astcti-scrypt")
 
 
-@dataclass(frozen=True)
-class Identity:
-    username: str
-    role: str  # client | admin
+def identity_of(row: UserRow) -> Identity:
+    return Identity(row.username, row.role, frozenset(row.extensions))
 
 
 class Auth:
@@ -41,6 +48,26 @@ class Auth:
         self.failures: dict[str, deque[float]] = {}
         self._verified: dict[bytes, tuple[Identity, float]] = {}
         self._pepper = secrets.token_bytes(32)
+        self._users: dict[str, Identity] = {}
+        self.reload_users()
+
+    def reload_users(self) -> None:
+        """Re-read every user's role and extensions (after an administrator's change): live
+        sessions and tokens act with the new rights from their next request."""
+        self._users = {row.username: identity_of(row) for row in self.store.users()}
+
+    def unauthenticated(self, peer: str) -> Identity:
+        """Who a client of an `auth=none` listener is. Such listeners exist for legacy CRMs that
+        act on every extension, so the client is `anonymous` with role admin; only the
+        listener's allow list (which must name hosts, see api/listeners.py) decides who gets
+        that far. Clients identified by their address get their own identity here."""
+        return ANONYMOUS
+
+    def current(self, identity: Identity | None) -> Identity | None:
+        """The identity with its rights as they are now; None when the user was removed."""
+        if identity is None or not identity.user:
+            return identity
+        return self._users.get(identity.username)
 
     async def _check_password(self, username: str, password: str) -> Identity | None:
         """scrypt once per (user, password) per VERIFIED_TTL; a keyed digest remembers it."""
@@ -53,7 +80,7 @@ class Auth:
         row = await loop.run_in_executor(_HASH_POOL, self.store.check_user, username, password)
         if row is None:
             return None
-        identity = Identity(row.username, row.role)
+        identity = identity_of(row)
         if len(self._verified) > 10000:
             self._verified = {k: v for k, v in self._verified.items() if v[1] > now}
         self._verified[key] = (identity, now + VERIFIED_TTL)
@@ -62,6 +89,7 @@ class Auth:
     def forget_user(self, username: str) -> int:
         """After a password change or user removal: no cached acceptance, no live tokens.
         Returns how many tokens it had."""
+        self.reload_users()
         self._verified = {k: v for k, v in self._verified.items() if v[0].username != username}
         before = len(self.tokens)
         self.tokens = {t: v for t, v in self.tokens.items() if v[0].username != username}

@@ -1,7 +1,9 @@
 """The one request dispatcher: every transport hands it raw requests and gets responses.
 
 Transports only parse frames, authenticate and frame; what a request does is decided here and
-in the services it calls.
+in the services it calls. Here, in this order, for every request on every transport: the
+envelope and fields are checked, the caller's current rights (astcti/api/authz.py: role,
+extensions, dial policy), then that the extension is served, then the handler runs.
 """
 
 from __future__ import annotations
@@ -10,8 +12,9 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from astcti.api.authz import Authoriser
 from astcti.api.protocol import (
-    NOT_LOGGED_IN, REQUESTS, EnvelopeError, RequestError, parse_envelope, response,
+    NOT_LOGGED_IN, REQUESTS, EnvelopeError, RequestError, RequestSpec, parse_envelope, response,
 )
 from astcti.api.services import Services
 from astcti.api.session import Session
@@ -25,6 +28,7 @@ log = logging.getLogger(__name__)
 class Dispatcher:
     def __init__(self, services: Services) -> None:
         self.services = services
+        self.authoriser = Authoriser(services.store, services.directory)
         # admin trace (astcti-shell `trace on client`): (session, request, response)
         self.tap: Callable[[Session, Any, dict[str, Any]], None] | None = None
         import astcti.api.requests  # noqa: F401  (registers every request)
@@ -44,10 +48,17 @@ class Dispatcher:
         except EnvelopeError as exc:
             return response(exc.id, exc.error), exc.status
         spec = REQUESTS[env.name]
-        if spec.login and session.identity is None:
-            return response(env.id, NOT_LOGGED_IN), 401
+        identity = None
+        if spec.login:
+            identity = self.services.auth.current(session.identity)
+            session.identity = identity  # the user's rights as they are now (or gone)
+            if identity is None:
+                return response(env.id, NOT_LOGGED_IN), 401
         try:
             args = spec.validate(env.message)
+            if identity is not None:
+                self.authoriser.check(identity, spec, args)
+            self._served(spec, args)
             extra = await spec.handler(self.services, session, args) or {}
         except RequestError as exc:
             return response(env.id, exc.error), exc.status
@@ -57,6 +68,17 @@ class Dispatcher:
             log.exception("request %s from %r failed", env.name, session)
             return response(env.id, "internal error: see the astcti log"), 500
         return response(env.id, **extra), 200
+
+    def _served(self, spec: RequestSpec, args: dict[str, Any]) -> None:
+        """The request's extension is configured and a connected Asterisk serves it."""
+        number = args.get(spec.subject) if spec.subject and spec.served else None
+        if number is None:
+            return
+        directory = self.services.directory
+        link = directory.link_of(number)
+        if link is None or not link.up:
+            raise RequestError(directory.why_unserved(number),
+                               404 if number not in directory.extensions else 409)
 
     def closed(self, session: Session) -> None:
         """A transport's connection ended: its monitors end with it."""

@@ -30,6 +30,20 @@ def _field_line(f) -> str:
     return text
 
 
+def _access_line(spec) -> str:
+    from astcti.api.authz import ACCESS_DOCS, CONTROL, MONITOR
+
+    if callable(spec.access):
+        reads, writes = ACCESS_DOCS[MONITOR], ACCESS_DOCS[CONTROL]
+        text = f"reading: {reads}; changing: {writes}"
+    else:
+        text = ACCESS_DOCS[spec.access]
+    if spec.dials:
+        text += (f"; `{'`, `'.join(spec.dials)}` must pass the dial policy of the user's role"
+                 " (parameter `acti_dial_<role>`)")
+    return text
+
+
 def render() -> str:
     import astcti.api.requests  # noqa: F401
 
@@ -43,6 +57,8 @@ def render() -> str:
             out += [f"#### `{spec.name}`", "", spec.doc, ""]
             if not spec.login:
                 out += ["Allowed before login.", ""]
+            else:
+                out += [f"Who may: {_access_line(spec)}.", ""]
             if spec.fields:
                 out += ["| field | type | | meaning | limits |", "| --- | --- | --- | --- | --- |"]
                 out += [_field_line(f) for f in spec.fields]

@@ -26,12 +26,14 @@ STATUSES = {
     "200": "success: `result` is `success`",
     "400": "bad input: `error` names the field or the JSON problem",
     "401": "not logged in, or wrong credentials/token",
-    "403": "the listener's allow list refuses this address",
+    "403": "not allowed: the user may not act on this extension or dial this number, or the"
+           " listener refuses this address or browser origin",
     "404": "unknown extension, call or path",
     "409": "the request does not fit the current state (e.g. no active call)",
     "413": "request body too large",
     "429": "too many failed logins from this address",
     "500": "internal error (see the astcti log)",
+    "502": "Asterisk refused the operation (`Asterisk refused hold: ...`)",
     "503": "Asterisk link down or store unavailable",
 }
 

@@ -106,7 +106,8 @@ class RestFrontEnd:
         """The caller's (kept session, one-off session, auth error)."""
         peer = request.remote or "?"
         if not self.auth_required:
-            return self._session(f"peer:{peer}", peer, Identity("anonymous", "client")), None, None
+            identity = self.dispatcher.services.auth.unauthenticated(peer)
+            return self._session(f"peer:{peer}", peer, identity), None, None
         auth = self.dispatcher.services.auth
         header = request.headers.get("Authorization", "")
         scheme, _, value = header.partition(" ")
@@ -118,7 +119,9 @@ class RestFrontEnd:
             identity = auth.check_token(token)
             if identity is None:
                 return None, None, RequestError("invalid or expired token: log in again", 401)
-            return self._session(f"token:{token}", peer, identity), None, None
+            rs = self._session(f"token:{token}", peer, identity)
+            rs.session.tokens.add(token)
+            return rs, None, None
         if scheme.lower() == "basic" and value:
             try:
                 user, sep, password = base64.b64decode(value, validate=True).decode() \

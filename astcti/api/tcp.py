@@ -15,7 +15,6 @@ import ssl
 import time
 from collections.abc import Callable
 
-from astcti.api.auth import Identity
 from astcti.api.dispatch import Dispatcher
 from astcti.api.session import Session
 from astcti.api.outbox import Outbox
@@ -102,7 +101,7 @@ class TcpServer:
         outbox = Outbox(write, overflow, f"tcp {peer}")
         session = Session("tcp", peer, outbox.put)
         if not self.auth_required:
-            session.identity = Identity("anonymous", "client")
+            session.identity = self.dispatcher.services.auth.unauthenticated(peer)
         log.info("%s: tcp client connected from %s", self.name, peer)
         reason = "closed by client"
         try:

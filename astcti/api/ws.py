@@ -30,6 +30,7 @@ async def _header_login(dispatcher: Dispatcher, session: Session,
     try:
         if scheme.lower() == "bearer":
             session.identity = await auth.login(session.peer, None, None, value.strip())
+            session.tokens.add(value.strip())
         elif scheme.lower() == "basic":
             user, _, password = base64.b64decode(value.strip()).decode().partition(":")
             session.identity = await auth.login(session.peer, user, password, None)
@@ -52,9 +53,7 @@ def make_handler(dispatcher: Dispatcher, *, auth_required: bool):
         outbox = Outbox(ws.send_str, overflow, f"ws {peer}")
         session = Session("ws", peer, outbox.put)
         if not auth_required:
-            from astcti.api.auth import Identity
-
-            session.identity = Identity("anonymous", "client")
+            session.identity = dispatcher.services.auth.unauthenticated(peer)
         error = await _header_login(dispatcher, session, request)
         if error:
             outbox.put(json.dumps(response("", error)))

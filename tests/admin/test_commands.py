@@ -145,3 +145,35 @@ def test_every_command_has_doc_example_and_parses_its_example() -> None:
     for cmd in language.COMMANDS.values():
         assert cmd.doc and cmd.example
         assert parse(tokenize(cmd.example)).command is cmd
+
+
+async def test_users_have_a_role_and_extensions(store: Store) -> None:
+    store.add_extension("101", "PJSIP")
+    assert await run(store, "add user alice agent 101,102,101", secret="long enough") == (
+        "user alice added (role agent, extensions 101,102)\n"
+        "warning: extension 102 is not configured yet: add it with `add extension 102`")
+    out = await run(store, "add user bob", secret="long enough")
+    assert out.startswith("user bob added (role agent)\nwarning: agent bob has no extension")
+    assert await run(store, "update user bob extensions 101") == \
+        "extensions of bob: 101 (was none)"
+    assert await run(store, "update user bob role supervisor") == \
+        "role of bob: supervisor (was agent)"
+    assert await run(store, "update user bob extensions none") == \
+        "extensions of bob: none (was 101)"
+    before = store_state(store.path)
+    for line, words in [("update user carol role admin", "no user carol"),
+                        ("update user bob role root", "invalid role 'root'"),
+                        ("update user bob colour blue", "invalid user setting 'colour'"),
+                        ("update user bob extensions 1;2", "invalid extension '1;2'"),
+                        ("update user bob extensions ,", "no extension given"),
+                        ("add user carol agent 1;2", "invalid extension")]:
+        with pytest.raises(CommandError, match=words):
+            await run(store, line, secret="long enough")
+    assert store_state(store.path) == before
+    store.db.conn.execute("UPDATE users SET migrated = 1, role = 'admin' WHERE username = 'bob'")
+    lines = (await run(store, "show users")).splitlines()
+    assert lines[0].split() == ["user", "role", "extensions", "created", "note"]
+    assert lines[1].split()[:3] == ["alice", "agent", "101,102"]
+    assert lines[2].split()[:3] == ["bob", "admin", "-"] and "from before roles" in lines[2]
+    await run(store, "update user bob role agent")
+    assert "from before roles" not in await run(store, "show users")

@@ -50,7 +50,7 @@ async def local_daemon(tmp_path: Path) -> AsyncIterator[LocalDaemon]:
             store.add_extension(ext, "PJSIP")
         for proto, port in ports.items():
             store.add_listener(ListenerRow(port, "127.0.0.1", "*", proto, "token"))
-        store.set_user("agent", password, "client")
+        store.set_user("agent", password, "admin")
     finally:
         store.close()
     daemon = Daemon(db, key, admin_socket=tmp_path / "admin.sock")

@@ -7,7 +7,8 @@ from typing import Any
 from astcti.api.services import Services
 from astcti.api.session import Session
 from astcti.api.protocol import Field, RequestError, request
-from astcti.api.requests.monitoring import EXTENSION, served_extension
+from astcti.api.authz import MONITOR
+from astcti.api.requests.monitoring import EXTENSION
 from astcti.cti.acd import STATE_WORDS, AcdError, AcdService, parse_groups
 
 AGENTID = Field("agentid", pattern=r"^[0-9A-Za-z_.-]{1,32}$", max_length=32,
@@ -39,7 +40,6 @@ def _acd(services: Services) -> AcdService:
          group="acd", response=AGENT_VIEW,
          resource=("POST", "/api/v1/extensions/{extension}/agent"))
 async def acdlogin(services: Services, session: Session, args: dict[str, Any]) -> dict[str, Any]:
-    served_extension(services, args["extension"])
     groups = _groups(args)
     agent = await _acd(services).login(args["extension"], args["agentid"], groups)
     return agent.view()
@@ -60,7 +60,6 @@ def _groups(args: dict[str, Any]) -> list[str] | None:
          group="acd", response=AGENT_VIEW,
          resource=("DELETE", "/api/v1/extensions/{extension}/agent"))
 async def acdlogout(services: Services, session: Session, args: dict[str, Any]) -> dict[str, Any]:
-    served_extension(services, args["extension"])
     groups = _groups(args)
     agent = await _acd(services).logout(args["extension"], args["agentid"], groups)
     return agent.view()
@@ -80,7 +79,6 @@ async def acdlogout(services: Services, session: Session, args: dict[str, Any]) 
          resource=("PUT", "/api/v1/extensions/{extension}/agent/state"))
 async def acdsetstate(services: Services, session: Session,
                       args: dict[str, Any]) -> dict[str, Any]:
-    served_extension(services, args["extension"])
     agent = await _acd(services).set_state(args["extension"], args["agentid"],
                                                 args["state"], args.get("reasoncode", ""))
     return agent.view()
@@ -88,7 +86,7 @@ async def acdsetstate(services: Services, session: Session,
 
 @request("acdgetstate", EXTENSION,
          doc="The agent logged in on the extension and its state (as last read from the"
-             " queues).",
+             " queues).", access=MONITOR, served=False,
          group="acd", response=AGENT_VIEW,
          resource=("GET", "/api/v1/extensions/{extension}/agent"))
 async def acdgetstate(services: Services, session: Session,

@@ -7,7 +7,7 @@ from typing import Any
 from astcti.api.services import Services
 from astcti.api.session import Session
 from astcti.api.protocol import CALLID_RE, NUMBER_RE, Field, RequestError, request
-from astcti.api.requests.monitoring import EXTENSION, served_extension
+from astcti.api.requests.monitoring import EXTENSION
 from astcti.cti.control import CallControl
 
 CALLID = Field("callid", pattern=CALLID_RE, max_length=64, doc="the call's id (from events)",
@@ -24,7 +24,7 @@ GROUP = "call control"
 
 
 def _control(services: Services, extension: str) -> CallControl:
-    served_extension(services, extension)
+    """The call control service (the dispatcher has checked the caller and the extension)."""
     if services.control is None:
         raise RequestError("call control is not available in this astcti", 503)
     return services.control

@@ -6,17 +6,12 @@ from typing import Any
 
 from astcti.api.services import Services
 from astcti.api.session import Session
+from astcti.api.authz import MONITOR, SESSION
 from astcti.api.protocol import EXTENSION_RE, Field, RequestError, request
 
 EXTENSION = Field("extension", pattern=EXTENSION_RE, max_length=32, doc="extension number",
                   example="101")
 
-
-def served_extension(services: Services, number: str) -> None:
-    """Fail unless the extension is configured and a connected Asterisk serves it."""
-    if services.directory.link_of(number) is None or not services.directory.link_of(number).up:
-        raise RequestError(services.directory.why_unserved(number), 404
-                           if number not in services.directory.extensions else 409)
 
 
 @request("login",
@@ -25,36 +20,48 @@ def served_extension(services: Services, number: str) -> None:
          Field("token", required=False, max_length=128, doc="a token from an earlier login"),
          doc="Authenticate the connection (username + password, or a token). Every other"
              " request needs it, unless the listener is `auth=none`.",
-         login=False, group="session", response={"token": "reuse it to log in again",
-                                                 "user": "the user name"},
+         login=False, group="session", access=SESSION,
+         response={"token": "reuse it to log in again", "user": "the user name",
+                   "role": "agent, supervisor or admin",
+                   "extensions": "the extensions the user may act on (agent, supervisor)"},
          resource=("POST", "/api/v1/login"))
 async def login(services: Services, session: Session, args: dict[str, Any]) -> dict[str, Any]:
     identity = await services.auth.login(session.peer, args.get("username"),
                                          args.get("password"), args.get("token"))
     session.identity = identity
-    return {"token": services.auth.issue_token(identity), "user": identity.username}
+    if args.get("token"):
+        session.tokens.add(args["token"])
+    token = services.auth.issue_token(identity)
+    session.tokens.add(token)
+    return {"token": token, "user": identity.username, "role": identity.role,
+            "extensions": sorted(identity.extensions)}
 
 
-@request("logout", doc="End the session's monitors and forget its login.", group="session")
+@request("logout", doc="End the session's monitors and forget its login; the tokens this"
+                         " connection used or was given stop working on every transport.",
+         group="session", access=SESSION)
 async def logout(services: Services, session: Session, args: dict[str, Any]) -> None:
     services.hub.detach_all(session)
+    for token in session.tokens:
+        services.auth.revoke(token)
+    session.tokens.clear()
     session.identity = None
 
 
 @request("startmonitor", EXTENSION,
-         doc="Receive the events of an extension's calls on this connection.",
+         doc="Receive the events of an extension's calls on this connection.", access=MONITOR,
          response={"seq": "sequence number of the extension's latest event (for resume)"},
          resource=("POST", "/api/v1/extensions/{extension}/monitor"))
 async def startmonitor(services: Services, session: Session,
                        args: dict[str, Any]) -> dict[str, Any]:
     ext = args["extension"]
-    served_extension(services, ext)
     if not services.hub.attach(session, ext):
         raise RequestError(f"extension {ext} is already monitored by this connection", 409)
     return {"seq": services.hub.last_seq(ext)}
 
 
 @request("stopmonitor", EXTENSION, doc="Stop receiving the extension's events.",
+         access=SESSION, served=False,
          resource=("DELETE", "/api/v1/extensions/{extension}/monitor"))
 async def stopmonitor(services: Services, session: Session, args: dict[str, Any]) -> None:
     ext = args["extension"]
@@ -63,19 +70,19 @@ async def stopmonitor(services: Services, session: Session, args: dict[str, Any]
 
 
 @request("snapshot", EXTENSION,
-         doc="The extension's current calls and their states.",
+         doc="The extension's current calls and their states.", access=MONITOR,
          response={"calls": "list of {callid, state, direction, calling, callingname, called,"
                             " since, lastredirection, userdata}",
                    "seq": "sequence number of the extension's latest event"},
          resource=("GET", "/api/v1/extensions/{extension}/calls"))
 async def snapshot(services: Services, session: Session, args: dict[str, Any]) -> dict[str, Any]:
     ext = args["extension"]
-    served_extension(services, ext)
     return {"calls": services.tracker.snapshot(ext), "seq": services.hub.last_seq(ext)}
 
 
 @request("resume", EXTENSION,
          Field("lastseq", type="integer", minimum=0, doc="seq of the last event the client saw"),
+         access=MONITOR,
          doc="Monitor again after a reconnect and receive exactly the events missed since"
              " `lastseq`; if they are no longer buffered, `resync` is true and `calls` holds a"
              " snapshot instead.",
@@ -83,7 +90,6 @@ async def snapshot(services: Services, session: Session, args: dict[str, Any]) -
                    "calls": "snapshot when resync is true", "seq": "latest seq"})
 async def resume(services: Services, session: Session, args: dict[str, Any]) -> dict[str, Any]:
     ext = args["extension"]
-    served_extension(services, ext)
     missed = services.hub.missed(ext, args["lastseq"])
     services.hub.attach(session, ext)
     if missed is None:

@@ -7,7 +7,8 @@ from typing import Any
 from astcti.api.services import Services
 from astcti.api.session import Session
 from astcti.api.protocol import CALLID_RE, Field, RequestError, request
-from astcti.api.requests.monitoring import EXTENSION, served_extension
+from astcti.api.authz import CONTROL, MONITOR
+from astcti.api.requests.monitoring import EXTENSION
 from astcti.cti.userdata import (
     MAX_KEYS, MAX_TOTAL_BYTES, UserDataError, UserDataService,
 )
@@ -26,10 +27,10 @@ from astcti.cti.userdata import (
              " monitor; data the dialplan set in `ASTCTI_USERDATA` (a JSON object) is"
              " included.",
          group="userdata", response={"userdata": "the call's user data after the request"},
+         access=lambda args: CONTROL if "data" in args else MONITOR,
          resource=("POST", "/api/v1/extensions/{extension}/calls/{callid}/userdata"))
 async def userdata(services: Services, session: Session, args: dict[str, Any]) -> dict[str, Any]:
     ext, callid = args["extension"], args["callid"]
-    served_extension(services, ext)
     service: UserDataService | None = services.userdata
     if service is None:
         raise RequestError("user data is not available in this astcti", 503)

@@ -34,12 +34,15 @@ from astcti.cti.queuestats import QueueStatsService
 from astcti.cti.tracker import Tracker
 from astcti.cti.userdata import UserDataService
 from astcti.errors import AstctiError
+from astcti.pbx.ami import AmiLink, AmiStatus
 from astcti.pbx.ari import AriError, AriEvent
 from astcti.pbx.link import AsteriskLink, LinkStatus
-from astcti.pbx.linkconfig import LinkConfig, parse_link
+from astcti.pbx.linkconfig import (
+    AmiLinkConfig, LinkConfig, ami_sibling, parse_amilink, parse_link,
+)
 from astcti.secrets import load_key
 from astcti.store import Store
-from astcti.store.store import LINK_PARAMETER, ListenerRow
+from astcti.store.store import AMI_LINK_PARAMETER, LINK_PARAMETER, ListenerRow
 
 log = logging.getLogger("astcti")
 
@@ -60,6 +63,7 @@ class Daemon:
         self.cipher: Fernet | None = None
         self.links: dict[str, AsteriskLink] = {}
         self.link_errors: dict[str, str] = {}  # misconfigured links: parameter -> error line
+        self.ami_links: dict[str, AmiLink] = {}  # acti_amilink_NN -> its AMI connection
         self.directory = Directory()
         self.tracker = Tracker(self.directory.resolve)
         self.hub = Hub()
@@ -104,12 +108,20 @@ class Daemon:
                 log.error("%s", exc)
         await self._start_admin()
         ports = ", ".join(f"{r.row.protocol}:{p}" for p, r in self.listeners.running.items())
-        log.info("ready: store %s, %d link(s), listeners %s", self.db_path, len(self.links),
-                 ports or "none")
+        log.info("ready: store %s, %d link(s) (%d AMI), listeners %s", self.db_path,
+                 len(self.links), len(self.ami_links), ports or "none")
 
     def _start_links(self) -> None:
         assert self.store is not None
         heartbeat = float(self.store.get_parameter("acti_heartbeat", "5") or 5)
+        for name, value in self.store.ami_link_parameters().items():
+            try:
+                ami_config = parse_amilink(name, value, self.cipher)
+            except AstctiError as exc:
+                self.link_errors[name] = str(exc)
+                log.error("%s", exc)
+                continue
+            self.make_ami_link(ami_config, heartbeat).start()
         for name, value in self.store.link_parameters().items():
             try:
                 config = parse_link(name, value, self.cipher)
@@ -130,9 +142,31 @@ class Daemon:
             heartbeat = float(self.store.get_parameter("acti_heartbeat", "5") or 5)
         link = AsteriskLink(config, heartbeat=heartbeat, on_event=self._on_ari_event,
                             on_up=self._on_link_up, on_down=self._on_link_down)
+        link.ami = self.ami_links.get(ami_sibling(config.name))
         self.links[config.name] = link
         self.directory.add_link(link)
         return link
+
+    def make_ami_link(self, config: AmiLinkConfig, heartbeat: float | None = None) -> AmiLink:
+        """An AMI connection registered (not started) and handed to its ARI sibling (same NN)
+        as `link.ami`: startup and `update parameter acti_amilink_NN` build them here."""
+        if heartbeat is None:
+            assert self.store is not None
+            heartbeat = float(self.store.get_parameter("acti_heartbeat", "5") or 5)
+        ami = AmiLink(config, heartbeat=heartbeat)
+        self.ami_links[config.name] = ami
+        sibling = self.links.get(config.sibling)
+        if sibling is not None:
+            sibling.ami = ami
+        return ami
+
+    def forget_ami_link(self, name: str) -> AmiLink | None:
+        """Unregister an AMI connection (the caller stops it); its ARI sibling loses it."""
+        ami = self.ami_links.pop(name, None)
+        for link in self.links.values():
+            if link.ami is ami and ami is not None:
+                link.ami = None
+        return ami
 
     # -- admin console ---------------------------------------------------------------------------
     async def _start_admin(self) -> None:
@@ -159,6 +193,9 @@ class Daemon:
         for link in self.links.values():
             await link.stop()
         self.links.clear()
+        for ami in self.ami_links.values():
+            await ami.stop()
+        self.ami_links.clear()
         if self.store is not None:
             self.store.close()
             self.store = None
@@ -192,8 +229,10 @@ class Daemon:
         """Make the running daemon use a parameter's new value now; the words say how."""
         if LINK_PARAMETER.match(name):
             return await self.reconfigure_link(name, value)
+        if AMI_LINK_PARAMETER.match(name):
+            return await self.reconfigure_ami_link(name, value)
         if name == "acti_heartbeat":
-            for link in self.links.values():
+            for link in [*self.links.values(), *self.ami_links.values()]:
                 link.heartbeat = float(value)
             return "used by each link from its next connection"
         if name == "acti_resume_size":
@@ -237,11 +276,33 @@ class Daemon:
         return (f"link {verb}: not connected yet ({link.last_error or 'connecting'}):"
                 " see `show links`")
 
-    def link_statuses(self) -> list[tuple[str, LinkStatus | None, str]]:
-        """(parameter, status or None when not started, configuration error) per link."""
-        return [(name, self.links[name].status() if name in self.links else None,
-                 self.link_errors.get(name, ""))
-                for name in sorted(set(self.links) | set(self.link_errors))]
+    async def reconfigure_ami_link(self, name: str, value: str) -> str:
+        """Stop the AMI link of that parameter (if any) and start it with the new value."""
+        old = self.forget_ami_link(name)
+        self.link_errors.pop(name, None)
+        if old is not None:
+            await old.stop()
+        if not value:
+            return "AMI link stopped" if old is not None else "no AMI link to stop"
+        config = parse_amilink(name, value, self.cipher)
+        ami = self.make_ami_link(config)
+        ami.start()
+        verb = "restarted" if old else "started"
+        if await ami.wait_up(5):
+            return f"AMI link {verb}: connected to {config.address} as {config.username}"
+        return (f"AMI link {verb}: not connected yet ({ami.last_error or 'connecting'}):"
+                " see `show links`")
+
+    def link_statuses(self) -> list[tuple[str, LinkStatus | AmiStatus | None, str]]:
+        """(parameter, status or None when not started, configuration error) per link: each
+        acti_tlink_NN followed by its acti_amilink_NN."""
+        names = set(self.links) | set(self.ami_links) | set(self.link_errors)
+        out: list[tuple[str, LinkStatus | AmiStatus | None, str]] = []
+        for name in sorted(names, key=lambda n: (n.rsplit("_", 1)[-1], "amilink" in n)):
+            link = self.links.get(name) or self.ami_links.get(name)
+            out.append((name, link.status() if link is not None else None,
+                        self.link_errors.get(name, "")))
+        return out
 
     async def watch_extension(self, number: str, technology: str) -> str | None:
         """Watch an extension now; the link serving it, or None until an Asterisk has it.

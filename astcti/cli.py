@@ -35,7 +35,7 @@ def _parser() -> argparse.ArgumentParser:
                        help="admin API socket (default /run/astcti/admin.sock, env ASTCTI_ADMIN_SOCKET)")
     sub.add_parser("init", help="create the store and the key file if they do not exist")
     sub.add_parser("encrypt-password",
-                   help="print a link password encrypted with the key (prompts, or reads stdin)")
+                   help="print a link password (ARI or AMI secret) encrypted with the key (prompts, or reads stdin)")
     sub.add_parser("version", help="print the version")
     return parser
 

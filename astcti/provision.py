@@ -19,6 +19,7 @@ FLAVOURS: dict[str, dict[str, str]] = {
     "asterisk": {
         "http.conf": "asterisk/http.conf.j2",
         "ari.conf": "asterisk/ari.conf.j2",
+        "manager.conf": "asterisk/manager.conf.j2",
         "extensions_astcti.conf": "asterisk/extensions_astcti.conf.j2",
     },
 }
@@ -28,6 +29,7 @@ FLAVOURS["freepbx"] = {
     "http_custom.conf": "freepbx/http_custom.conf.j2",
     "ari_general_custom.conf": "freepbx/ari_general_custom.conf.j2",
     "ari_additional_custom.conf": "freepbx/ari_additional_custom.conf.j2",
+    "manager_custom.conf": "freepbx/manager_custom.conf.j2",
     "extensions_custom.conf": "asterisk/extensions_astcti.conf.j2",
 }
 FLAVOURS["lab"] = {

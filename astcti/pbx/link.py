@@ -14,13 +14,16 @@ import random
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
 from astcti.errors import AstctiError
 from astcti.pbx.ari import AriError, AriEvent, AriEventSocket, AriRest
 from astcti.pbx.linkconfig import LinkConfig
+
+if TYPE_CHECKING:
+    from astcti.pbx.ami import AmiLink
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +75,7 @@ class AsteriskLink:
         self.last_error: str | None = None
         self.endpoints: set[str] = set()  # "PJSIP/101" as Asterisk reports them
         self.sources: set[str] = set()  # event sources kept subscribed across reconnects
+        self.ami: AmiLink | None = None  # the same Asterisk's AMI (acti_amilink_NN), if set
         self._task: asyncio.Task[None] | None = None
         self._session: aiohttp.ClientSession | None = None
         self._socket: AriEventSocket | None = None

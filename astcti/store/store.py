@@ -29,6 +29,7 @@ from astcti.store.schema import MIGRATIONS, SCHEMA_VERSION
 DEFAULT_DB_PATH = Path(os.environ.get("ASTCTI_DB", "/var/lib/astcti/astcti.db"))
 BUSY_TIMEOUT_MS = 15000
 LINK_PARAMETER = re.compile(r"^acti_tlink_(\d{2})$")
+AMI_LINK_PARAMETER = re.compile(r"^acti_amilink_(\d{2})$")  # AMI of the same Asterisk (same NN)
 
 
 @dataclass(frozen=True)
@@ -232,6 +233,10 @@ class Store:
     def link_parameters(self) -> dict[str, str]:
         """`acti_tlink_NN` parameters (one per Asterisk), in NN order."""
         return {n: v for n, v in self.parameters().items() if LINK_PARAMETER.match(n) and v}
+
+    def ami_link_parameters(self) -> dict[str, str]:
+        """`acti_amilink_NN` parameters (the AMI of the Asterisk of `acti_tlink_NN`)."""
+        return {n: v for n, v in self.parameters().items() if AMI_LINK_PARAMETER.match(n) and v}
 
     # -- extensions ---------------------------------------------------------------------------
     def extensions(self) -> list[ExtensionRow]:

@@ -82,6 +82,12 @@ def test_words_are_case_insensitive_and_technology_normalised() -> None:
     ("update parameter acti_tlink_01 127.0.0.1#99999#astcti,u,x", "port '99999'"),
     ("update parameter acti_tlink_01 127.0.0.1#8088#astcti,u,not-a-token",
      "does not decrypt with this key"),
+    ("update parameter acti_amilink_01 127.0.0.1#5038#astcti,u,x",
+     "needs exactly one '#' between host and port"),
+    ("update parameter acti_amilink_01 127.0.0.1#5038,astcti", "port,username,encryptedsecret"),
+    ("update parameter acti_amilink_01 127.0.0.1#5038,astcti,not-a-token",
+     "does not decrypt with this key"),
+    ("update parameter acti_amilink_1 127.0.0.1#5038,astcti,x", "unknown parameter"),
     ("update parameter acti_nonsense 1", "unknown parameter acti_nonsense"),
     ("update parameter acti_heartbeet 3", "did you mean acti_heartbeat?"),
     ("remove extension 999", "extension 999 is not configured"),
@@ -117,6 +123,11 @@ async def test_offline_changes_are_stored(store: Store, tmp_path: Path) -> None:
                     cipher=cipher)
     assert token not in out and "***" in out
     assert store.get_parameter("acti_tlink_02").endswith(token)
+    out = await run(store, f"update parameter acti_amilink_02 127.0.0.1#5038,astcti,{token}",
+                    cipher=cipher)
+    assert token not in out and "127.0.0.1#5038,astcti,***" in out
+    assert token not in await run(store, "show parameter acti_amilink_02")
+    assert "AMI" in store.parameter_descriptions()["acti_amilink_02"]
     assert "acti_heartbeat = 2.5" in await run(store, "update parameter acti_heartbeat 2.5")
     assert "unchanged" in await run(store, "update parameter acti_heartbeat 2.5")
     assert await run(store, "update parameter acti_agentgroups 'sales, support'")

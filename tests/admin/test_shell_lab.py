@@ -161,6 +161,8 @@ async def test_every_command_non_interactively(lab: Lab) -> None:
     assert f"{c.ws_port}  127.0.0.1  *      astctiws" in ok(shell(lab, "show tcp"))
     links = ok(shell(lab, "show links"))
     assert "acti_tlink_01" in links and " up " in links and " 22." in links
+    ami_row = next(line for line in links.splitlines() if line.startswith("acti_amilink_01"))
+    assert f"127.0.0.1:{c.ami_port}" in ami_row and " up " in ami_row and " AMI " in ami_row
     assert "no agent is logged in" in ok(shell(lab, "show agents"))  # AcdService, nobody in
     assert "no calls" in ok(shell(lab, "show calls"))
 
@@ -313,6 +315,24 @@ async def test_link_parameter_restarts_the_link(lab: Lab) -> None:
                 break
             await asyncio.sleep(0.2)
         assert reply["result"] == "success", reply
+
+
+async def test_ami_link_parameter_restarts_the_ami_link(lab: Lab) -> None:
+    """A wrong AMI port is stored and reported (the daemon keeps serving); the right one
+    reconnects. ARI is untouched meanwhile."""
+    c = lab.config
+    value = store_state(c.db)["parameters"]["acti_amilink_01"]
+    wrong = value.replace(f"#{c.ami_port},", "#1,")
+    out = ok(shell(lab, f"update parameter acti_amilink_01 {wrong}"))
+    assert "AMI link restarted: not connected yet" in out and "cannot reach AMI" in out
+    row = next(x for x in ok(shell(lab, "show links")).splitlines()
+               if x.startswith("acti_amilink_01"))
+    assert " down " in row and "127.0.0.1:1 " in row
+    out = ok(shell(lab, f"update parameter acti_amilink_01 {value}"))
+    assert f"AMI link restarted: connected to 127.0.0.1:{c.ami_port} as {c.ami_user}" in out
+    assert value.rsplit(",", 1)[1] not in out
+    links = ok(shell(lab, "show links"))
+    assert all(" up " in x for x in links.splitlines()[1:]), links
 
 
 def test_permission_denied_on_the_socket(lab: Lab) -> None:

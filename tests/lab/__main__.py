@@ -13,7 +13,8 @@ def _describe(c) -> str:
     phones = ", ".join(f"{e} -> sip:{e}@127.0.0.1:{p}" for e, p in c.phones.items())
     return "\n".join([
         f"lab is up ({LAB_DIR}/lab.json has every address and credential)",
-        f"  Asterisk 22   SIP udp 127.0.0.1:{c.sip_port}, ARI {c.ari_url} (user {c.ari_user})",
+        f"  Asterisk 22   SIP udp 127.0.0.1:{c.sip_port}, ARI {c.ari_url} (user {c.ari_user}),"
+        f" AMI 127.0.0.1:{c.ami_port} (user {c.ami_user})",
         f"                console: chroot {c.chroot} asterisk -r",
         f"  agents        {phones}  (phones: {c.phones_mode})",
         f"  queue         {c.queue_number} -> {c.queue}; outside numbers 9+digits -> trunk"

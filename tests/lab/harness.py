@@ -46,6 +46,9 @@ class LabConfig:
     ari_app: str = "astcti"
     ari_user: str = "astcti"
     ari_password: str = ""
+    ami_port: int = 5038
+    ami_user: str = "astcti"
+    ami_secret: str = ""
     phones: dict[str, int] = field(default_factory=lambda: {e: 5070 + int(e[-1]) for e in AGENTS})
     spare_phones: dict[str, int] = field(
         default_factory=lambda: {e: 5070 + int(e[-1]) for e in SPARE})
@@ -76,7 +79,7 @@ class LabConfig:
         """The fixed topology, shifted by ASTCTI_LAB_PORT_OFFSET so two labs can share a host."""
         o = int(os.environ.get("ASTCTI_LAB_PORT_OFFSET", "0"))
         return cls(
-            sip_port=5060 + o, ari_port=8088 + o,
+            sip_port=5060 + o, ari_port=8088 + o, ami_port=5038 + o,
             phones={e: 5070 + int(e[-1]) + o for e in AGENTS},
             spare_phones={e: 5070 + int(e[-1]) + o for e in SPARE},
             trunk_port=5080 + o, trunk_ports=list(range(5080 + o, 5090 + o)),
@@ -217,6 +220,7 @@ class Lab:
                            f" {running.lab_dir}/lab.json): `make lab-down` first")
         for port, udp, what in [(self.config.sip_port, True, "SIP"),
                                 (self.config.ari_port, False, "ARI/HTTP"),
+                                (self.config.ami_port, False, "AMI"),
                                 (self.config.ws_port, False, "astcti WebSocket"),
                                 (self.config.rest_port, False, "astcti REST"),
                                 (self.config.tcp_port, False, "astcti TCP")]:
@@ -228,6 +232,7 @@ class Lab:
         c = self.config
         c.phones_mode = phones
         c.ari_password = c.ari_password or secrets.token_urlsafe(18)
+        c.ami_secret = c.ami_secret or secrets.token_urlsafe(18)
         c.astcti_password = c.astcti_password or secrets.token_urlsafe(12)
         c.admin_password = c.admin_password or secrets.token_urlsafe(12)
         c.supervisor_password = c.supervisor_password or secrets.token_urlsafe(12)
@@ -254,6 +259,7 @@ class Lab:
         variables = {
             "http_bind": "127.0.0.1", "http_port": c.ari_port,
             "ari_user": c.ari_user, "ari_password": c.ari_password,
+            "ami_user": c.ami_user, "ami_secret": c.ami_secret, "ami_port": c.ami_port,
             "sip_port": c.sip_port,
             # 104 sends DTMF as SIP INFO so a SIPp phone can see the digits astcti sends
             "phones": [{"ext": e, "port": p, **({"dtmf_mode": "info"} if e == "104" else {})}
@@ -337,6 +343,10 @@ class Lab:
             store.set_parameter("acti_tlink_01",
                                 f"127.0.0.1#{c.ari_port}#{c.ari_app},{c.ari_user},{token}",
                                 "Asterisk lab")
+            store.set_parameter("acti_amilink_01",
+                                f"127.0.0.1#{c.ami_port},{c.ami_user},"
+                                f"{encrypt(cipher, c.ami_secret)}",
+                                "Asterisk lab AMI")
             store.set_parameter("acti_heartbeat", "2")
             # the lab's administrator allows its dialplan's 9-prefix outside line and 5-digit
             # internal numbers (most unrouted: `destination not obtainable`); agents keep the

@@ -12,9 +12,9 @@ from astcti.admin.language import (
 )
 from astcti.cti.dialpolicy import PolicyError, parse_policy
 from astcti.errors import AstctiError
-from astcti.pbx.linkconfig import parse_link
+from astcti.pbx.linkconfig import parse_amilink, parse_link
 from astcti.secrets import encrypt
-from astcti.store.store import LINK_PARAMETER
+from astcti.store.store import AMI_LINK_PARAMETER, LINK_PARAMETER
 
 QUEUE_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
@@ -122,8 +122,13 @@ def _mask_link(value: str) -> str:
     return f"{head},***" if sep else value
 
 
+def _is_link(name: str) -> bool:
+    """acti_tlink_NN (ARI) or acti_amilink_NN (AMI): a link parameter with a secret."""
+    return bool(LINK_PARAMETER.match(name) or AMI_LINK_PARAMETER.match(name))
+
+
 def _show_value(name: str, value: str) -> str:
-    return _mask_link(value) if LINK_PARAMETER.match(name) and value else value
+    return _mask_link(value) if _is_link(name) and value else value
 
 
 @command("show parameters", doc="List every parameter, its value and what it does.",
@@ -158,13 +163,13 @@ async def _show_parameter(ctx: Context, args: dict[str, Any]) -> str:
          Arg("VALUE", "value", rest=True,
              doc='the new value (quote it if it has spaces; "" for empty)'),
          doc="Change a parameter, after checking its value; the daemon applies it at once"
-             " (acti_tlink_NN restarts that Asterisk link).",
+             " (acti_tlink_NN restarts that Asterisk's ARI link, acti_amilink_NN its AMI link).",
          example="update parameter acti_defaultexttype PJSIP", group="parameters")
 async def _update_parameter(ctx: Context, args: dict[str, Any]) -> str:
     name, value = args["NAME"], args.get("VALUE", "").strip()
     if "\n" in value or len(value) > 2048:
         raise CommandError(f"{name}: value must be one line of at most 2048 characters")
-    is_link = bool(LINK_PARAMETER.match(name))
+    is_link = _is_link(name)
     per_agent = bool(AGENT_GROUPS_PARAMETER.match(name))
     if not is_link and not per_agent:
         _known_parameter(ctx, name)
@@ -172,8 +177,9 @@ async def _update_parameter(ctx: Context, args: dict[str, Any]) -> str:
         value = _queues(value)
     if is_link and value:
         cipher = ctx.daemon.cipher if ctx.daemon is not None else ctx.cipher
+        parser = parse_link if LINK_PARAMETER.match(name) else parse_amilink
         try:
-            parse_link(name, value, cipher)  # format and decryptability
+            parser(name, value, cipher)  # format and decryptability
         except AstctiError as exc:
             raise CommandError(str(exc)) from None
         if cipher is None:
@@ -189,7 +195,9 @@ async def _update_parameter(ctx: Context, args: dict[str, Any]) -> str:
         raise CommandError(f"{name} is not set: nothing to remove (see `show parameters`)")
     if old == value:
         return f"{name} unchanged ({_show_value(name, value) or 'empty'})"
-    ctx.store.set_parameter(name, value, "Asterisk link" if is_link and old is None else None)
+    description = ("Asterisk link" if LINK_PARAMETER.match(name) else
+                   "Asterisk AMI link (same NN as its acti_tlink_NN)")
+    ctx.store.set_parameter(name, value, description if is_link and old is None else None)
     applied = await ctx.daemon.apply_parameter(name, value) if ctx.daemon is not None else \
         "applies when astcti starts"
     shown = _show_value(name, value) or "empty"
@@ -197,7 +205,8 @@ async def _update_parameter(ctx: Context, args: dict[str, Any]) -> str:
 
 
 @command("encrypt password",
-         doc="Encrypt an ARI password with astcti's key, for acti_tlink_NN (prompted for).",
+         doc="Encrypt an ARI password or AMI secret with astcti's key, for acti_tlink_NN or"
+             " acti_amilink_NN (prompted for).",
          example="encrypt password", secret="the ARI password", secret_twice=True,
          group="parameters")
 async def _encrypt_password(ctx: Context, args: dict[str, Any]) -> str:

@@ -8,8 +8,9 @@ from astcti.admin.language import Arg, CommandError, Context, age, command, tabl
 from astcti.admin.trace import CHANNEL_DOCS, CHANNELS
 
 
-@command("show links", doc="Each Asterisk link: up/down, since when, Asterisk version, last"
-                           " error.", example="show links", offline=False, group="status")
+@command("show links", doc="Each Asterisk link (ARI, and AMI where acti_amilink_NN is set):"
+                           " up/down, since when, version, last error.",
+         example="show links", offline=False, group="status")
 async def _show_links(ctx: Context, args: dict[str, Any]) -> str:
     daemon = ctx.daemon
     assert daemon is not None
@@ -19,9 +20,12 @@ async def _show_links(ctx: Context, args: dict[str, Any]) -> str:
             rows.append([name, "-", "not started", "-", "-", error])
             continue
         since = st.since.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+        version = st.version or "-"
+        if "amilink" in name and st.version:
+            version = f"AMI {st.version}"
         rows.append([name, st.address, "up" if st.up else "down",
-                     f"{since} ({age(st.since)})", st.version or "-", st.last_error or "-"])
-    return (table(rows, ["link", "address", "state", "since", "asterisk", "last error"])
+                     f"{since} ({age(st.since)})", version, st.last_error or "-"])
+    return (table(rows, ["link", "address", "state", "since", "version", "last error"])
             or "no Asterisk link: set one with `update parameter acti_tlink_01"
                " IP#PORT#APP,USER,ENCRYPTEDPASSWORD`")
 

@@ -86,7 +86,9 @@ def test_completion_candidates() -> None:
     names = {"parameters": ["acti_heartbeat", "acti_tlink_01"], "extensions": ["101", "102"],
              "ports": ["9001", "9003"], "users": ["agent"]}
     assert completions("upd", names) == ("upd", ["update"])
-    assert completions("update ", names) == ("", ["parameter"])
+    assert completions("update ", names) == ("", ["parameter", "user"])
+    assert completions("update user agent ", names)[1] == ["role", "extensions"]
+    assert completions("add user bob ", names)[1] == ["agent", "supervisor", "admin"]
     assert completions("update parameter acti_t", names) == ("acti_t", ["acti_tlink_01"])
     assert completions("show par", names)[1] == ["parameter", "parameters"]
     assert completions("remove extension ", names)[1] == ["101", "102", "--force"]

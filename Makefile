@@ -6,13 +6,16 @@ PYTHON ?= /usr/bin/python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PHONES ?= auto
+FLAVOUR ?= asterisk
 PYTEST_ARGS ?=
 
 .PHONY: help sysdeps venv lab lab-down lab-status test bench soak clean deb requirements \
 	delivery-deps lint-delivery test-delivery
 
 help:
-	@echo "make lab [PHONES=auto|none]  start Asterisk + astcti + SIPp phones (make lab-down stops them)"
+	@echo "make lab [PHONES=auto|none] [FLAVOUR=asterisk|freepbx]"
+	@echo "                             start Asterisk + astcti + SIPp phones (make lab-down stops them);"
+	@echo "                             FLAVOUR=freepbx: FreePBX 17's dialplan, astcti's blocks in *_custom.conf"
 	@echo "make test                    run every test, the real-Asterisk lab included"
 	@echo "make bench                   measure astcti against raw ARI, write docs/benchmarks.md"
 	@echo "make deb                     build dist/astcti_<version>_<arch>.deb (dh-virtualenv) + lintian"
@@ -41,7 +44,7 @@ $(VENV)/.stamp: pyproject.toml
 venv: sysdeps $(VENV)/.stamp
 
 lab: venv
-	$(PY) -m tests.lab up --phones $(PHONES)
+	$(PY) -m tests.lab up --phones $(PHONES) --flavour $(FLAVOUR)
 
 lab-down:
 	@if [ -x $(PY) ]; then $(PY) -m tests.lab down; else echo "no lab was running"; fi

@@ -12,6 +12,7 @@ import os
 import signal
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 from cryptography.fernet import Fernet
 
@@ -31,11 +32,12 @@ from astcti.cti.hub import Hub
 from astcti.cti.model import Connection
 from astcti.cti.presence import PresenceService
 from astcti.cti.queuestats import QueueStatsService
-from astcti.cti.tracker import Tracker
+from astcti.cti.tracker import Tracker, endpoint_of
 from astcti.cti.userdata import UserDataService
 from astcti.errors import AstctiError
 from astcti.pbx.ami import AmiLink, AmiStatus
 from astcti.pbx.ari import AriError, AriEvent
+from astcti.pbx.channelvars import ChannelVarsFiller
 from astcti.pbx.link import AsteriskLink, LinkStatus
 from astcti.pbx.linkconfig import (
     AmiLinkConfig, LinkConfig, ami_sibling, parse_amilink, parse_link,
@@ -68,6 +70,8 @@ class Daemon:
         self.tracker = Tracker(self.directory.resolve)
         self.hub = Hub()
         self.control = CallControl(self.tracker, self.directory)
+        # callid and user data where ari.conf lacks channelvars: read per tracked channel
+        self.channelvars = ChannelVarsFiller(self._on_ari_event, self._tracked)
         self.services: Services | None = None
         self.dispatcher: Dispatcher | None = None
         self.listeners: Listeners | None = None
@@ -140,7 +144,7 @@ class Daemon:
         if heartbeat is None:
             assert self.store is not None
             heartbeat = float(self.store.get_parameter("acti_heartbeat", "5") or 5)
-        link = AsteriskLink(config, heartbeat=heartbeat, on_event=self._on_ari_event,
+        link = AsteriskLink(config, heartbeat=heartbeat, on_event=self.channelvars.feed,
                             on_up=self._on_link_up, on_down=self._on_link_down)
         link.ami = self.ami_links.get(ami_sibling(config.name))
         self.links[config.name] = link
@@ -154,6 +158,8 @@ class Daemon:
             assert self.store is not None
             heartbeat = float(self.store.get_parameter("acti_heartbeat", "5") or 5)
         ami = AmiLink(config, heartbeat=heartbeat)
+        if self.acd is not None:  # which queue offers a FreePBX-form member its call
+            ami.on("AgentCalled", self.acd.on_agent_called)
         self.ami_links[config.name] = ami
         sibling = self.links.get(config.sibling)
         if sibling is not None:
@@ -420,13 +426,16 @@ class Daemon:
         return ended
 
     # -- the event flow -------------------------------------------------------------------------
+    def _tracked(self, link_name: str, channel: dict[str, Any]) -> bool:
+        return self.directory.resolve(link_name, endpoint_of(channel["name"])) is not None
+
     def _on_ari_event(self, link: AsteriskLink, event: AriEvent) -> None:
         self.trace.on_ari(link.name, event)  # no-op unless someone traces
         cti_events = self.tracker.handle(link.name, event)
         if self.userdata is not None and cti_events:  # the call's user data on its events
             cti_events = self.userdata.decorate(cti_events)
-        for cti_event in cti_events:
-            self.hub.publish(cti_event)
+        if cti_events:
+            self.hub.publish_all(cti_events)
         self.control.on_event(link, event)
         if self.acd is not None:  # queue helper replies, pause changes, queue calls
             self.acd.on_event(link, event, cti_events)
@@ -435,10 +444,12 @@ class Daemon:
 
     async def _on_link_up(self, link: AsteriskLink) -> None:
         """Resubscribe the configured extensions and resynchronise calls after any connect."""
+        self.channelvars.reset(link.name)
         await self.directory.link_up(link)
         await self._filter_events(link)
         try:
             channels = await link.rest.call("channels", "list") or []
+            await self.channelvars.fill(link, channels)
         except AriError as exc:
             log.warning("%s: cannot list channels to resync: %s", link.name, exc.message)
             channels = []
@@ -469,6 +480,7 @@ class Daemon:
         self.userdata = UserDataService(self.store, grace=grace)
         self.acd = AcdService(self.store, self.directory, self.hub)
         self.tracker.queue_of = self.acd.queue_of
+        self.tracker.queue_offer = self.acd.queue_offered
         self.control.userdata = self.userdata
         self._start_desktop_services()
 

@@ -32,6 +32,25 @@ FLAVOURS["freepbx"] = {
     "manager_custom.conf": "freepbx/manager_custom.conf.j2",
     "extensions_custom.conf": "asterisk/extensions_astcti.conf.j2",
 }
+# The lab's FreePBX 17 stand-in: astcti's blocks exactly as an admin adds them to a FreePBX box
+# (the freepbx flavour above), and the files FreePBX itself would generate, reproduced in
+# asterisk-conf/freepbx-lab/ (FreePBX's contexts and AstDB keys, no astcti routing).
+FLAVOURS["lab-freepbx"] = {
+    **FLAVOURS["freepbx"],
+    "extensions_custom.conf": "freepbx-lab/extensions_custom.conf.j2",
+    "extensions.conf": "freepbx-lab/extensions.conf.j2",
+    "http.conf": "freepbx-lab/http.conf.j2",
+    "ari.conf": "freepbx-lab/ari.conf.j2",
+    "ari_additional.conf": "freepbx-lab/ari_additional.conf.j2",
+    "manager.conf": "freepbx-lab/manager.conf.j2",
+    "manager_additional.conf": "freepbx-lab/manager_additional.conf.j2",
+    "queues.conf": "freepbx-lab/queues.conf.j2",
+    "voicemail.conf": "freepbx-lab/voicemail.conf.j2",
+    "modules.conf": "lab/modules.conf.j2",
+    "logger.conf": "lab/logger.conf.j2",
+    "rtp.conf": "lab/rtp.conf.j2",
+    "pjsip.conf": "lab/pjsip.conf.j2",
+}
 FLAVOURS["lab"] = {
     **FLAVOURS["asterisk"],
     "modules.conf": "lab/modules.conf.j2",

@@ -263,8 +263,11 @@ def replay_throughput(seconds: float = 5.0, subscribers: int = 10) -> dict:
     class Sink:
         n = 0
 
-        def deliver(self, text: str) -> None:
+        def deliver(self, frame) -> None:
             self.n += 1
+
+        def deliver_many(self, frames) -> None:
+            self.n += len(frames)
 
     tracker = Tracker(lambda link, ep: watched.get(ep))
     hub = Hub()

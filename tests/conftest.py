@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from tests.lab.harness import Lab, LabError
+from tests.lab.harness import Lab, LabConfig, LabError
 
 
 @pytest.fixture(scope="session")
@@ -17,6 +18,28 @@ def lab() -> Iterator[Lab]:
         raise LabError("a lab started by `make lab` is running; the tests need their own:"
                        " `make lab-down` first")
     the_lab = Lab(log=lambda msg: print(msg))
+    the_lab.up(phones="none")
+    try:
+        yield the_lab
+    finally:
+        if not os.environ.get("ASTCTI_KEEP_LAB"):
+            the_lab.down()
+
+
+@pytest.fixture(scope="session")
+def freepbx_lab(request: pytest.FixtureRequest) -> Iterator[Lab]:
+    """A lab whose Asterisk runs FreePBX 17's dialplan (asterisk-conf/freepbx-lab), astcti's
+    blocks only in the *_custom.conf files an admin edits; beside the session's plain lab
+    (ports + FREEPBX_SHIFT), started on first use. With ASTCTI_LAB_FLAVOUR=freepbx the session's
+    `lab` is already one."""
+    if os.environ.get("ASTCTI_LAB_FLAVOUR") == "freepbx":
+        yield request.getfixturevalue("lab")
+        return
+    config = LabConfig.from_env("freepbx", beside=True)
+    if Lab.running(Path(config.lab_dir)) is not None:
+        raise LabError(f"a FreePBX-flavour lab is still running in {config.lab_dir}:"
+                       " `make lab-down` first")
+    the_lab = Lab(config, log=lambda msg: print(msg))
     the_lab.up(phones="none")
     try:
         yield the_lab

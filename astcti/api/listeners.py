@@ -26,20 +26,15 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 AppFactory = Callable[[Dispatcher, bool], web.Application]
 
 
-def _ws_factory(dispatcher: Dispatcher, auth_required: bool) -> web.Application:
-    from astcti.api import ws
-
-    return ws.make_app(dispatcher, auth_required=auth_required)
-
-
 def _rest_factory(dispatcher: Dispatcher, auth_required: bool) -> web.Application:
     from astcti.api import rest
 
     return rest.make_app(dispatcher, auth_required=auth_required)
 
 
-#: protocol -> aiohttp application factory. Transports register here.
-HTTP_PROTOCOLS: dict[str, AppFactory] = {"astctiws": _ws_factory, "astctirest": _rest_factory}
+#: protocol -> aiohttp application factory. Transports register here (astctiws and
+#: astctiapi are stream servers of their own: api/ws.py, api/tcp.py).
+HTTP_PROTOCOLS: dict[str, AppFactory] = {"astctirest": _rest_factory}
 #: an HTTP connection idle (or sending a request slower) than this is closed (slowloris);
 #: WebSocket and event streams are not idle while their handler runs
 HTTP_IDLE_TIMEOUT = 15.0
@@ -124,7 +119,7 @@ class Listeners:
             if row.protocol in HTTP_PROTOCOLS:
                 stop = await self._open_http(row, nets, bind, context)
             else:
-                stop = await self._open_tcp(row, nets, bind, context)
+                stop = await self._open_stream(row, nets, bind, context)
         except OSError as exc:
             why = ("port in use" if exc.errno == errno.EADDRINUSE else exc.strerror or str(exc))
             message = (f"listener {row.port} ({row.protocol}) cannot open on {row.bind}: {why}:"
@@ -158,9 +153,12 @@ class Listeners:
                               " or the parameters") from None
         return context
 
-    async def _open_tcp(self, row: ListenerRow, nets: list[Network] | None, bind: str | None,
-                        context: ssl.SSLContext | None) -> Callable[[], object]:
+    async def _open_stream(self, row: ListenerRow, nets: list[Network] | None,
+                           bind: str | None,
+                           context: ssl.SSLContext | None) -> Callable[[], object]:
+        """astctiws (WebSocket) or astctiapi (raw TCP): one small protocol per connection."""
         from astcti.api.tcp import TcpServer
+        from astcti.api.ws import WsServer
 
         def admit(peer: str) -> bool:
             if allowed(nets, peer):
@@ -168,8 +166,9 @@ class Listeners:
             log.warning("listener %d: refused %s (not in allow %s)", row.port, peer, row.allow)
             return False
 
-        server = TcpServer(self.dispatcher, auth_required=row.auth != "none", admit=admit,
-                           name=f"listener {row.port}")
+        kind = WsServer if row.protocol == "astctiws" else TcpServer
+        server = kind(self.dispatcher, auth_required=row.auth != "none", admit=admit,
+                      name=f"listener {row.port}")
         await server.start(bind, row.port, context)
         return server.stop
 

@@ -1,64 +1,71 @@
-"""A bounded, ordered outbox per client connection, shared by the stream transports.
+"""A client connection's way out, shared by the stream transports (WebSocket, TCP).
 
-The hub must never wait for a client: events are queued here and written by one task; a client
-that lets SLOW_CLIENT_LIMIT messages pile up is disconnected with a reason.
+The hub must never wait for a client, and fan-out to hundreds of clients must cost no more than
+one write each: frames (serialised once for everyone, :mod:`astcti.wire`) are written straight
+into the connection's transport, which sends at once or keeps the bytes until the socket takes
+them. No task, queue or wake-up per client. A client that lets more than `limit` bytes pile up
+unsent is too slow: it is disconnected with a reason, and the others carry on.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
 from collections.abc import Awaitable, Callable
+
+from astcti.wire import Frame
 
 log = logging.getLogger(__name__)
 
-SLOW_CLIENT_LIMIT = 2000
+SLOW_CLIENT_BYTES = 1 << 20  # unsent bytes (a few thousand events) before a client is dropped
 
 
 class Outbox:
-    def __init__(self, write: Callable[[str], Awaitable[None]],
+    """Writes a connection's frames; `encode` picks the transport's encoding of a frame."""
+
+    __slots__ = ("_transport", "_encode", "_on_overflow", "_name", "_limit", "_closed",
+                 "_overflow")
+
+    def __init__(self, transport: asyncio.WriteTransport, encode: Callable[[Frame], bytes],
                  on_overflow: Callable[[str], Awaitable[None]], name: str,
-                 limit: int = SLOW_CLIENT_LIMIT) -> None:
-        self._write = write
+                 limit: int = SLOW_CLIENT_BYTES) -> None:
+        self._transport = transport
+        self._encode = encode
         self._on_overflow = on_overflow
         self._name = name
         self._limit = limit
-        self._queue: deque[str] = deque()
-        self._wakeup = asyncio.Event()
         self._closed = False
-        self._task = asyncio.create_task(self._run(), name=f"outbox-{name}")
+        self._overflow: asyncio.Task[None] | None = None
 
-    def put(self, text: str) -> None:
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def put(self, frame: Frame) -> None:
+        """One event."""
+        self.write(self._encode(frame))
+
+    def put_many(self, frames: list[Frame]) -> None:
+        """Events of one moment, in one write."""
+        encode = self._encode
+        self.write(b"".join([encode(f) for f in frames]))
+
+    def write(self, data: bytes) -> None:
+        """Bytes already in the transport's encoding (a reply, an error line)."""
         if self._closed:
             return
-        if len(self._queue) >= self._limit:
+        transport = self._transport
+        if transport.is_closing():
             self._closed = True
-            self._queue.clear()
-            reason = f"client too slow: {self._limit} messages waiting"
-            log.warning("%s: disconnected: %s", self._name, reason)
-            asyncio.create_task(self._on_overflow(reason))
-            self._wakeup.set()
             return
-        self._queue.append(text)
-        self._wakeup.set()
-
-    async def _run(self) -> None:
-        try:
-            while True:
-                await self._wakeup.wait()
-                self._wakeup.clear()
-                while self._queue:
-                    await self._write(self._queue.popleft())
-                if self._closed:
-                    return
-        except (ConnectionError, asyncio.CancelledError, RuntimeError):
+        if transport.get_write_buffer_size() > self._limit:
             self._closed = True
+            reason = f"client too slow: more than {self._limit // 1024} KiB of events unsent"
+            log.warning("%s: disconnected: %s", self._name, reason)
+            self._overflow = asyncio.get_running_loop().create_task(self._on_overflow(reason))
+            return
+        transport.write(data)
 
-    async def close(self) -> None:
+    def close(self) -> None:
+        """Write nothing more (the connection is ending)."""
         self._closed = True
-        self._task.cancel()
-        try:
-            await self._task
-        except asyncio.CancelledError:
-            pass

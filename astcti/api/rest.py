@@ -93,7 +93,7 @@ class RestFrontEnd:
         rs = self.sessions.get(key)
         if rs is None:
             holder: list[RestSession] = []
-            session = Session("rest", peer, lambda text: holder[0].push(text))
+            session = Session("rest", peer, lambda frame: holder[0].push(frame.text))
             rs = RestSession(key, session)
             holder.append(rs)
             self.sessions[key] = rs

@@ -9,7 +9,6 @@ must log in within LOGIN_TIMEOUT seconds (unless the listener is `auth=none`). O
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import ssl
 import time
@@ -19,6 +18,7 @@ from astcti.api.dispatch import Dispatcher
 from astcti.api.session import Session
 from astcti.api.outbox import Outbox
 from astcti.api.protocol import MAX_REQUEST_BYTES, response
+from astcti.wire import Frame, dumpb
 
 log = logging.getLogger(__name__)
 
@@ -27,8 +27,12 @@ LOGIN_TIMEOUT = 30.0  # seconds from connect to a successful login
 READ_CHUNK = 16 * 1024
 
 
-def _line(reply: dict) -> str:
-    return json.dumps(reply, separators=(",", ":"))
+def _line(reply: dict) -> bytes:
+    return dumpb(reply) + b"\n"
+
+
+def _line_of(frame: Frame) -> bytes:
+    return frame.line
 
 
 class TcpServer:
@@ -81,16 +85,12 @@ class TcpServer:
         peername = writer.get_extra_info("peername")
         peer = peername[0] if isinstance(peername, tuple) else str(peername or "?")
         if not self.admit(peer):
-            writer.write((_line(response("", "address not allowed")) + "\n").encode())
+            writer.write(_line(response("", "address not allowed")))
             try:
                 await asyncio.wait_for(writer.drain(), 2)
             except (TimeoutError, ConnectionError):
                 pass
             return
-
-        async def write(text: str) -> None:
-            writer.write(text.encode() + b"\n")
-            await writer.drain()
 
         closing = asyncio.Event()
 
@@ -98,8 +98,8 @@ class TcpServer:
             closing.set()
             writer.close()
 
-        outbox = Outbox(write, overflow, f"tcp {peer}")
-        session = Session("tcp", peer, outbox.put)
+        outbox = Outbox(writer.transport, _line_of, overflow, f"tcp {peer}")
+        session = Session("tcp", peer, outbox.put, outbox.put_many)
         if not self.auth_required:
             session.identity = self.dispatcher.services.auth.unauthenticated(peer)
         log.info("%s: tcp client connected from %s", self.name, peer)
@@ -110,8 +110,8 @@ class TcpServer:
             reason = f"connection error: {exc}"
         finally:
             self.dispatcher.closed(session)
-            await asyncio.sleep(0)  # let the outbox flush a last error line
-            await _flush(outbox)
+            outbox.close()
+            await _drain(writer)
             log.info("%s: tcp client %s disconnected (%s)", self.name, peer, reason)
 
     async def _read_loop(self, reader: asyncio.StreamReader, session: Session, outbox: Outbox,
@@ -127,11 +127,11 @@ class TcpServer:
                 line_deadline = time.monotonic() + LINE_TIMEOUT if buffer else None
                 if line:
                     reply, _status = await self.dispatcher.handle(session, line)
-                    outbox.put(_line(reply))
+                    outbox.write(_line(reply))
                 continue
             if len(buffer) > MAX_REQUEST_BYTES:
-                outbox.put(_line(response("", f"request too large: a line is at most"
-                                              f" {MAX_REQUEST_BYTES} bytes")))
+                outbox.write(_line(response("", f"request too large: a line is at most"
+                                                f" {MAX_REQUEST_BYTES} bytes")))
                 return "line too long"
             now = time.monotonic()
             if buffer:
@@ -147,7 +147,7 @@ class TcpServer:
                 chunk = await asyncio.wait_for(reader.read(READ_CHUNK),
                                                max(timeout, 0) if timeout is not None else None)
             except TimeoutError:
-                outbox.put(_line(response("", why)))
+                outbox.write(_line(response("", why)))
                 return why.split(":")[0]
             if not chunk:
                 return "closed by client"
@@ -157,9 +157,9 @@ class TcpServer:
         return "client too slow"
 
 
-async def _flush(outbox: Outbox, timeout: float = 2.0) -> None:
-    """Give the outbox a moment to write what is queued, then stop it."""
-    deadline = time.monotonic() + timeout
-    while outbox._queue and time.monotonic() < deadline:
-        await asyncio.sleep(0.01)
-    await outbox.close()
+async def _drain(writer: asyncio.StreamWriter, timeout: float = 2.0) -> None:
+    """Give the socket a moment to take what is written (a last error line)."""
+    try:
+        await asyncio.wait_for(writer.drain(), timeout)
+    except (TimeoutError, ConnectionError, OSError, ssl.SSLError):
+        pass

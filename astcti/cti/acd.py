@@ -15,6 +15,7 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import Any
 from datetime import datetime, timezone
 
 from astcti.cti.directory import Directory
@@ -41,6 +42,7 @@ ACW_REASON = "acw"
 QUEUE_NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 REASON_RE = re.compile(r"^[A-Za-z0-9_ .-]{1,32}$")
 PAUSE_DEVICE_PREFIX = "Queue:"
+MAX_OFFERS = 10_000  # queue offers remembered (AMI AgentCalled) until their call is seen to end
 POLL_INTERVAL = 1.0  # seconds between reads of waiting callers while agents are logged in
 
 
@@ -104,6 +106,7 @@ class AcdService:
         self.agents: dict[str, Agent] = {}
         self.controls: dict[str, QueueControl] = {}  # link name -> helper
         self.waiting: dict[str, tuple[str, int]] = {}  # callid -> (queue, position)
+        self.offers: dict[tuple[str, str], str] = {}  # (extension, callid) -> queue, from AMI
         self._names: dict[str, tuple[str, str]] = {}  # waiting channel name -> (callid, number)
         self._locks: dict[str, asyncio.Lock] = {}
         self._busy: set[str] = set()  # extensions with a queue change in flight
@@ -386,6 +389,21 @@ class AcdService:
         else:
             self._publish(AgentNotReady, agent, reasoncode=agent.reason)
 
+    def on_agent_called(self, _ami: object, event: dict[str, Any]) -> None:
+        """app_queue offers a call to a member (AMI `AgentCalled`, class agent): the queue a
+        call of a FreePBX-form member (`Local/<ext>@from-queue/n`) comes from, which ARI cannot
+        tell (the member's Local channel rings the phone with its own Dial())."""
+        match = re.match(r"^Local/([^@/]+)@", str(event.get("Interface", "")))
+        queue, callid = str(event.get("Queue", "")), str(event.get("Linkedid", ""))
+        if match and queue and callid:
+            if len(self.offers) >= MAX_OFFERS:  # calls whose agent leg we never saw end
+                self.offers.pop(next(iter(self.offers)))
+            self.offers[(match.group(1), callid)] = queue
+
+    def queue_offered(self, extension: str, callid: str) -> str | None:
+        """The queue that offered this call to the extension, if AMI said so (the tracker's)."""
+        return self.offers.get((extension, callid))
+
     def queue_of(self, extension: str, callid: str) -> str | None:
         """The queue a call reached the extension's agent through (the tracker's lookup)."""
         agent = self.agents.get(extension)
@@ -407,6 +425,8 @@ class AcdService:
         elif kind == "DeviceStateChanged":
             self._on_pause_state(event)
         for cti in cti_events:
+            if isinstance(cti, ConnectionCleared):
+                self.offers.pop((cti.extension, cti.callid), None)
             agent = self.agents.get(cti.extension)
             if agent is None:
                 continue

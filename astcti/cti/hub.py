@@ -1,33 +1,36 @@
 """Who monitors what, per-extension sequence numbers and the resume buffer, fan-out.
 
-Each event is serialised once and handed to every subscriber of its extension. Subscribers
-never block the hub: a transport queues the text and drops a client that falls too far behind.
+Each event is serialised once (a :class:`~astcti.wire.Frame`) and the same frame is handed to
+every subscriber of its extension: per client there is only the write. Subscribers never block
+the hub: a transport writes the frame's prepared bytes and drops a client that falls too far
+behind.
 """
 
 from __future__ import annotations
 
-import json
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from astcti.cti.events import CtiEvent
+from astcti.wire import Frame
 
 
 class Subscriber(Protocol):
     """A client connection as the hub sees it."""
 
-    def deliver(self, text: str) -> None:
-        """Queue one serialised event (must not block)."""
+    def deliver(self, frame: Frame) -> None:
+        """Send or queue one serialised event (must not block)."""
+
+    def deliver_many(self, frames: list[Frame]) -> None:
+        """Several events of one moment, in order (one write where the transport can)."""
 
 
-@dataclass
-class Buffered:
+class Buffered(NamedTuple):
     seq: int
     at: float
-    text: str
+    frame: Frame
 
 
 class Hub:
@@ -81,35 +84,65 @@ class Hub:
             self.buffers[ext] = deque(buf, maxlen=size)
 
     # -- events ---------------------------------------------------------------------------------
+    def _frame(self, event: CtiEvent, key: str, now: float) -> Frame:
+        """Number, serialise and buffer one event under `key` (its extension or a topic)."""
+        seq = self.seq.get(key, 0) + 1
+        self.seq[key] = seq
+        wire = event.to_wire()
+        wire["seq"] = seq
+        frame = Frame.of(wire)
+        buf = self.buffers.get(key)
+        if buf is None:
+            buf = self.buffers[key] = deque(maxlen=self.buffer_size)
+        buf.append(Buffered(seq, now, frame))
+        while now - buf[0].at > self.buffer_age:
+            buf.popleft()
+            if not buf:
+                break
+        self.published += 1
+        if self.tap is not None:
+            self.tap(frame.text)
+        return frame
+
     def publish(self, event: CtiEvent, topic: str | None = None) -> None:
         """To the monitors of the event's extension, or of `topic` (e.g. `@queues`): each key
         has its own seq and resume buffer."""
-        ext = event.extension if topic is None else topic
-        seq = self.seq.get(ext, 0) + 1
-        self.seq[ext] = seq
-        wire = event.to_wire()
-        wire["seq"] = seq
-        text = json.dumps(wire, separators=(",", ":"))
-        buf = self.buffers.get(ext)
-        if buf is None:
-            buf = self.buffers[ext] = deque(maxlen=self.buffer_size)
-        now = time.monotonic()
-        buf.append(Buffered(seq, now, text))
-        while buf and now - buf[0].at > self.buffer_age:
-            buf.popleft()
-        self.published += 1
-        if self.tap is not None:
-            self.tap(text)
-        for sub in tuple(self.monitors.get(ext, ())):
-            sub.deliver(text)
+        key = event.extension if topic is None else topic
+        frame = self._frame(event, key, time.monotonic())
+        subs = self.monitors.get(key)
+        if subs:
+            for sub in tuple(subs):
+                sub.deliver(frame)
         for observe in self.observers:
             observe(event)
 
     def publish_all(self, events: Iterable[CtiEvent]) -> None:
+        """Events of one moment (e.g. from one ARI event): a client monitoring several of them
+        gets them in one delivery."""
+        events = list(events)
+        if len(events) == 1:
+            self.publish(events[0])
+            return
+        now = time.monotonic()
+        batches: dict[Subscriber, list[Frame]] = {}
         for event in events:
-            self.publish(event)
+            frame = self._frame(event, event.extension, now)
+            for sub in tuple(self.monitors.get(event.extension, ())):
+                batch = batches.get(sub)
+                if batch is None:
+                    batches[sub] = [frame]
+                else:
+                    batch.append(frame)
+        for sub, frames in batches.items():
+            if len(frames) == 1:
+                sub.deliver(frames[0])
+            else:
+                sub.deliver_many(frames)
+        for event in events:
+            for observe in self.observers:
+                observe(event)
 
-    def missed(self, extension: str, lastseq: int) -> list[str] | None:
+    def missed(self, extension: str, lastseq: int) -> list[Frame] | None:
         """Events after `lastseq`, or None if some of them are no longer buffered."""
         current = self.seq.get(extension, 0)
         if lastseq > current:
@@ -123,7 +156,7 @@ class Hub:
         items = [b for b in buf if now - b.at <= self.buffer_age]
         if not items or items[0].seq > lastseq + 1:
             return None
-        return [b.text for b in items if b.seq > lastseq]
+        return [b.frame for b in items if b.seq > lastseq]
 
     def last_seq(self, extension: str) -> int:
         return self.seq.get(extension, 0)

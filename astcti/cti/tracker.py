@@ -74,6 +74,9 @@ class Tracker:
         self.resolve = resolve
         #: Which queue a call reached an agent through (set by the ACD service; in memory).
         self.queue_of: QueueLookup | None = None
+        #: The queue that offered a call to an extension, known for certain (AMI AgentCalled):
+        #: FreePBX-form members' calls, which ARI shows as plain Dial()s.
+        self.queue_offer: QueueLookup | None = None
         self.connections: dict[tuple[str, str], Connection] = {}  # (link, channel id)
         self.calls: dict[str, Call] = {}
         self._warned_linkedid = False
@@ -231,6 +234,9 @@ class Tracker:
     def _apply_state(self, conn: Connection, state: str, ts: str) -> list[CtiEvent]:
         if state == "Ringing" and conn.direction is Direction.INCOMING and not conn.delivered:
             conn.delivered = True
+            offered = self.queue_offer(conn.extension, conn.callid) if self.queue_offer else None
+            if offered and not conn.lastredirection:
+                conn.via_queue, conn.lastredirection = True, offered
             if conn.via_queue and not conn.lastredirection and self.queue_of is not None:
                 conn.lastredirection = self.queue_of(conn.extension, conn.callid) or ""
             conn.state = ConnectionState.ALERTING

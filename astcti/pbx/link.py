@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 
 from astcti.errors import AstctiError
-from astcti.pbx.ari import AriError, AriEvent, AriEventSocket, AriRest
+from astcti.pbx.ari import AriError, AriEvent, AriEventSocket, AriRest, rest_over_websocket
 from astcti.pbx.linkconfig import LinkConfig
 
 if TYPE_CHECKING:
@@ -141,6 +141,8 @@ class AsteriskLink:
         self.version = (info or {}).get("system", {}).get("version")
         self._socket = AriEventSocket(self.config, self._session, self.heartbeat)
         await self._socket.open()
+        if rest_over_websocket(self.version):
+            self.rest.socket = self._socket
         endpoints = await self.rest.call("endpoints", "list") or []
         self.endpoints = {f"{e['technology']}/{e['resource']}" for e in endpoints}
         await self._resubscribe()
@@ -154,20 +156,23 @@ class AsteriskLink:
         self._up_event.set()
 
     async def _pump(self) -> None:
+        """Hand every event to `on_event` until the socket closes (handler errors are logged
+        by the socket and cost only that event)."""
         assert self._socket is not None
         handler = self.on_event
         trace = _trace_file()
-        async for event in self._socket:
+
+        def on_event(event: AriEvent) -> None:
             if trace is not None and event.get("type") != "ChannelVarset":
                 trace.write(json.dumps(event, sort_keys=True) + "\n")
                 trace.flush()
             if handler is not None:
-                try:
-                    handler(self, event)
-                except Exception:
-                    log.exception("%s: event handler failed on %s", self.name, event.get("type"))
+                handler(self, event)
+
+        await self._socket.run(on_event)
 
     async def _teardown(self) -> None:
+        self.rest.socket = None
         if self._socket is not None:
             await self._socket.close()
             self._socket = None

@@ -10,6 +10,7 @@ from astcti.cti.acd import STATE_WORDS, AcdError, AcdService, parse_groups
 from astcti.cti.directory import Directory
 from astcti.cti.hub import Hub
 from astcti.store import Store
+from astcti.wire import Frame
 
 
 @pytest.fixture
@@ -70,8 +71,11 @@ class Collect:
     def __init__(self) -> None:
         self.texts: list[str] = []
 
-    def deliver(self, text: str) -> None:
-        self.texts.append(text)
+    def deliver(self, frame: Frame) -> None:
+        self.texts.append(frame.text)
+
+    def deliver_many(self, frames: list[Frame]) -> None:
+        self.texts += [f.text for f in frames]
 
 
 def test_pause_made_outside_astcti_is_reported(acd: AcdService) -> None:

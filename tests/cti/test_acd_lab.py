@@ -333,8 +333,9 @@ async def test_freepbx_members_are_shared_with_the_phone_feature_code(
         caller = lab.call("600", talk_ms=1500)
         delivered = await client.expect("delivered", extension="101", calling=CUSTOMER)
         assert delivered["calling"] == "0912345678"
-        # lastredirection stays empty here: the phone is rung by a Dial inside from-queue,
-        # not by app_queue (docs/acd.md, "Member format")
+        # the phone is rung by a Dial inside from-queue, not by app_queue: AMI's AgentCalled
+        # names the queue
+        assert delivered["lastredirection"] == "support"
         assert await asyncio.to_thread(caller.wait, 20) == 0
         await client.request("acdlogout", extension="101", agentid=AGENT)
         await client.expect("agentloggedoff")

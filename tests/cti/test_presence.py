@@ -8,6 +8,7 @@ from astcti.cti.directory import Directory, Extension
 from astcti.cti.events import EXTENSIONS_TOPIC, AgentNotReady, AgentReady
 from astcti.cti.hub import Hub
 from astcti.cti.presence import PresenceService
+from astcti.wire import Frame
 
 
 class FakeLink:
@@ -23,8 +24,12 @@ class Sink:
     def __init__(self) -> None:
         self.events: list[dict] = []
 
-    def deliver(self, text: str) -> None:
-        self.events.append(json.loads(text))
+    def deliver(self, frame: Frame) -> None:
+        self.events.append(json.loads(frame.data))
+
+    def deliver_many(self, frames: list[Frame]) -> None:
+        for frame in frames:
+            self.deliver(frame)
 
 
 def _setup():

@@ -16,6 +16,7 @@ from astcti.cti.hub import Hub
 from astcti.cti.queuestats import QueueBoard, QueueStatsService, agent_line, count_agents
 from astcti.cti.tracker import Tracker
 from astcti.store import Store
+from astcti.wire import Frame
 
 
 class Clock:
@@ -100,8 +101,12 @@ class Sink:
     def __init__(self) -> None:
         self.events: list[dict] = []
 
-    def deliver(self, text: str) -> None:
-        self.events.append(json.loads(text))
+    def deliver(self, frame: Frame) -> None:
+        self.events.append(json.loads(frame.data))
+
+    def deliver_many(self, frames: list[Frame]) -> None:
+        for frame in frames:
+            self.deliver(frame)
 
 
 @pytest.fixture

@@ -48,3 +48,26 @@ def test_direct_calls_never_ask_for_a_queue() -> None:
     tracker.queue_of = lambda ext, callid: "support"
     events = replay("inbound_answered", tracker)
     assert [e.lastredirection for e in events if isinstance(e, Delivered)] == [""]
+
+
+def test_a_queue_offer_seen_on_ami_marks_a_plain_dial_as_the_queue_call() -> None:
+    """FreePBX-form members: the phone is rung by the member's Local channel with Dial(),
+    which ARI shows like a direct call; AMI's AgentCalled (the ACD service) names the queue."""
+    from astcti.cti.acd import AcdService
+
+    tracker = Tracker(resolve)
+    acd = AcdService.__new__(AcdService)  # only its offer book-keeping is used here
+    acd.offers = {}
+    lines = (RECORDINGS / "inbound_answered.jsonl").read_text().splitlines()
+    first = next(e for e in map(json.loads, lines) if "channel" in e)
+    callid = first["channel"]["channelvars"]["CHANNEL(linkedid)"]
+    acd.on_agent_called(None, {"Event": "AgentCalled", "Queue": "600", "Linkedid": callid,
+                               "Interface": "Local/101@from-queue/n"})
+    acd.on_agent_called(None, {"Event": "AgentCalled", "Queue": "600", "Linkedid": callid,
+                               "Interface": "PJSIP/102"})  # not a Local member: not needed
+    assert acd.offers == {("101", callid): "600"}
+    tracker.queue_offer = acd.queue_offered
+    events = replay("inbound_answered", tracker)
+    assert [(e.callid, e.lastredirection) for e in events if isinstance(e, Delivered)] == [
+        (callid, "600")]
+    assert [e.lastredirection for e in events if isinstance(e, Established)] == ["600"]

@@ -6,18 +6,19 @@ import argparse
 import sys
 
 from tests.lab import chroot
-from tests.lab.harness import LAB_DIR, Lab, LabError, down_running
+from tests.lab.harness import FLAVOURS, LAB_DIR, Lab, LabConfig, LabError, down_running
 
 
 def _describe(c) -> str:
     phones = ", ".join(f"{e} -> sip:{e}@127.0.0.1:{p}" for e, p in c.phones.items())
     return "\n".join([
-        f"lab is up ({LAB_DIR}/lab.json has every address and credential)",
+        f"lab is up, {c.flavour} flavour ({LAB_DIR}/lab.json has every address and credential)",
         f"  Asterisk 22   SIP udp 127.0.0.1:{c.sip_port}, ARI {c.ari_url} (user {c.ari_user}),"
         f" AMI 127.0.0.1:{c.ami_port} (user {c.ami_user})",
         f"                console: chroot {c.chroot} asterisk -r",
         f"  agents        {phones}  (phones: {c.phones_mode})",
-        f"  queue         {c.queue_number} -> {c.queue}; outside numbers 9+digits -> trunk"
+        f"  queue         {c.queue_number} -> {c.queue}, IVR {c.ivr_number}; outside numbers"
+        f" 9+digits -> trunk"
         f" sip:127.0.0.1:{c.trunk_port}",
         f"  astcti        WebSocket ws://127.0.0.1:{c.ws_port}/  REST http://127.0.0.1:{c.rest_port}/"
         f"  TCP 127.0.0.1:{c.tcp_port}",
@@ -32,12 +33,15 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="start Asterisk, astcti and the phones")
     up.add_argument("--phones", choices=["auto", "none"], default="auto")
+    up.add_argument("--flavour", choices=FLAVOURS, default=None,
+                    help="asterisk (astcti's dialplan) or freepbx (FreePBX 17's dialplan);"
+                         " default: ASTCTI_LAB_FLAVOUR or asterisk")
     sub.add_parser("down", help="stop everything the lab started")
     sub.add_parser("status", help="say whether a lab runs")
     args = parser.parse_args(argv)
     try:
         if args.command == "up":
-            config = Lab().up(phones=args.phones)
+            config = Lab(LabConfig.from_env(args.flavour)).up(phones=args.phones)
             print(_describe(config))
         elif args.command == "down":
             print("lab stopped" if down_running() else "no lab was running")

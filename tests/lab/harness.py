@@ -27,6 +27,8 @@ from tests.lab.sipp import Phone, SippProcess, caller_process, phone_process, wa
 
 REPO = Path(__file__).resolve().parents[2]
 LAB_DIR = Path(os.environ.get("ASTCTI_LAB_DIR", REPO / ".lab"))
+FLAVOURS = ("asterisk", "freepbx")  # plain Asterisk + astcti's dialplan, or FreePBX 17's
+FREEPBX_SHIFT = 250  # the FreePBX-flavour lab beside a test session's plain one: ports + 250
 AGENTS = ["101", "102", "103", "104"]
 SPARE = ["105"]  # PJSIP endpoints not in the store: astcti-shell tests `add extension 105`
 
@@ -73,12 +75,29 @@ class LabConfig:
     port_offset: int = 0
     extra_extensions: list[str] = field(default_factory=list)  # more watched endpoints (bench)
     pids: dict[str, int] = field(default_factory=dict)
+    flavour: str = "asterisk"  # "freepbx": FreePBX 17's dialplan, astcti's blocks in *_custom
+    freepbx_secret: str = ""  # FreePBX's own AMI admin / ARI user (freepbx flavour)
+    ivr_number: str = "601"  # IVR that sets user data, then the queue
 
     @classmethod
-    def from_env(cls) -> LabConfig:
-        """The fixed topology, shifted by ASTCTI_LAB_PORT_OFFSET so two labs can share a host."""
-        o = int(os.environ.get("ASTCTI_LAB_PORT_OFFSET", "0"))
+    def from_env(cls, flavour: str | None = None, beside: bool = False) -> LabConfig:
+        """The fixed topology, shifted by ASTCTI_LAB_PORT_OFFSET so two labs can share a host.
+
+        `flavour` defaults to ASTCTI_LAB_FLAVOUR (asterisk). `beside`: a second lab next to the
+        session's main one (the FreePBX-flavour fixture), in LAB_DIR/<flavour> with every port
+        shifted by another FREEPBX_SHIFT, which no other lab's offset (steps of 500) reaches.
+        """
+        flavour = flavour or os.environ.get("ASTCTI_LAB_FLAVOUR", "asterisk")
+        if flavour not in FLAVOURS:
+            raise LabError(f"unknown lab flavour {flavour!r}: use one of {', '.join(FLAVOURS)}")
+        o = int(os.environ.get("ASTCTI_LAB_PORT_OFFSET", "0")) + (FREEPBX_SHIFT if beside else 0)
+        lab_dir = LAB_DIR / flavour if beside else LAB_DIR
+        freepbx = flavour == "freepbx"
         return cls(
+            lab_dir=str(lab_dir), chroot=str(lab_dir / "chroot"), db=str(lab_dir / "astcti.db"),
+            key=str(lab_dir / "secret.key"), admin_socket=str(lab_dir / "admin.sock"),
+            astcti_log=str(lab_dir / "astcti.log"), flavour=flavour,
+            queue="600" if freepbx else "support",  # FreePBX names queues by their number
             sip_port=5060 + o, ari_port=8088 + o, ami_port=5038 + o,
             phones={e: 5070 + int(e[-1]) + o for e in AGENTS},
             spare_phones={e: 5070 + int(e[-1]) + o for e in SPARE},
@@ -174,6 +193,20 @@ def free_port() -> int:
     return port
 
 
+def _wait_udp_bound(port: int, proc: SippProcess, timeout: float = 5.0) -> None:
+    """Until the just-started SIPp listens on its UDP port (a loaded machine starts it late)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.alive():
+        probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return  # bound by SIPp
+        finally:
+            probe.close()
+        time.sleep(0.02)
+
+
 def port_in_use(port: int, udp: bool = False) -> bool:
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM if udp else socket.SOCK_STREAM)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -199,9 +232,9 @@ class Lab:
 
     # -- status -------------------------------------------------------------------------------
     @classmethod
-    def running(cls) -> LabConfig | None:
-        """The config of a lab whose Asterisk is still alive, if any."""
-        path = LAB_DIR / "lab.json"
+    def running(cls, lab_dir: Path = LAB_DIR) -> LabConfig | None:
+        """The config of a lab (in `lab_dir`) whose Asterisk is still alive, if any."""
+        path = lab_dir / "lab.json"
         if not path.exists():
             return None
         try:
@@ -214,7 +247,7 @@ class Lab:
     def up(self, phones: str = "auto") -> LabConfig:
         if os.geteuid() != 0:
             raise LabError("the lab needs root (chroot, mounts): run it as root")
-        running = self.running()
+        running = self.running(self.dir)
         if running is not None:
             raise LabError(f"a lab is already running (Asterisk pid {running.pids['asterisk']},"
                            f" {running.lab_dir}/lab.json): `make lab-down` first")
@@ -233,6 +266,7 @@ class Lab:
         c.phones_mode = phones
         c.ari_password = c.ari_password or secrets.token_urlsafe(18)
         c.ami_secret = c.ami_secret or secrets.token_urlsafe(18)
+        c.freepbx_secret = c.freepbx_secret or secrets.token_urlsafe(18)
         c.astcti_password = c.astcti_password or secrets.token_urlsafe(12)
         c.admin_password = c.admin_password or secrets.token_urlsafe(12)
         c.supervisor_password = c.supervisor_password or secrets.token_urlsafe(12)
@@ -240,6 +274,8 @@ class Lab:
         chroot.copy_base(base, self.root)
         chroot.reset_state(self.root)
         self.render_config()
+        if c.flavour == "freepbx":
+            self.seed_astdb()
         chroot.prepare_for_asterisk(self.root)
         Path(c.astcti_log).write_text("")
         try:
@@ -266,9 +302,38 @@ class Lab:
                        for e, p in {**c.phones, **c.spare_phones}.items()],
             "trunk_port": c.trunk_port, "trunk_ports": c.trunk_ports,
             "extra_extensions": c.extra_extensions,
-            "rtp_start": 20000 + 2 * c.port_offset, "rtp_end": 20999 + 2 * c.port_offset,
+            # 500 ports: a FreePBX-flavour lab FREEPBX_SHIFT above has the next 500
+            "rtp_start": 20000 + 2 * c.port_offset, "rtp_end": 20499 + 2 * c.port_offset,
+            "queue_number": c.queue_number, "ivr_number": c.ivr_number,
+            "freepbx_secret": c.freepbx_secret,
+            "ring_time": 6 if c.flavour == "freepbx" else 10,  # FreePBX: RINGTIMER_DEFAULT
         }
-        provision.write(provision.render("lab", variables), self.root / "etc/asterisk")
+        flavour = "lab-freepbx" if c.flavour == "freepbx" else "lab"
+        provision.write(provision.render(flavour, variables), self.root / "etc/asterisk")
+
+    def seed_astdb(self) -> None:
+        """What FreePBX keeps in AstDB for each extension (its dialplan reads it): device,
+        caller id, ring timer, call waiting on; DND and call forwards off."""
+        import sqlite3
+
+        rows = {"/CustomDevstate/DND" + e: "NOT_INUSE" for e in self.config.phones}
+        for ext in [*self.config.phones, *self.config.spare_phones]:
+            rows.update({
+                f"/AMPUSER/{ext}/device": ext, f"/AMPUSER/{ext}/cidname": f"Agent {ext}",
+                f"/AMPUSER/{ext}/cidnum": ext, f"/AMPUSER/{ext}/ringtimer": "0",
+                f"/AMPUSER/{ext}/voicemail": "default", f"/AMPUSER/{ext}/recording": "",
+                f"/DEVICE/{ext}/dial": f"PJSIP/{ext}", f"/DEVICE/{ext}/user": ext,
+                f"/DEVICE/{ext}/type": "fixed", f"/CW/{ext}": "ENABLED",
+            })
+        path = chroot.inside(self.root, "var/lib/asterisk/astdb.sqlite3")
+        db = sqlite3.connect(path)
+        try:
+            db.execute("CREATE TABLE IF NOT EXISTS astdb(key VARCHAR(256), value VARCHAR(256),"
+                       " PRIMARY KEY(key))")
+            db.executemany("INSERT OR REPLACE INTO astdb VALUES (?, ?)", rows.items())
+            db.commit()
+        finally:
+            db.close()
 
     def start_asterisk(self) -> None:
         log = open(self.dir / "asterisk.out", "wb")
@@ -352,6 +417,8 @@ class Lab:
             # internal numbers (most unrouted: `destination not obtainable`); agents keep the
             # shipped default, which the authorisation tests exercise
             store.set_parameter("acti_dial_admin", "internal,_0[1-7]X.,_9X.,_[1-8]XXXX")
+            if c.flavour == "freepbx":  # agents join queues in FreePBX's member form
+                store.set_parameter("acti_flavour", "freepbx")
             store.add_extensions([ExtensionRow(e, "PJSIP")
                                   for e in [*c.phones, *c.extra_extensions]])
             for port, proto in [(c.rest_port, "astctirest"), (c.tcp_port, "astctiapi"),
@@ -411,8 +478,8 @@ class Lab:
 
     def media_port(self, sip_port: int) -> int:
         """The RTP port of the SIPp process on `sip_port`: below 65536 for every lab offset
-        (0-7500 in steps of 500) and apart from every other lab's, and from Asterisk's RTP
-        range (20000 + 2 * offset, 1000 wide)."""
+        (0-7500 in steps of 500, and the FreePBX-flavour lab at + FREEPBX_SHIFT) and apart
+        from every other lab's, and from Asterisk's RTP range (20000 + 2 * offset, 500 wide)."""
         return 40000 + 2 * self.config.port_offset + 10 * (
             (sip_port - self.config.port_offset - 5000) % 100)
 
@@ -422,6 +489,7 @@ class Lab:
         wait_port_free(port)
         proc = phone_process(ext, port, behaviour, self.workdir, self.config.sip_port,
                              media_port=self.media_port(port)).start()
+        _wait_udp_bound(port, proc)  # an INVITE before that is refused (ICMP): 480 at once
         self.phones[ext] = proc
         self.config.pids[f"phone-{ext}"] = proc.pid
         self.config.save()
@@ -540,13 +608,14 @@ class ExtraDaemon:
 
 
 def down_running() -> bool:
-    """Stop the lab described by .lab/lab.json, if any. True if something was stopped."""
-    path = LAB_DIR / "lab.json"
-    if not path.exists():
-        return False
-    config = LabConfig.load(path)
-    Lab(config).down()
-    return True
+    """Stop the lab described by .lab/lab.json (and a FreePBX-flavour lab a test session left
+    beside it), if any. True if something was stopped."""
+    stopped = False
+    for path in [LAB_DIR / "lab.json", *(LAB_DIR / f / "lab.json" for f in FLAVOURS)]:
+        if path.exists():
+            Lab(LabConfig.load(path)).down()
+            stopped = True
+    return stopped
 
 
 def cleanup_workdir() -> None:

@@ -356,11 +356,36 @@ Content-Length: 0
 """
 
 
-def uac_scenario(caller: str, talk_ms: int, name: str = "") -> str:
+def uac_scenario(caller: str, talk_ms: int, name: str = "", audio: Path | None = None) -> str:
+    """`audio`: a raw G.711 u-law file the caller streams (looped) once answered, so the far
+    end hears something (voicemail keeps only messages with audio in them)."""
     talk = talk_loop(f' timeout="{max(talk_ms, 1)}" ontimeout="hangup"')
+    if audio is not None:
+        talk = (f'  <nop><action><exec rtp_stream="{audio},-1,0"/></action></nop>\n') + talk
     return _UAC.replace("{talk}", "{talk_block}").format(
         caller=caller, talk_ms=max(talk_ms, 1), name=name or caller, talk_block="{talk_block}"
     ).replace("{talk_block}", talk)
+
+
+def tone_file(workdir: Path, seconds: int = 3) -> Path:
+    """A 440 Hz tone as raw G.711 u-law (8 kHz), made once per work directory."""
+    import math
+
+    path = workdir / "tone.ulaw"
+    if path.exists():
+        return path
+
+    def ulaw(sample: int) -> int:
+        sign = 0x80 if sample < 0 else 0
+        magnitude = min(abs(sample), 32635) + 0x84
+        exponent, mask = 7, 0x4000
+        while exponent > 0 and not magnitude & mask:
+            exponent, mask = exponent - 1, mask >> 1
+        return ~(sign | exponent << 4 | (magnitude >> (exponent + 3)) & 0x0F) & 0xFF
+
+    path.write_bytes(bytes(ulaw(int(8000 * math.sin(2 * math.pi * 440 * i / 8000)))
+                           for i in range(8000 * seconds)))
+    return path
 
 
 class SippProcess:
@@ -457,10 +482,11 @@ def phone_process(ext: str, port: int, phone: Phone, workdir: Path, sip_port: in
 
 def caller_process(local_port: int, caller: str, dest: str, workdir: Path, sip_port: int,
                    media_port: int, talk_ms: int = 2000, calls: int = 1, rate: float = 1.0,
-                   name: str = "", tag: str | None = None) -> SippProcess:
+                   name: str = "", tag: str | None = None, audio: bool = False) -> SippProcess:
     tag = tag or f"caller-{local_port}"
     scenario = workdir / f"{tag}.xml"
-    scenario.write_text(uac_scenario(caller, talk_ms, name))
+    scenario.write_text(uac_scenario(caller, talk_ms, name,
+                                     tone_file(workdir) if audio else None))
     args = ["-sf", str(scenario), "-i", "127.0.0.1", "-p", str(local_port), "-mp",
             str(media_port), "-s", dest, "-m", str(calls), "-r", str(rate),
             f"127.0.0.1:{sip_port}"]

@@ -95,6 +95,6 @@ async def resume(services: Services, session: Session, args: dict[str, Any]) -> 
     if missed is None:
         return {"resync": True, "calls": services.tracker.snapshot(ext),
                 "seq": services.hub.last_seq(ext)}
-    for text in missed:
-        session.deliver(text)
+    if missed:
+        session.deliver_many(missed)
     return {"resync": False, "replayed": len(missed), "seq": services.hub.last_seq(ext)}

@@ -1,0 +1,1 @@
+"""Performance tools for `make bench`: a profiled daemon and profile summaries."""

@@ -100,7 +100,10 @@ def _operation(spec: RequestSpec, method: str, path: str) -> dict[str, Any]:
             "required": any(f.required for f in body_fields),
             "content": {"application/json": {"schema": {
                 "type": "object",
-                "properties": {f.name: field_schema(f) for f in body_fields},
+                # an optional field sent as null is the field left out (Field.check)
+                "properties": {f.name: field_schema(f) | ({} if f.required else
+                                                          {"nullable": True})
+                               for f in body_fields},
                 "required": [f.name for f in body_fields if f.required],
             }}},
         }

@@ -82,6 +82,22 @@ allows extensions and national numbers of trunk-prefix-0 plans and refuses inter
 `update parameter acti_dial_agent internal,_0[1-7]X.,_0044X.`. North American plans:
 `internal,_NXXNXXXXXX,_1[2-8]XXNXXXXXX` (1-9XX, where the 900 premium range lives, stays refused).
 
+## Listeners without login, browsers, Asterisk on another host
+
+- `add tcp PORT BIND ALLOW custom PROTOCOL auth=none` (legacy CRMs that cannot log in) needs
+  ALLOW to name the hosts that may use it, e.g. `10.0.0.5/32`; `*` is refused (any web page a
+  user opens could otherwise place calls through the user's browser) unless you add `--force`.
+  Browser pages of other sites are refused on every HTTP and WebSocket listener unless their
+  origin is in `acti_origins` (docs/frontends.md, "Listener rules").
+- ARI to an Asterisk on another host goes over TLS: write the link
+  `update parameter acti_tlink_01 https://pbx.example.com#8089#astcti,astcti,ENCRYPTED` (its
+  http.conf: `tlsenable=yes`, `tlsbindaddr=0.0.0.0:8089`, `tlscertfile`, `tlsprivatekey`). The
+  certificate is verified, host name included, against the system's CAs or the PEM file of
+  `update parameter acti_ari_cafile /etc/astcti/pbx-ca.pem` (the TLS links restart with it). A
+  certificate astcti cannot trust is one line in `show links` (`... is not trusted ...: give the
+  CA that signed it with update parameter acti_ari_cafile ...`); astcti never falls back to
+  clear text.
+
 Unknown commands get the nearest known one suggested (`shwo links` -> `show links`); wrong
 arity prints the usage and an example.
 """

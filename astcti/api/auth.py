@@ -27,9 +27,13 @@ ANONYMOUS = Identity("anonymous", "admin", user=False)
 log = logging.getLogger(__name__)
 
 TOKEN_TTL = 12 * 3600.0
-MAX_FAILURES = 5  # per peer address within FAILURE_WINDOW
+MAX_FAILURES = 5  # per peer address within FAILURE_WINDOW (attempts being checked count too)
 FAILURE_WINDOW = 60.0
 VERIFIED_TTL = 600.0  # a password checked once is re-accepted without scrypt for this long
+PEER_CHECKS = 2  # password checks of one address at a time; its others wait their turn
+PEER_QUEUE = 64  # logins of one address waiting for a check (a NAT of agents at 9:00)
+MAX_CHECKS = 64  # password checks waiting or running, daemon-wide (each is 16 MiB of scrypt)
+MAX_PEERS = 10000  # addresses remembered; expired entries go first
 # scrypt needs 16 MiB per check: a small dedicated pool bounds that memory (a thread per core
 # of the default pool would keep ~16 MiB of freed heap each).
 _HASH_POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="astcti-scrypt")
@@ -45,7 +49,9 @@ class Auth:
     def __init__(self, store: Store) -> None:
         self.store = store
         self.tokens: dict[str, tuple[Identity, float]] = {}
-        self.failures: dict[str, deque[float]] = {}
+        self.failures: dict[str, deque[float]] = {}  # peer -> attempts (failed or in check)
+        self._peer_gates: dict[str, tuple[asyncio.Semaphore, list[int]]] = {}
+        self._checks = 0  # password checks waiting or running
         self._verified: dict[bytes, tuple[Identity, float]] = {}
         self._pepper = secrets.token_bytes(32)
         self._users: dict[str, Identity] = {}
@@ -69,13 +75,23 @@ class Auth:
             return identity
         return self._users.get(identity.username)
 
+    def _key(self, username: str, password: str) -> bytes:
+        return hmac.new(self._pepper, f"{username}\0{password}".encode(), hashlib.sha256).digest()
+
+    def _cached(self, username: str, password: str) -> Identity | None:
+        """The identity of credentials checked less than VERIFIED_TTL ago (keyed digest)."""
+        hit = self._verified.get(self._key(username, password))
+        if hit is not None and hit[1] > time.monotonic():
+            return hit[0]
+        return None
+
     async def _check_password(self, username: str, password: str) -> Identity | None:
         """scrypt once per (user, password) per VERIFIED_TTL; a keyed digest remembers it."""
-        key = hmac.new(self._pepper, f"{username}\0{password}".encode(), hashlib.sha256).digest()
+        cached = self._cached(username, password)
+        if cached is not None:
+            return cached
+        key = self._key(username, password)
         now = time.monotonic()
-        hit = self._verified.get(key)
-        if hit is not None and hit[1] > now:
-            return hit[0]
         loop = asyncio.get_running_loop()
         row = await loop.run_in_executor(_HASH_POOL, self.store.check_user, username, password)
         if row is None:
@@ -96,36 +112,98 @@ class Auth:
         return before - len(self.tokens)
 
     def _throttled(self, peer: str) -> float:
+        """Seconds until this address may try again (0: now)."""
         window = self.failures.get(peer)
         now = time.monotonic()
         while window and now - window[0] > FAILURE_WINDOW:
             window.popleft()
         if window and len(window) >= MAX_FAILURES:
-            return FAILURE_WINDOW - (now - window[0])
+            return max(1.0, FAILURE_WINDOW - (now - window[0]))
         return 0.0
 
+    def _record(self, peer: str) -> float:
+        """Count an attempt before it is checked: parallel guesses see each other. Returns its
+        mark, to forget it if it succeeds."""
+        window = self.failures.get(peer)
+        if window is None:
+            if len(self.failures) >= MAX_PEERS:
+                self._prune()
+            window = self.failures[peer] = deque()
+        mark = time.monotonic()
+        window.append(mark)
+        return mark
+
+    def _forget_attempt(self, peer: str, mark: float) -> None:
+        window = self.failures.get(peer)
+        if window is not None:
+            try:
+                window.remove(mark)
+            except ValueError:
+                pass
+            if not window:
+                del self.failures[peer]
+
+    def _prune(self) -> None:
+        """Drop expired entries; if every address is recent, the oldest ones (so a flood of
+        addresses cannot grow the table without bound)."""
+        now = time.monotonic()
+        self.failures = {p: w for p, w in self.failures.items()
+                         if w and now - w[-1] <= FAILURE_WINDOW}
+        if len(self.failures) >= MAX_PEERS:
+            recent = sorted(self.failures.items(), key=lambda item: item[1][-1])
+            self.failures = dict(recent[len(recent) - MAX_PEERS // 2:])
+
     def _fail(self, peer: str, username: str) -> RequestError:
-        self.failures.setdefault(peer, deque()).append(time.monotonic())
         log.warning("failed login for user %r from %s", username[:64], peer)
         return RequestError("login failed: wrong username, password or token", 401)
 
-    async def login(self, peer: str, username: str | None, password: str | None,
-                    token: str | None) -> Identity:
+    def _refuse_throttled(self, peer: str) -> None:
         wait = self._throttled(peer)
         if wait > 0:
             log.warning("login from %s refused: too many failures", peer)
             raise RequestError(f"too many failed logins: retry in {int(wait) + 1} s", 429)
+
+    async def login(self, peer: str, username: str | None, password: str | None,
+                    token: str | None) -> Identity:
+        self._refuse_throttled(peer)
         if token:
             identity = self.check_token(token)
             if identity is None:
+                self._record(peer)
                 raise self._fail(peer, "<token>")
             return identity
         if not username or not password:
             raise RequestError("missing field username/password (or token)")
-        identity = await self._check_password(username, password)
+        cached = self._cached(username, password)
+        if cached is not None:  # checked moments ago: no scrypt, nothing to throttle
+            return cached
+        return await self._checked_login(peer, username, password)
+
+    async def _checked_login(self, peer: str, username: str, password: str) -> Identity:
+        """One password check, taking its turn among the address's and the daemon's checks."""
+        if self._checks >= MAX_CHECKS:
+            log.warning("login from %s refused: %d password checks already pending", peer,
+                        self._checks)
+            raise RequestError("too many logins at once: retry in 1 s", 429)
+        gate, waiting = self._peer_gates.setdefault(
+            peer, (asyncio.Semaphore(PEER_CHECKS), [0]))
+        if waiting[0] >= PEER_QUEUE:
+            raise RequestError("too many logins at once from this address: retry in 1 s", 429)
+        self._checks += 1
+        waiting[0] += 1
+        try:
+            async with gate:
+                self._refuse_throttled(peer)  # the attempts before this one may have failed
+                mark = self._record(peer)
+                identity = await self._check_password(username, password)
+        finally:
+            self._checks -= 1
+            waiting[0] -= 1
+            if waiting[0] == 0:
+                self._peer_gates.pop(peer, None)
         if identity is None:
             raise self._fail(peer, username)
-        self.failures.pop(peer, None)
+        self._forget_attempt(peer, mark)
         return identity
 
     def issue_token(self, identity: Identity) -> str:

@@ -19,10 +19,20 @@ from astcti.api.protocol import (
 from astcti.api.services import Services
 from astcti.api.session import Session
 from astcti.errors import AstctiError
+from astcti.pbx.ari import AriError
 
 __all__ = ["Dispatcher", "Services", "Session"]
 
 log = logging.getLogger(__name__)
+
+
+def ari_status(status: int) -> int:
+    """The HTTP status for a client when Asterisk refused an operation: 409 when the call's
+    state does not allow it (Asterisk's 404/409/412/422), 503 when Asterisk is unreachable, 502
+    (bad gateway) for anything else."""
+    if status in (404, 409, 412, 422):
+        return 409
+    return 503 if status == 503 else 502
 
 
 class Dispatcher:
@@ -64,6 +74,10 @@ class Dispatcher:
             return response(env.id, exc.error), exc.status
         except AstctiError as exc:  # a service's refusal, link down, store failure: words
             return response(env.id, str(exc)), getattr(exc, "status", 503)
+        except AriError as exc:  # Asterisk said no to what the service asked of it
+            log.info("request %s from %r: Asterisk refused: %s", env.name, session, exc.message)
+            return response(env.id, f"Asterisk refused {env.name}: {exc.message}"), \
+                ari_status(exc.status)
         except Exception:
             log.exception("request %s from %r failed", env.name, session)
             return response(env.id, "internal error: see the astcti log"), 500

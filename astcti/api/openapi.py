@@ -52,8 +52,9 @@ def field_schema(f: Field, *, in_query: bool = False) -> dict[str, Any]:
         schema = {"type": "integer"}
         schema["minimum"] = f.minimum if f.minimum is not None else -(10 ** 17)
         schema["maximum"] = f.maximum if f.maximum is not None else 10 ** 17
-    elif f.type == "boolean":
-        schema = {"type": "boolean"}
+    elif f.type == "boolean":  # the astCTI form sends its fields as text: "true", "0"...
+        schema = {"oneOf": [{"type": "boolean"},
+                            {"type": "string", "enum": ["true", "false", "1", "0"]}]}
     elif in_query:  # an object in a query string travels as JSON text
         schema = {"type": "string", "description": "a JSON object", "example": "{}"}
     else:
@@ -63,6 +64,13 @@ def field_schema(f: Field, *, in_query: bool = False) -> dict[str, Any]:
     if f.example is not None:
         schema["example"] = f.example
     return schema
+
+
+def _left_out_too(schema: dict[str, Any]) -> dict[str, Any]:
+    """An optional field sent as null or "" is the field left out (RequestSpec.validate)."""
+    described = {k: schema.pop(k) for k in ("description", "example") if k in schema}
+    return {"anyOf": [schema, {"type": "string", "maxLength": 0}], "nullable": True,
+            **described}
 
 
 def _responses() -> dict[str, Any]:
@@ -100,10 +108,8 @@ def _operation(spec: RequestSpec, method: str, path: str) -> dict[str, Any]:
             "required": any(f.required for f in body_fields),
             "content": {"application/json": {"schema": {
                 "type": "object",
-                # an optional field sent as null is the field left out (Field.check)
-                "properties": {f.name: field_schema(f) | ({} if f.required else
-                                                          {"nullable": True})
-                               for f in body_fields},
+                "properties": {f.name: field_schema(f) if f.required else
+                               _left_out_too(field_schema(f)) for f in body_fields},
                 "required": [f.name for f in body_fields if f.required],
             }}},
         }

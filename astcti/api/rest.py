@@ -32,6 +32,7 @@ from aiohttp import web
 from astcti.api.auth import Identity
 from astcti.api.dispatch import Dispatcher
 from astcti.api.session import Session
+from astcti.tasks import Tasks
 from astcti.api.openapi import (
     API_PREFIX,
     EVENTS_PATH,
@@ -87,6 +88,7 @@ class RestFrontEnd:
         self.sessions: dict[str, RestSession] = {}
         self.closing = asyncio.Event()
         self._sweeper: asyncio.Task[None] | None = None
+        self.tasks = Tasks("rest listener")
 
     # -- sessions -------------------------------------------------------------------------------
     def _session(self, key: str, peer: str, identity: Identity | None) -> RestSession:
@@ -160,7 +162,7 @@ class RestFrontEnd:
                     self.end(rs)
 
     async def on_startup(self, app: web.Application) -> None:
-        self._sweeper = asyncio.create_task(self.sweep(), name="rest-sweeper")
+        self._sweeper = self.tasks.spawn(self.sweep(), name="rest-sweeper")
 
     async def on_shutdown(self, app: web.Application) -> None:
         self.closing.set()
@@ -168,8 +170,7 @@ class RestFrontEnd:
             rs.wakeup.set()
 
     async def on_cleanup(self, app: web.Application) -> None:
-        if self._sweeper is not None:
-            self._sweeper.cancel()
+        await self.tasks.cancel_all()
         for rs in list(self.sessions.values()):
             self.end(rs)
 
@@ -199,7 +200,7 @@ class RestFrontEnd:
                 body = await request.read()
             except web.HTTPRequestEntityTooLarge:
                 raise RequestError(f"request too large: at most {MAX_REQUEST_BYTES} bytes", 413)
-            if body.strip():
+            if body:  # whitespace alone is no JSON object: refused like any malformed body
                 ctype = request.content_type
                 if ctype == "application/x-www-form-urlencoded":
                     from urllib.parse import parse_qsl
@@ -312,8 +313,8 @@ class RestFrontEnd:
                     await asyncio.wait_for(rs.wakeup.wait(), KEEPALIVE)
                 except TimeoutError:
                     await stream.write(b": keepalive\n\n")
-        except (ConnectionError, asyncio.CancelledError):
-            pass
+        except ConnectionError:
+            pass  # the client went away (aiohttp cancels the handler otherwise)
         finally:
             rs.streams -= 1
             rs.last_used = time.monotonic()

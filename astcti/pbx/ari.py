@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import re
+import ssl
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -82,9 +83,36 @@ def rest_over_websocket(version: str | None) -> bool:
     return since is not None and (major, minor) >= since
 
 
+def tls_context(config: LinkConfig) -> ssl.SSLContext | None:
+    """The verifying client context of an https/wss link (None for plain http)."""
+    if not config.tls:
+        return None
+    try:
+        return ssl.create_default_context(cafile=config.cafile or None)
+    except (OSError, ssl.SSLError) as exc:
+        raise AriError(503, f"{config.name}: cannot load CA file {config.cafile!r} (parameter"
+                            f" acti_ari_cafile): {getattr(exc, 'strerror', None) or exc}")
+
+
 def _auth_header(config: LinkConfig) -> str:
     raw = f"{config.username}:{config.password}".encode()
     return "Basic " + base64.b64encode(raw).decode("ascii")
+
+
+class _HttpClient(AsynchronousHttpClient):
+    """aioswagger's HTTP client kept on the link's scheme: Asterisk's api-docs announce an
+    `http://` basePath even when they are read over TLS, so every request would otherwise go
+    in clear text to the TLS port (and be dropped)."""
+
+    def __init__(self, auth: BasicAuthenticator, tls: bool) -> None:
+        super().__init__(auth=auth)
+        self._tls = tls
+
+    async def request(self, method: str, url: str, params: Any = None, data: Any = None,
+                      headers: Any = None) -> Any:
+        if self._tls and url.startswith("http://"):
+            url = "https://" + url[len("http://"):]
+        return await super().request(method, url, params=params, data=data, headers=headers)
 
 
 class AriRest:
@@ -98,13 +126,14 @@ class AriRest:
 
     async def open(self, timeout: float = 10.0) -> None:
         """Load Asterisk's ARI description; fails with AriError on bad credentials or no answer."""
-        http = AsynchronousHttpClient(
-            auth=BasicAuthenticator(self.config.host.strip("[]"), self.config.username,
-                                    self.config.password)
-        )
+        http = _HttpClient(BasicAuthenticator(self.config.host.strip("[]"),
+                                              self.config.username, self.config.password),
+                           self.config.tls)
         # aioari builds a session without timeout; give it one of ours.
         await http.session.close()
-        http.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout))
+        connector = aiohttp.TCPConnector(ssl=tls_context(self.config) or True)
+        http.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout),
+                                             connector=connector)
         client = aioari.Client(self.config.base_url + "/", http)
         try:
             await client.init()
@@ -215,6 +244,15 @@ def _translate(exc: BaseException, config: LinkConfig) -> BaseException:
         return AriError(status, f"{status} {text}".strip())
     if isinstance(exc, TypeError) and "405" in str(exc):
         return AriError(405, "405 method not allowed")
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        why = getattr(exc.certificate_error, "verify_message", None) or exc.certificate_error
+        return AriError(503, f"{config.name}: the certificate of {config.base_url} is not trusted"
+                             f" ({why}): give the CA that signed it with `update parameter"
+                             " acti_ari_cafile /path/ca.pem`, or fix the host name in the"
+                             " link to match the certificate")
+    if isinstance(exc, aiohttp.ClientSSLError):
+        return AriError(503, f"{config.name}: TLS with {config.base_url} failed ({exc}): is"
+                             " that port Asterisk's tlsbindaddr (http.conf tlsenable=yes)?")
     if isinstance(exc, aiohttp.ClientConnectorError):
         return AriError(503, f"{config.name}: cannot reach Asterisk ARI at {config.base_url}"
                              f" ({exc.os_error.strerror or exc.os_error}): is Asterisk running"
@@ -261,10 +299,9 @@ class AriEventSocket:
 
     async def open(self) -> None:
         config = self.config
-        url = config.base_url.replace("http", "ws", 1) + "/ari/events"
         try:
             self._ws = await self.session.ws_connect(
-                url,
+                config.events_url, ssl=tls_context(config) or True,
                 params={"app": config.app, "subscribeAll": "false"},
                 headers={"Authorization": _auth_header(config)},
                 heartbeat=self.heartbeat,

@@ -41,7 +41,7 @@ def test_unknown_command_suggests_the_nearest(line: str, words: str) -> None:
 @pytest.mark.parametrize("line, words", [
     ("add extension", "usage: add extension NUM [TECH]"),
     ("add extension 1 2 3", "usage: add extension NUM [TECH]"),
-    ("add tcp 9001 * *", "usage: add tcp PORT BIND ALLOW custom PROTOCOL [AUTH]"),
+    ("add tcp 9001 * *", "usage: add tcp PORT BIND ALLOW custom PROTOCOL [AUTH] [--force]"),
     ("show links now", "usage: show links"),
     ("add tcp 0 * * custom astctiws", "invalid port '0'"),
     ("add tcp 9001 * 10.0.0.0/33 custom astctiws", "'10.0.0.0/33' is not an address or CIDR"),
@@ -92,6 +92,7 @@ def test_words_are_case_insensitive_and_technology_normalised() -> None:
     ("update parameter acti_heartbeet 3", "did you mean acti_heartbeat?"),
     ("remove extension 999", "extension 999 is not configured"),
     ("remove tcp 9999", "no listener on port 9999"),
+    ("add tcp 9001 * * custom astctirest auth=none", "auth=none needs an allow list"),
     ("remove user ghost", "no user ghost"),
     ("show parameter acti_nope", "unknown parameter acti_nope"),
     ("show links", "needs the running daemon"),
@@ -115,9 +116,11 @@ async def test_offline_changes_are_stored(store: Store, tmp_path: Path) -> None:
     assert [(e.number, e.technology) for e in store.extensions()] == [("105", "PJSIP"),
                                                                       ("106", "IAX2")]
     assert "removed" in await run(store, "remove extension 106")
-    text = await run(store, "add tcp 9011 * * custom astctirest auth=none")
+    text = await run(store, "add tcp 9011 * 10.0.0.5 custom astctirest auth=none")
     assert "opens when astcti starts" in text and "warning:" in text and "auth=none" in text
     assert store.listeners()[0].bind == "*" and store.listeners()[0].auth == "none"
+    text = await run(store, "add tcp 9012 127.0.0.1 * custom astctirest auth=none --force")
+    assert "(forced)" in text and store.listeners()[1].forced
     token = encrypt(cipher, "s3cret")
     out = await run(store, f"update parameter acti_tlink_02 127.0.0.1#8088#astcti,astcti,{token}",
                     cipher=cipher)

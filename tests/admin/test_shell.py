@@ -95,7 +95,7 @@ def test_completion_candidates() -> None:
     assert completions("remove extension 1", names)[1] == ["101", "102"]
     assert completions("remove tcp ", names)[1] == ["9001", "9003"]
     assert completions("add extension 105 pj", names)[1] == ["PJSIP"]
-    assert completions("add tcp 9011 127.0.0.1 * ", names)[1] == ["custom"]
+    assert completions("add tcp 9011 127.0.0.1 * ", names)[1] == ["custom", "--force"]
     assert completions("add tcp 9011 127.0.0.1 * custom astctiw", names)[1] == ["astctiws"]
     assert completions("trace on ", names)[1] == ["asc", "ari", "client"]
     assert completions("passwd user ", names)[1] == ["agent"]

@@ -309,12 +309,7 @@ async def test_link_parameter_restarts_the_link(lab: Lab) -> None:
     assert store_state(c.db)["parameters"]["acti_tlink_01"] == fresh
     # the restarted link serves the extensions again
     async with await client(lab) as cti:
-        for _ in range(50):
-            reply = await cti.request("startmonitor", extension="104", check=False)
-            if reply["result"] == "success":
-                break
-            await asyncio.sleep(0.2)
-        assert reply["result"] == "success", reply
+        await cti.request_until_ok("startmonitor", extension="104")
 
 
 async def test_ami_link_parameter_restarts_the_ami_link(lab: Lab) -> None:

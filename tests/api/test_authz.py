@@ -75,8 +75,8 @@ async def test_agent_acts_on_its_own_extensions_only_on_every_transport(
                                 destination="0044201234567") == (
                 "not allowed: user alice (role agent) may not dial 0044201234567: add _0044X."
                 " to parameter acti_dial_agent")
-            assert "no Asterisk link is configured" in await _error(client, "makecall", extension="101",
-                                                           destination="0112345678")
+            assert "no Asterisk link is configured" in await _error(
+                client, "makecall", extension="101", destination="0112345678")
             assert "not allowed" in await _error(client, "transfer", extension="101",
                                                  callid="1.2", destination="0899123456")
             assert await _error(client, "queuestats") == (
@@ -113,7 +113,8 @@ async def test_supervisor_watches_any_extension_and_controls_its_own(
     d = local_daemon
     await _admin(d, "add user sam supervisor 102", PASSWORD)
     async with await CtiClient.tcp("127.0.0.1", d.ports["astctiapi"], "sam", PASSWORD) as sam:
-        assert "no Asterisk link is configured" in await _error(sam, "startmonitor", extension="101")
+        assert "no Asterisk link is configured" in await _error(sam, "startmonitor",
+                                                                extension="101")
         assert await _error(sam, "hangup", extension="101", callid="1.2") == \
             "not allowed: user sam may not act on extension 101"
         assert "no Asterisk link is configured" in await _error(sam, "hangup", extension="102",

@@ -31,6 +31,10 @@ FLAVOURS = ("asterisk", "freepbx")  # plain Asterisk + astcti's dialplan, or Fre
 FREEPBX_SHIFT = 250  # the FreePBX-flavour lab beside a test session's plain one: ports + 250
 AGENTS = ["101", "102", "103", "104"]
 SPARE = ["105"]  # PJSIP endpoints not in the store: astcti-shell tests `add extension 105`
+#: PJSIP endpoints whose contact is a port no lab process ever listens on (the template's
+#: extra_port): what the request fuzzers may call, with nobody to ring and no stray INVITE
+#: retransmission reaching a phone a later test starts
+FUZZ_ENDPOINTS = ["191", "192"]
 
 
 class LabError(RuntimeError):
@@ -301,7 +305,7 @@ class Lab:
             "phones": [{"ext": e, "port": p, **({"dtmf_mode": "info"} if e == "104" else {})}
                        for e, p in {**c.phones, **c.spare_phones}.items()],
             "trunk_port": c.trunk_port, "trunk_ports": c.trunk_ports,
-            "extra_extensions": c.extra_extensions,
+            "extra_extensions": [*c.extra_extensions, *FUZZ_ENDPOINTS],
             # 500 ports: a FreePBX-flavour lab FREEPBX_SHIFT above has the next 500
             "rtp_start": 20000 + 2 * c.port_offset, "rtp_end": 20499 + 2 * c.port_offset,
             "queue_number": c.queue_number, "ivr_number": c.ivr_number,

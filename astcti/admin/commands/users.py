@@ -61,7 +61,8 @@ async def _apply(ctx: Context, name: str) -> str:
 
 
 @command("add user", Arg("NAME", "new-user", doc="login name"),
-         Arg("ROLE", "role", optional=True, doc=f"agent (default), supervisor or admin ({ROLE_HELP})"),
+         Arg("ROLE", "role", optional=True,
+             doc=f"agent (default), supervisor or admin ({ROLE_HELP})"),
          Arg("EXTENSIONS", "extensions", optional=True,
              doc="comma list of the extensions it acts on, e.g. 101,102"),
          doc="Create a client login with its role and extensions; the password is prompted for"

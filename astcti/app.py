@@ -19,8 +19,8 @@ from cryptography.fernet import Fernet
 
 from astcti import __version__
 from astcti.admin.trace import TraceBus
-from astcti.api.auth import Auth
-from astcti.api.authz import may_watch
+from astcti.api.auth import Auth, address_identity
+from astcti.api.authz import Identity, may_watch
 from astcti.api.dispatch import Dispatcher
 from astcti.api.listeners import Listeners
 from astcti.api.services import Services
@@ -30,8 +30,10 @@ from astcti.cti.control import CallControl
 from astcti.cti.directory import Directory
 from astcti.cti.events import LinkDown, LinkUp
 from astcti.cti.hub import Hub
+from astcti.cti.seating import Seating
 from astcti.cti.model import Connection
 from astcti.cti.presence import PresenceService
+from astcti.cti.queuefeed import AmiQueueFeed
 from astcti.cti.queuestats import QueueStatsService
 from astcti.cti.tracker import Tracker, endpoint_of
 from astcti.cti.userdata import UserDataService
@@ -50,6 +52,16 @@ from astcti.store.writer import StoreWriter
 from astcti.tasks import Tasks
 
 log = logging.getLogger("astcti")
+
+
+#: ARI event types no part of astcti reads: Asterisk does not send them (see _filter_events).
+#: Take a type out of this list in the change that starts reading it.
+IGNORED_ARI_EVENTS = (
+    "ChannelVarset", "EndpointStateChange", "BridgeCreated", "ChannelTalkingStarted",
+    "ChannelTalkingFinished", "PlaybackStarted", "PlaybackContinuing", "PlaybackFinished",
+    "RecordingStarted", "RecordingFinished", "RecordingFailed", "PeerStatusChange",
+    "ContactStatusChange", "TextMessageReceived", "BridgeVideoSourceChanged",
+)
 
 
 def _now() -> str:
@@ -73,6 +85,7 @@ class Daemon:
         self.tracker = Tracker(self.directory.resolve)
         self.hub = Hub()
         self.control = CallControl(self.tracker, self.directory)
+        self.tracker.parties.number_of = self.control.party_number
         # callid and user data where ari.conf lacks channelvars: read per tracked channel
         self.channelvars = ChannelVarsFiller(self._on_ari_event, self._tracked)
         self.services: Services | None = None
@@ -80,8 +93,10 @@ class Daemon:
         self.listeners: Listeners | None = None
         self.acd: AcdService | None = None  # ACD agents on queues
         self.userdata: UserDataService | None = None  # user data attached to calls
+        self.seating: Seating | None = None  # client address -> extension (ipextnmap)
         self.presence: PresenceService | None = None  # line states (desktops' directory)
         self.queuestats: QueueStatsService | None = None  # wallboards' figures
+        self.queuefeed: AmiQueueFeed | None = None  # wallboards' figures from AMI
         # admin console: trace taps and the admin socket
         self.trace = TraceBus()
         self.hub.tap = self.trace.on_cti
@@ -103,10 +118,11 @@ class Daemon:
             await self.directory.add(ext.number, ext.technology)
         self.control.dial_context = params.get("acti_dial_context") or "from-internal"
         self._start_acd()
+        self.seating = Seating(self.store)
         self.services = Services(self.store, self.directory, self.tracker, self.hub,
                                  Auth(self.store), control=self.control, acd=self.acd,
                                  userdata=self.userdata, presence=self.presence,
-                                 queuestats=self.queuestats)
+                                 queuestats=self.queuestats, seating=self.seating)
         self.dispatcher = Dispatcher(self.services)
         self.dispatcher.tap = self.trace.on_client  # client requests, for `trace on client`
         self._start_links()
@@ -170,6 +186,8 @@ class Daemon:
         ami = AmiLink(config, heartbeat=heartbeat)
         if self.acd is not None:  # which queue offers a FreePBX-form member its call
             ami.on("AgentCalled", self.acd.on_agent_called)
+        if self.queuefeed is not None:  # wallboards: queue callers and members as they change
+            self.queuefeed.attach(ami)
         self.ami_links[config.name] = ami
         sibling = self.links.get(config.sibling)
         if sibling is not None:
@@ -184,6 +202,8 @@ class Daemon:
         detach = self._ami_detach.pop(name, None)
         if detach is not None:
             detach()
+        if self.queuefeed is not None:
+            self.queuefeed.detach(name)
         for link in self.links.values():
             if link.ami is ami and ami is not None:
                 link.ami = None
@@ -253,6 +273,8 @@ class Daemon:
         """Open/close listeners to match the store's rows, without touching unchanged ones."""
         if self.listeners is None or self.store is None:
             return {}
+        if self.seating is not None:  # the ipextnmap may have been changed the same way
+            self.seating.reload()
         return await self.listeners.sync(self.store.listeners())
 
     # -- operations: how the admin console changes and reads the running daemon ------------------
@@ -289,6 +311,9 @@ class Daemon:
         if name == "acti_dial_context":
             self.control.dial_context = value or "from-internal"
             return "used by the next call control request"
+        if name == "acti_servicelevel" and self.queuestats is not None:
+            self.queuestats.apply_parameter(name, value)
+            return "applied to the wallboards' service level"
         return "stored; read where it is used"
 
     async def reconfigure_link(self, name: str, value: str) -> str:
@@ -430,6 +455,19 @@ class Daemon:
         """Logged-in ACD agents (None: this daemon runs no ACD service)."""
         return None if self.acd is None else self.acd.agents_view()
 
+    def seat(self, address: str, extension: str) -> int:
+        """Free seating: the address sits at the extension from now on (stored too); its
+        auth=none connections' monitors of another extension end. Returns how many ended."""
+        assert self.seating is not None
+        self.seating.map(address, extension)
+        return self._end_monitors(lambda i: i.address == address)
+
+    def unseat(self, address: str) -> bool:
+        assert self.seating is not None
+        gone = self.seating.unmap(address)
+        self._end_monitors(lambda i: i.address == address)
+        return gone
+
     def revoke_user(self, username: str) -> int:
         """After a password change or removal: the user's tokens and cached logins end now
         (and, removed, its connections' monitors). Returns how many tokens were live."""
@@ -445,21 +483,29 @@ class Daemon:
         Returns how many monitors ended."""
         if self.services is None:
             return 0
-        auth = self.services.auth
-        auth.reload_users()
+        self.services.auth.reload_users()
+        return self._end_monitors(lambda i: i.user and i.username == username)
+
+    def _end_monitors(self, whose: Callable[[Identity], bool]) -> int:
+        """The connections of `whose` identities act with their rights as they are now; the
+        monitors they may no longer have end. Returns how many ended."""
+        assert self.services is not None
         ended = 0
         for topic, subscribers in list(self.hub.monitors.items()):
             for sub in list(subscribers):
                 identity = getattr(sub, "identity", None)
-                if identity is None or not identity.user or identity.username != username:
+                if identity is None or not whose(identity):
                     continue
-                current = auth.current(identity)
+                if identity.address:
+                    current = address_identity(self.seating, identity.address)
+                else:
+                    current = self.services.auth.current(identity)
                 sub.identity = current
                 if current is None or not may_watch(current, topic):
                     self.hub.detach(sub, topic)
                     ended += 1
         if ended:
-            log.info("user %s: %d monitor(s) ended (rights changed)", username, ended)
+            log.info("%d monitor(s) ended: rights changed by an administrator", ended)
         return ended
 
     # -- the event flow -------------------------------------------------------------------------
@@ -517,10 +563,12 @@ class Daemon:
                 self.hub.publish(LinkUp(ext, "", _now(), link=link.name))
 
     async def _filter_events(self, link: AsteriskLink) -> None:
-        """ChannelVarset is two thirds of the stream and the tracker reads channelvars instead."""
+        """Asterisk keeps to itself the events nothing in astcti reads (IGNORED_ARI_EVENTS):
+        ChannelVarset alone is two thirds of the stream (the tracker reads channelvars
+        instead), and every event costs a frame to parse on both sides."""
         try:
             await link.rest.send_json("PUT", f"applications/{link.config.app}/eventFilter",
-                                      {"disallowed": [{"type": "ChannelVarset"}]})
+                                      {"disallowed": [{"type": t} for t in IGNORED_ARI_EVENTS]})
         except AriError as exc:
             log.info("%s: event filter not applied (%s)", link.name, exc.message)
 
@@ -548,7 +596,8 @@ class Daemon:
 
         self.presence = PresenceService(self.directory, self.hub, agent_of)
         self.queuestats = QueueStatsService(self.store, self.hub, self.tracker, acd)
-        acd.on_waiting = self.queuestats.waiting_list
+        acd.on_waiting = self.queuestats.waiting_list  # without AMI
+        self.queuefeed = AmiQueueFeed(self.queuestats)
         self.hub.observers += [self.presence.on_cti_event, self.queuestats.on_cti_event]
 
     async def _acd_link_up(self, link: AsteriskLink) -> None:

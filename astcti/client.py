@@ -20,7 +20,7 @@ from astcti.tasks import cancel_and_wait
 
 
 class CtiError(Exception):
-    """A request answered `fail` (when `check=True`)."""
+    """A request answered `error` (when `check=True`)."""
 
     def __init__(self, reply: dict[str, Any]) -> None:
         super().__init__(reply.get("error", "request failed"))

@@ -23,7 +23,8 @@ from astcti.cti.hub import Hub
 from astcti.cti.tracker import Tracker
 from astcti.pbx.ari import _auth_header
 from astcti.pbx.linkconfig import LinkConfig
-from tests.lab.harness import Lab
+from tests.lab.harness import LAB_DIR, Lab
+from tests.perf.profiles import CallWindow, cpu_of
 from tests.lab.sipp import Phone
 
 REPO = Path(__file__).resolve().parents[1]
@@ -144,9 +145,7 @@ def _daemon_stats(lab: Lab) -> tuple[int, float]:
     for line in open(f"/proc/{pid}/status"):
         if line.startswith("VmRSS:"):
             rss = int(line.split()[1])
-    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-    cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return rss, cpu
+    return rss, sum(cpu_of(pid))
 
 
 async def _open_monitors(lab: Lab, session: aiohttp.ClientSession, extensions: list[str]
@@ -177,10 +176,11 @@ async def _count_events(ws: aiohttp.ClientWebSocketResponse, stop: asyncio.Event
 
 
 async def scale(extensions: int, clients_on_101: int, other_clients: int, calls: int,
-                rate: float) -> dict:
+                rate: float, lab: Lab | None = None,
+                window: type[CallWindow] = CallWindow) -> dict:
     """Latency and completeness with many watched extensions and connected clients."""
     extras = [str(1000 + i) for i in range(extensions - 4)]
-    lab = Lab()
+    lab = lab or Lab()
     lab.config.extra_extensions = extras
     lab.up(phones="none")
     try:
@@ -200,15 +200,18 @@ async def scale(extensions: int, clients_on_101: int, other_clients: int, calls:
             monitored = ["101"] * (clients_on_101 - 1) + [extras[i % len(extras)]
                                                           for i in range(other_clients)]
             sockets = await _open_monitors(lab, session, monitored)
-            rss_clients, cpu0 = _daemon_stats(lab)
+            rss_clients, _ = _daemon_stats(lab)
             phase(f'{len(sockets)} clients monitoring; calling')
             counts = [0] * len(sockets)
             readers = [asyncio.create_task(_count_events(ws, stop, counts, i))
                        for i, ws in enumerate(sockets)]
+            measured = window(lab)
+            measured.start()
             caller = lab.call("101", talk_ms=1000, calls=calls, rate=rate)
             await asyncio.to_thread(caller.wait, calls / rate + 180)
             await asyncio.sleep(3)
-            rss_after, cpu1 = _daemon_stats(lab)
+            measured.stop()
+            rss_after, _ = _daemon_stats(lab)
             stop.set()
             phase('calls done')
             await asyncio.gather(*readers, raw_task)
@@ -226,7 +229,7 @@ async def scale(extensions: int, clients_on_101: int, other_clients: int, calls:
                 "complete": all(n == len(probe.events) for n in on_101),
                 "counts_101": sorted(set(on_101)), "rss_idle": rss_idle,
                 "rss_clients": rss_clients, "rss_after": rss_after,
-                "cpu_per_call_ms": (cpu1 - cpu0) / calls * 1000}
+                **measured.figures(calls)}
     finally:
         lab.down()
 
@@ -490,9 +493,22 @@ extension each. Same raw ARI client alongside.
 Added by astcti: p50 {added50:+.1f} ms (target <= 1 ms: {verdict50}), p99 {added99:+.1f} ms
 (target <= 5 ms: {verdict99}). Every client monitoring 101 received the same number of events
 as the probe ({sc['probe_events']}): **{'yes' if sc['complete'] else 'NO: ' + str(sc['counts_101'])}**.
-astcti used {sc['cpu_per_call_ms']:.1f} ms of CPU per call (all clients' fan-out included);
 RSS {sc['rss_idle'] / 1024:.0f} MB idle, {sc['rss_clients'] / 1024:.0f} MB with the clients,
 {sc['rss_after'] / 1024:.0f} MB after the calls.
+
+### CPU per call
+
+Process CPU time (user + system, from /proc) over the calls, divided by the calls: every ARI
+event, REST request, tracker step and client write of the call, and the idle clients'
+heartbeats meanwhile.
+
+| process | CPU per call | of which user / system |
+| --- | --- | --- |
+| astcti | **{sc['cpu_per_call_ms']:.2f} ms** (target <= 2 ms: {_verdict(sc['cpu_per_call_ms'], 2.0, 'ms')}) | {sc['cpu_user_ms']:.2f} / {sc['cpu_sys_ms']:.2f} ms |
+| Asterisk (same calls, same window) | {sc['asterisk_cpu_per_call_ms']:.2f} ms | |
+
+astcti spends {sc['cpu_per_call_ms'] / max(sc['asterisk_cpu_per_call_ms'], 1e-9) * 100:.0f}% of
+what the Asterisk it watches spends on the same calls.
 
 ## Memory
 
@@ -500,10 +516,82 @@ RSS {sc['rss_idle'] / 1024:.0f} MB idle, {sc['rss_clients'] / 1024:.0f} MB with 
 | --- | --- | --- |
 | {mem_small['extensions']} | 0 | {mem_small['rss_idle'] / 1024:.0f} MB |
 | {mem['extensions']} | 0 | {mem['rss_idle'] / 1024:.0f} MB |
-| {mem['extensions']} | {mem['clients']} | **{mb:.0f} MB** (target <= 100 MB: {'met' if mb <= 100 else f'missed by {mb - 100:.0f} MB'}) |
+| {mem['extensions']} | {mem['clients']} | **{mb:.0f} MB** (target <= 90 MB: {_verdict(mb, 90, 'MB')}) |
 
-Growth: about {per_ext:.1f} KiB per watched extension and {per_client:.1f} KiB per connected client.
+Growth: about {per_ext:.1f} KiB per watched extension and **{per_client:.1f} KiB per connected
+client** (target <= 8 KiB: {_verdict(per_client, 8, 'KiB')}).
 """
+
+
+async def profile_scale(calls: int = 200) -> dict | None:
+    """The scale point with the daemon under cProfile (CPU time) for the calls."""
+    if os.environ.get("BENCH_PROFILE", "1") != "1":
+        return None
+    from tests.perf.profiles import ProfiledLab, ProfiledWindow, summarise
+
+    out = LAB_DIR / "daemon.prof"
+    phase("profiling the scale point (cProfile, CPU time)")
+    sc = await scale(500, 10, 490, calls, 20, lab=ProfiledLab(out), window=ProfiledWindow)
+    return {**{k: sc[k] for k in ("calls", "rate", "extensions", "clients")},
+            "summary": summarise(out, calls)}
+
+
+async def count_instructions(calls: int = 30) -> dict | None:
+    """Instructions per call under callgrind: a small scale point at a rate valgrind keeps up
+    with (the fan-out share is the 10 clients on the called extension, as at 500 clients)."""
+    from tests.perf.profiles import CallgrindLab, CallgrindWindow, callgrind_available, \
+        instructions
+
+    if os.environ.get("BENCH_CALLGRIND", "1") != "1" or not callgrind_available():
+        return None
+    out = LAB_DIR / "callgrind.out"
+    for old in out.parent.glob("callgrind.out*"):
+        old.unlink()
+    phase("counting instructions per call (callgrind)")
+    sc = await scale(50, 10, 40, calls, 2, lab=CallgrindLab(out), window=CallgrindWindow)
+    return {"calls": calls, "rate": 2, "extensions": 50, "clients": sc["clients"],
+            "on_101": 10, "instructions": instructions(out)}
+
+
+def _verdict(value: float, target: float, unit: str) -> str:
+    return "met" if value <= target else f"missed by {value - target:.1f} {unit}"
+
+
+def render_profile(prof: dict | None, cg: dict | None) -> str:
+    """Where astcti's CPU goes at the scale point (the profiled run) and its instruction count."""
+    if prof is None and cg is None:
+        return ""
+    text = "\n## Where astcti's CPU goes\n"
+    if prof is not None:
+        summary = prof["summary"]
+        areas = "\n".join(f"| {area} | {share:.0f}% |" for share, area in summary["areas"])
+        top = "\n".join(f"| {share:.1f}% | {per_call:.1f} | `{label}` |"
+                        for share, per_call, label in summary["top"])
+        text += f"""
+The scale point again ({prof['calls']} calls at {prof['rate']:g} calls/s, {prof['extensions']}
+extensions, {prof['clients']} clients) with the daemon under cProfile timing **CPU time**
+(`tests/perf/profiled.py`, switched on for the calls only; a wall-clock profile on a busy
+machine blames whatever call the process was preempted in). Profiling inflates the total, so
+read the shares, not the absolute times.
+
+| part of astcti (own CPU time of its functions) | share |
+| --- | --- |
+{areas}
+
+| share | calls per call | function |
+| --- | --- | --- |
+{top}
+"""
+    if cg is not None:
+        text += f"""
+Instructions per call, counted by callgrind (`valgrind --tool=callgrind`, instrumentation on
+for the calls only; exact and unaffected by other load, unlike CPU time):
+**{cg['instructions'] / cg['calls'] / 1e6:.2f} million instructions per call** ({cg['calls']}
+calls at {cg['rate']:g} calls/s, {cg['extensions']} extensions, {cg['clients']} clients of
+which {cg['on_101']} monitor the called extension). Compare this figure between two trees to
+judge a change on a loaded machine.
+"""
+    return text
 
 
 async def main() -> None:
@@ -527,6 +615,7 @@ async def main() -> None:
         mem_small = await memory(4, 0)
         mem = await memory(5000, 1000)
         text += render_scale(sc, mem_small, mem)
+        text += render_profile(await profile_scale(), await count_instructions())
         plot({"raw ARI, 4 ext / 20 clients": lat["raw"],
               "astcti, 4 ext / 20 clients": lat["astcti"],
               f"raw ARI, {sc['extensions']} ext / {sc['clients']} clients": sc["raw"],

@@ -78,6 +78,7 @@ def bad_requests(count: int, seed: int = 1234, *, allow_login: bool = True,
 
 
 def well_formed(reply: dict[str, Any]) -> bool:
-    return (reply.get("msgtype") == "response" and reply.get("result") in ("success", "fail")
-            and isinstance(reply.get("error"), str) and isinstance(reply.get("id"), str)
+    return (reply.get("msgtype") == "response" and reply.get("result") in ("success", "error")
+            and isinstance(reply.get("error"), str) and isinstance(reply.get("id"), (str, int, float))
+            and not isinstance(reply.get("id"), bool)
             and (reply["result"] == "success") == (reply["error"] == ""))

@@ -103,7 +103,8 @@ arity prints the usage and an example.
 """
 
 GROUPS = {"shell": "Shell", "parameters": "Parameters", "extensions": "Extensions",
-          "listeners": "Client listeners", "status": "Live status", "users": "Users",
+          "listeners": "Client listeners", "seating": "Free seating (client address ->"
+          " extension)", "agents": "ACD agents", "status": "Live status", "users": "Users",
           "general": "Other"}
 
 

@@ -12,17 +12,21 @@ import logging
 import secrets
 import time
 from collections import deque
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, TypeVar
 
 from astcti.api.authz import Identity
 from astcti.api.protocol import RequestError
 from astcti.store import Store
-from astcti.store.store import UserRow
+from astcti.store.store import UserRow, verify_password
 
-__all__ = ["Auth", "Identity"]
+if TYPE_CHECKING:
+    from astcti.cti.seating import Seating
 
-#: the identity of an auth=none listener's clients (see Auth.unauthenticated)
-ANONYMOUS = Identity("anonymous", "admin", user=False)
+__all__ = ["Auth", "Identity", "address_identity"]
+
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +47,16 @@ def identity_of(row: UserRow) -> Identity:
     return Identity(row.username, row.role, frozenset(row.extensions))
 
 
+def address_identity(seating: Seating | None, peer: str) -> Identity:
+    """Who a client of an `auth=none` listener is: its address, seated by the ipextnmap at one
+    extension: role agent on that extension only, judged by the same check as every user
+    (astcti/api/authz.py). The dispatcher re-derives it at each request, so `add ipextnmap`
+    applies at once."""
+    extension = seating.extension_of(peer) if seating is not None else None
+    return Identity(f"address {peer}", "agent", frozenset({extension} if extension else ()),
+                    user=False, address=peer)
+
+
 class Auth:
     """Checks credentials against the store's users; issues tokens valid TOKEN_TTL seconds."""
 
@@ -53,6 +67,7 @@ class Auth:
         self._peer_gates: dict[str, tuple[asyncio.Semaphore, list[int]]] = {}
         self._checks = 0  # password checks waiting or running
         self._verified: dict[bytes, tuple[Identity, float]] = {}
+        self._agents_verified: dict[bytes, float] = {}  # agent passwords, as for users
         self._pepper = secrets.token_bytes(32)
         self._users: dict[str, Identity] = {}
         self.reload_users()
@@ -61,13 +76,6 @@ class Auth:
         """Re-read every user's role and extensions (after an administrator's change): live
         sessions and tokens act with the new rights from their next request."""
         self._users = {row.username: identity_of(row) for row in self.store.users()}
-
-    def unauthenticated(self, peer: str) -> Identity:
-        """Who a client of an `auth=none` listener is. Such listeners exist for legacy CRMs that
-        act on every extension, so the client is `anonymous` with role admin; only the
-        listener's allow list (which must name hosts, see api/listeners.py) decides who gets
-        that far. Clients identified by their address get their own identity here."""
-        return ANONYMOUS
 
     def current(self, identity: Identity | None) -> Identity | None:
         """The identity with its rights as they are now; None when the user was removed."""
@@ -181,6 +189,15 @@ class Auth:
 
     async def _checked_login(self, peer: str, username: str, password: str) -> Identity:
         """One password check, taking its turn among the address's and the daemon's checks."""
+        identity = await self._gated(peer, lambda: self._check_password(username, password))
+        if identity is None:
+            raise self._fail(peer, username)
+        return identity
+
+    async def _gated(self, peer: str, check: Callable[[], Awaitable[T]]) -> T:
+        """Run one (scrypt) credential check in its turn: at most PEER_CHECKS of an address at
+        once, MAX_CHECKS waiting or running daemon-wide, the attempt counted before it runs (so
+        parallel guesses see each other) and forgotten if it succeeds."""
         if self._checks >= MAX_CHECKS:
             log.warning("login from %s refused: %d password checks already pending", peer,
                         self._checks)
@@ -195,16 +212,46 @@ class Auth:
             async with gate:
                 self._refuse_throttled(peer)  # the attempts before this one may have failed
                 mark = self._record(peer)
-                identity = await self._check_password(username, password)
+                result = await check()
         finally:
             self._checks -= 1
             waiting[0] -= 1
             if waiting[0] == 0:
                 self._peer_gates.pop(peer, None)
-        if identity is None:
-            raise self._fail(peer, username)
-        self._forget_attempt(peer, mark)
-        return identity
+        if result:
+            self._forget_attempt(peer, mark)
+        return result
+
+    async def check_agent_password(self, peer: str, agentid: str, password: str | None) -> None:
+        """An ACD agent that has a password (astcti-shell `passwd agent`) must give it at ACD
+        login and state changes; failures count towards the same per-address limit as logins.
+        An agent without a password is not checked (the connection's login authorises)."""
+        stored = self.store.agent_password_hash(agentid)
+        if stored is None:
+            return
+        self._refuse_throttled(peer)
+        ok = False
+        if password:
+            # the stored hash is in the key: a changed password forgets earlier acceptances
+            key = hmac.new(self._pepper, f"{agentid}\0{password}\0{stored}".encode(),
+                           hashlib.sha256).digest()
+            now = time.monotonic()
+            if self._agents_verified.get(key, 0.0) > now:
+                return
+            loop = asyncio.get_running_loop()
+            ok = await self._gated(peer, lambda: loop.run_in_executor(
+                _HASH_POOL, verify_password, password, stored))
+            if ok:
+                if len(self._agents_verified) > 10000:
+                    self._agents_verified = {k: v for k, v in self._agents_verified.items()
+                                             if v > now}
+                self._agents_verified[key] = now + VERIFIED_TTL
+                return
+        if not password:
+            self._record(peer)  # a missing password fails like a wrong one (no check ran)
+        log.warning("wrong or missing password for agent %r from %s", agentid[:32], peer)
+        raise RequestError(f"agent login failed: wrong or missing password for agent {agentid}",
+                           401)
 
     def issue_token(self, identity: Identity) -> str:
         now = time.monotonic()

@@ -62,6 +62,7 @@ class Identity:
     role: str  # agent | supervisor | admin
     extensions: frozenset[str] = frozenset()
     user: bool = True
+    address: str = ""  # a client of an auth=none listener, known by its address (its seat)
 
     def owns(self, extension: str) -> bool:
         return extension in self.extensions
@@ -107,10 +108,11 @@ class Authoriser:
         """RequestError 403 naming the user and what it may not do; else nothing."""
         access = spec.access(args) if callable(spec.access) else spec.access
         extension = args.get(spec.subject) if spec.subject else None
-        if not may(identity, access, extension):
+        if extension is None and spec.subject is not None and access in (MONITOR, CONTROL):
+            pass  # left out: the handler takes the client's seat, or says it has none
+        elif not may(identity, access, extension):
             if extension is not None and access in (MONITOR, CONTROL):
-                raise RequestError(f"not allowed: user {identity.username} may not act on"
-                                   f" extension {extension}", 403)
+                raise RequestError(self._refusal(identity, extension), 403)
             needs = "supervisor" if access == SUPERVISE else "admin"
             raise RequestError(f"not allowed: user {identity.username} (role {identity.role})"
                                f" may not use {spec.name}: it needs role {needs}", 403)
@@ -118,6 +120,18 @@ class Authoriser:
             number = args.get(name)
             if number is not None:
                 self.check_dial(identity, str(number))
+
+    @staticmethod
+    def _refusal(identity: Identity, extension: str) -> str:
+        words = f"not allowed: user {identity.username} may not act on extension {extension}"
+        if identity.address and identity.extensions:  # a seated address: where it sits
+            return (f"{words}: address {identity.address} sits at extension"
+                    f" {min(identity.extensions)} (log in to act on others)")
+        if identity.address:
+            return (f"{words}: address {identity.address} has no extension: an administrator"
+                    f" seats it with astcti-shell `add ipextnmap {identity.address} EXT` (or log"
+                    " in)")
+        return words
 
     def policy(self, role: str) -> DialPolicy:
         """The dial policy of a role, from its parameter (read at each check, so `update

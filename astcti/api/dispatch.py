@@ -12,7 +12,8 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from astcti.api.authz import Authoriser
+from astcti.api.auth import address_identity
+from astcti.api.authz import Authoriser, Identity
 from astcti.api.protocol import (
     NOT_LOGGED_IN, REQUESTS, EnvelopeError, RequestError, RequestSpec, parse_envelope, response,
 )
@@ -58,14 +59,13 @@ class Dispatcher:
         except EnvelopeError as exc:
             return response(exc.id, exc.error), exc.status
         spec = REQUESTS[env.name]
-        identity = None
-        if spec.login:
-            identity = self.services.auth.current(session.identity)
-            session.identity = identity  # the user's rights as they are now (or gone)
-            if identity is None:
-                return response(env.id, NOT_LOGGED_IN), 401
+        identity = self._current(session)
+        session.identity = identity  # the rights as they are now (or gone: a removed user)
+        if spec.login and identity is None:
+            return response(env.id, NOT_LOGGED_IN), 401
         try:
             args = spec.validate(env.message)
+            self._seat(spec, session, args)
             if identity is not None:
                 self.authoriser.check(identity, spec, args)
             self._served(spec, args)
@@ -82,6 +82,24 @@ class Dispatcher:
             log.exception("request %s from %r failed", env.name, session)
             return response(env.id, "internal error: see the astcti log"), 500
         return response(env.id, **extra), 200
+
+    def _current(self, session: Session) -> Identity | None:
+        """The session's identity with its rights as they are now: a user re-read after an
+        administrator's change (None once removed), a client known by its address re-seated
+        from the ipextnmap (so `add ipextnmap` applies at the next request)."""
+        identity = session.identity
+        if identity is not None and identity.address:
+            return address_identity(self.services.seating, session.peer)
+        return self.services.auth.current(identity)
+
+    def _seat(self, spec: RequestSpec, session: Session, args: dict[str, Any]) -> None:
+        """An omitted extension is the one the client sits at (free seating, ipextnmap), so
+        the check below judges the extension the request will act on."""
+        seating = self.services.seating
+        if spec.subject and spec.subject not in args and seating is not None:
+            seat = seating.extension_of(session.peer)
+            if seat is not None:
+                args[spec.subject] = seat
 
     def _served(self, spec: RequestSpec, args: dict[str, Any]) -> None:
         """The request's extension is configured and a connected Asterisk serves it."""

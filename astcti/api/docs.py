@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from astcti.api.protocol import REQUESTS
-from astcti.cti.events import CATALOGUE, CtiEvent
+from astcti.cti.events import CATALOGUE, EVENTTYPES, CtiEvent
 
 INTRO = Path(__file__).with_name("protocol_intro.md")
 
@@ -44,10 +44,89 @@ def _access_line(spec) -> str:
     return text
 
 
+#: The astCTI author's request words next to astcti's own: (author's request, its fields,
+#: astcti's request, its fields, note). Both are declared requests (or fields of one): the
+#: generator checks every name below against the declarations.
+VOCABULARY: tuple[tuple[str, str, str, str, str], ...] = (
+    ("myextension", "", "", "", "the client's extension, from its address (`add ipextnmap`)"),
+    ("login", "extension agentid passwd", "acdlogin", "extension agentid password",
+     "`passwd` checked when the agent has one (`passwd agent`)"),
+    ("logout", "extension agentid", "acdlogout", "extension agentid", ""),
+    ("setstate", "extension agentid passwd state reasoncode", "acdsetstate",
+     "extension agentid state reasoncode password",
+     "auto / manual = ready (auto-in / manual-in), aux = notready, acw"),
+    ("queryagentstate", "extension", "acdgetstate", "extension",
+     "`skillmode` (\"null\" / auto / manual / acw / aux), `reasoncode` (\"0\": none),"
+     " `talkstate` (idle / call)"),
+    ("querydeviceinfo", "extension", "acdgetstate", "extension",
+     "`associateddevice`: the agent id (empty: none)"),
+    ("snapshot", "extension", "snapshot", "extension", "`numcall` next to `calls`"),
+    ("answer", "extension", "answer", "extension callid", "the ringing call"),
+    ("hold", "extension", "hold", "extension callid", "the active call"),
+    ("retrieve", "extension", "retrieve", "extension callid", "the held call"),
+    ("hangup", "extension", "hangup", "extension callid",
+     "the active call (else the one being set up, else the ringing one)"),
+    ("reconnect", "extension", "reconnect", "extension activecallid heldcallid",
+     "the active and the held call"),
+    ("makecall", "extension destination", "makecall", "extension destination", "the same"),
+    ("consultation", "extension destination", "consultation", "extension callid destination",
+     "from the active call"),
+    ("transfer", "extension destination", "transfer",
+     "extension activecallid heldcallid | callid destination",
+     "completes a held consultation if there is one, else single-step"),
+    ("conference", "extension destination", "conference",
+     "extension activecallid heldcallid | callid destination", "as transfer"),
+    ("dropparty", "extension party", "dropparty", "extension callid party",
+     "releases one party of a conference"),
+    ("userdata", "extension type", "userdata", "extension callid data",
+     "`type: alert` adds `cli`, `calling`, `called` of the current call"),
+    ("dtmf", "extension dtmf", "dtmf", "extension callid digits", ""),
+)
+
+
+def _vocabulary() -> list[str]:
+    for theirs, their_fields, ours, our_fields, _note in VOCABULARY:
+        for name, fields in ((theirs, their_fields), (ours, our_fields)):
+            if not name:
+                continue
+            declared = {f.name for f in REQUESTS[name].fields}
+            unknown = set(fields.replace("|", " ").split()) - declared
+            assert not unknown, f"docs vocabulary: {name} has no field {unknown}"
+    out = ["## The astCTI author's vocabulary", "",
+           "The clients the original astCTI's author wrote (his WebSocket softphone for CRMs)"
+           " speak their own words: astcti answers them on every listener, next to its own."
+           " Fields are strings; `id` may be a number and comes back as sent. A failure is"
+           " always `result: \"error\"` with the words in `error`.", "",
+           "| the author's request | its fields | astcti's request | its fields | notes |",
+           "| --- | --- | --- | --- | --- |"]
+    for theirs, their_fields, ours, our_fields, note in VOCABULARY:
+        out.append(f"| `{theirs}` | {_fields_text(their_fields)} | "
+                   f"{f'`{ours}`' if ours else '-'} | {_fields_text(our_fields)} | {note} |")
+    out += ["", "Events carry both: `event` (astcti's name) and `eventtype` (the author's),"
+                " with `calling`, `called` and `origcalling` (the original caller when the call"
+                " was transferred, diverted or queued to the extension; empty otherwise):", "",
+            "| eventtype | astcti's event |", "| --- | --- |"]
+    out += [f"| `{word}` | {meaning} |" for word, meaning in EVENTTYPES.items()]
+    out += ["", "Which listeners accept which: every listener (WebSocket `astctiws`, TCP"
+                " `astctiapi`, REST `astctirest` in both its forms) accepts both vocabularies,"
+                " through the one dispatcher. A `token` listener (the default) needs a login"
+                " first, then the user acts on the extensions its role allows (see \"Who may do"
+                " what\"). An `auth=none`"
+                " listener takes no login: it admits the addresses of its `allow` list and"
+                " knows each client by its address, seated at one extension by the ipextnmap;"
+                " such a client acts on that extension only.", ""]
+    return out
+
+
+def _fields_text(fields: str) -> str:
+    return " \\| ".join(" ".join(f"`{f}`" for f in part.split())
+                          for part in fields.split("|")) if fields else "-"
+
+
 def render() -> str:
     import astcti.api.requests  # noqa: F401
 
-    out = [INTRO.read_text().rstrip(), "", "## Requests", ""]
+    out = [INTRO.read_text().rstrip(), "", *_vocabulary(), "## Requests", ""]
     groups: dict[str, list] = {}
     for spec in REQUESTS.values():
         groups.setdefault(spec.group, []).append(spec)
@@ -75,9 +154,16 @@ def render() -> str:
     for cls in CATALOGUE:
         fields = [f.name for f in dataclasses.fields(cls) if f.name not in common]
         doc = (cls.__doc__ or "").strip()
-        out.append(f"- `{cls.NAME}`: {doc}" + (f" Fields: {', '.join(f'`{x}`' for x in fields)}."
-                                                if fields else ""))
+        word = _eventtype_of(cls)
+        out.append(f"- `{cls.NAME}`{f' (eventtype `{word}`)' if word else ''}: {doc}" + (
+            f" Fields: {', '.join(f'`{x}`' for x in fields)}." if fields else ""))
     return "\n".join(out) + "\n"
+
+
+def _eventtype_of(cls: type[CtiEvent]) -> str:
+    if cls.NAME == "delivered":
+        return "offer` / `alert"
+    return cls.EVENTTYPE
 
 
 if __name__ == "__main__":

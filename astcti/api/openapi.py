@@ -66,11 +66,16 @@ def field_schema(f: Field, *, in_query: bool = False) -> dict[str, Any]:
     return schema
 
 
-def _left_out_too(schema: dict[str, Any]) -> dict[str, Any]:
-    """An optional field sent as null or "" is the field left out (RequestSpec.validate)."""
-    described = {k: schema.pop(k) for k in ("description", "example") if k in schema}
-    return {"anyOf": [schema, {"type": "string", "maxLength": 0}], "nullable": True,
-            **described}
+def optional_schema(f: Field, *, in_query: bool = False) -> dict[str, Any]:
+    """An optional field: the server takes null and "" as "not given" (`RequestSpec.validate`),
+    so the document says so (else a checker rightly reports such a request as accepted)."""
+    schema: dict[str, Any] = {"anyOf": [field_schema(f, in_query=in_query),
+                                        {"type": "string", "maxLength": 0}]}
+    if f.doc:
+        schema["description"] = f.doc
+    if not in_query:
+        schema["nullable"] = True
+    return schema
 
 
 def _responses() -> dict[str, Any]:
@@ -89,7 +94,8 @@ def _operation(spec: RequestSpec, method: str, path: str) -> dict[str, Any]:
                            "schema": field_schema(f)})
         elif method in ("get", "delete"):
             params.append({"name": f.name, "in": "query", "required": f.required,
-                           "schema": field_schema(f, in_query=True)})
+                           "schema": field_schema(f, in_query=True) if f.required
+                           else optional_schema(f, in_query=True)})
         else:
             body_fields.append(f)
     op: dict[str, Any] = {
@@ -108,8 +114,8 @@ def _operation(spec: RequestSpec, method: str, path: str) -> dict[str, Any]:
             "required": any(f.required for f in body_fields),
             "content": {"application/json": {"schema": {
                 "type": "object",
-                "properties": {f.name: field_schema(f) if f.required else
-                               _left_out_too(field_schema(f)) for f in body_fields},
+                "properties": {f.name: field_schema(f) if f.required else optional_schema(f)
+                               for f in body_fields},
                 "required": [f.name for f in body_fields if f.required],
             }}},
         }
@@ -178,8 +184,9 @@ def document(server_url: str | None = None) -> dict[str, Any]:
                     "type": "object", "required": ["msgtype", "id", "result", "error"],
                     "properties": {
                         "msgtype": {"type": "string", "enum": ["response"]},
-                        "id": {"type": "string"},
-                        "result": {"type": "string", "enum": ["success", "fail"]},
+                        "id": {"oneOf": [{"type": "string"}, {"type": "number"}],
+                               "description": "the request's id, as sent"},
+                        "result": {"type": "string", "enum": ["success", "error"]},
                         "error": {"type": "string"},
                     },
                     "additionalProperties": True,

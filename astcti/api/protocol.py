@@ -8,6 +8,7 @@ declarations, so they cannot drift apart.
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -164,9 +165,12 @@ def request(name: str, *fields: Field, doc: str, login: bool = True, group: str 
     return register
 
 
+RequestId = str | int | float  # echoed back exactly as the client sent it
+
+
 @dataclass
 class Envelope:
-    id: str
+    id: RequestId
     name: str
     message: dict[str, Any]
 
@@ -185,10 +189,11 @@ def parse_envelope(raw: str | bytes | dict[str, Any]) -> Envelope:
     if not isinstance(message, dict):
         raise EnvelopeError("", "a request must be a JSON object")
     rid = message.get("id", "")
-    if isinstance(rid, bool) or not isinstance(rid, (str, int)):
-        raise EnvelopeError("", "bad field id: expected a string")
-    rid = str(rid)
-    if len(rid) > MAX_ID_CHARS:
+    # a client may use a number (the author's clients send `"id": 0`): it comes back a number
+    if isinstance(rid, bool) or not isinstance(rid, (str, int, float)) or (
+            isinstance(rid, float) and not math.isfinite(rid)):
+        raise EnvelopeError("", "bad field id: expected a string or a number")
+    if len(str(rid)) > MAX_ID_CHARS:
         raise EnvelopeError("", f"bad field id: longer than {MAX_ID_CHARS} characters")
     if rid == "":
         raise EnvelopeError("", "missing field id")
@@ -202,14 +207,19 @@ def parse_envelope(raw: str | bytes | dict[str, Any]) -> Envelope:
 
 
 class EnvelopeError(RequestError):
-    def __init__(self, rid: str, error: str) -> None:
+    def __init__(self, rid: RequestId, error: str) -> None:
         super().__init__(error, 400)
         self.id = rid
 
 
-def response(rid: str, error: str = "", **extra: Any) -> dict[str, Any]:
-    """The response envelope: result success when `error` is empty."""
+#: `result` of a failed request: astCTI clients test `result == "success"` and show `error`
+#: only when `result == "error"`.
+FAILURE = "error"
+
+
+def response(rid: RequestId, error: str = "", **extra: Any) -> dict[str, Any]:
+    """The response envelope: result success when `error` is empty, else error."""
     out: dict[str, Any] = {"msgtype": "response", "id": rid,
-                           "result": "fail" if error else "success", "error": error}
+                           "result": FAILURE if error else "success", "error": error}
     out.update(extra)
     return out

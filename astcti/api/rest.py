@@ -3,7 +3,7 @@
 - `GET|POST /<request>?field=value`: the original astCTI form. Fields come from the query string
   and, for POST, a JSON or form body; unknown parameters are ignored (a CRM module sends
   `payload=json&callto=true`). The HTTP status is always 200 so that old clients that only read
-  `result` keep working; the JSON says `success` or `fail` and why.
+  `result` keep working; the JSON says `success` or `error` and why.
 - `/api/v1/...`: each request at its declared `resource` and at `POST /api/v1/requests/{name}`,
   with status codes (400, 401, 403, 404, 409...), described by `/api/v1/openapi.json`.
 - `GET /api/v1/events`: Server-Sent Events (Accept: text/event-stream) or long-poll.
@@ -29,7 +29,7 @@ from typing import Any
 
 from aiohttp import web
 
-from astcti.api.auth import Identity
+from astcti.api.auth import Identity, address_identity
 from astcti.api.dispatch import Dispatcher
 from astcti.api.session import Session
 from astcti.tasks import Tasks
@@ -108,7 +108,7 @@ class RestFrontEnd:
         """The caller's (kept session, one-off session, auth error)."""
         peer = request.remote or "?"
         if not self.auth_required:
-            identity = self.dispatcher.services.auth.unauthenticated(peer)
+            identity = address_identity(self.dispatcher.services.seating, peer)
             return self._session(f"peer:{peer}", peer, identity), None, None
         auth = self.dispatcher.services.auth
         header = request.headers.get("Authorization", "")
@@ -178,7 +178,11 @@ class RestFrontEnd:
     async def run(self, request: web.Request, name: str, fields: dict[str, Any],
                   *, compat: bool) -> web.Response:
         """Hand one request to the dispatcher and answer its response."""
-        rid = str(fields.pop("id", "") or f"rest-{next(_rest_ids)}")[:64]
+        rid = fields.pop("id", "")  # a JSON body's number stays a number (echoed as sent)
+        if rid in ("", None):
+            rid = f"rest-{next(_rest_ids)}"
+        elif isinstance(rid, str):
+            rid = rid[:64]
         rs, one_off, error = await self.resolve(request)
         if error is not None:
             return _json(response(rid, error.error), 200 if compat else error.status)
@@ -224,7 +228,7 @@ class RestFrontEnd:
         try:
             fields = await self.fields_of(request)
         except RequestError as exc:
-            return _json(response(str(request.query.get("id", "")), exc.error), 200)
+            return _json(response(request.query.get("id", ""), exc.error), 200)
         return await self.run(request, name, fields, compat=True)
 
     def resource_handler(self, name: str):

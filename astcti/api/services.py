@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from astcti.cti.hub import Hub
     from astcti.cti.presence import PresenceService
     from astcti.cti.queuestats import QueueStatsService
+    from astcti.cti.seating import Seating
     from astcti.cti.tracker import Tracker
     from astcti.cti.userdata import UserDataService
     from astcti.store import Store
@@ -37,3 +38,4 @@ class Services:
     userdata: UserDataService | None = None  # user data attached to calls (cti/userdata.py)
     presence: PresenceService | None = None  # line states for desktops (cti/presence.py)
     queuestats: QueueStatsService | None = None  # wallboard figures (cti/queuestats.py)
+    seating: Seating | None = None  # client address -> extension, the ipextnmap (cti/seating.py)

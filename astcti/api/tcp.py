@@ -14,6 +14,7 @@ import ssl
 import time
 from collections.abc import Callable
 
+from astcti.api.auth import address_identity
 from astcti.api.dispatch import Dispatcher
 from astcti.api.session import Session
 from astcti.api.outbox import Outbox
@@ -98,8 +99,8 @@ class TcpServer:
 
         outbox = Outbox(writer.transport, _line_of, overflow, f"tcp {peer}")
         session = Session("tcp", peer, outbox.put, outbox.put_many)
-        if not self.auth_required:
-            session.identity = self.dispatcher.services.auth.unauthenticated(peer)
+        if not self.auth_required:  # known by its address (the ipextnmap seats it)
+            session.identity = address_identity(self.dispatcher.services.seating, peer)
         log.info("%s: tcp client connected from %s", self.name, peer)
         reason = "closed by client"
         try:

@@ -23,7 +23,8 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from astcti.api import wsproto
+from astcti import wsproto
+from astcti.api.auth import address_identity
 from astcti.api.dispatch import Dispatcher
 from astcti.api.session import Session
 from astcti.api.outbox import Outbox
@@ -122,8 +123,7 @@ class WsConnection(asyncio.Protocol):
 
     # -- asyncio.Protocol -----------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = transport  # type: ignore[assignment]  (uvloop's is no subclass)
         peername = transport.get_extra_info("peername")
         self.peer = peername[0] if isinstance(peername, tuple) else str(peername or "?")
         if not self.server.admit(self.peer):
@@ -215,8 +215,9 @@ class WsConnection(asyncio.Protocol):
         assert self.transport is not None
         self.outbox = Outbox(self.transport, _ws_bytes, self._too_slow, f"ws {self.peer}")
         session = Session("ws", self.peer, self.outbox.put, self.outbox.put_many)
-        if not self.server.auth_required:
-            session.identity = self.server.dispatcher.services.auth.unauthenticated(self.peer)
+        if not self.server.auth_required:  # known by its address (the ipextnmap seats it)
+            session.identity = address_identity(self.server.dispatcher.services.seating,
+                                                self.peer)
         return session
 
     def _open(self, handshake: wsproto.Handshake, error: str | None, rest: bytes,

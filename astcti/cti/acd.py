@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 READY, NOTREADY, ACW = "ready", "notready", "acw"
+AUTO_IN, MANUAL_IN = "auto", "manual"  # how a ready agent takes queue calls (Avaya's words)
 #: Request words -> state; the seed's Avaya-style names are aliases.
 STATE_WORDS: dict[str, str] = {"ready": READY, "auto": READY, "manual": READY,
                                "notready": NOTREADY, "aux": NOTREADY, "acw": ACW}
@@ -69,12 +70,13 @@ class Agent:
     reason: str = ""
     since: str = ""
     acw_until: float | None = None
+    mode: str = ""  # when ready: auto (auto-in) or manual (manual-in: after-call work follows)
     queue_calls: dict[str, str] = field(default_factory=dict)  # callid -> queue (delivered)
     answered: set[str] = field(default_factory=set)  # callids of answered queue calls
 
     def row(self) -> AgentRow:
         return AgentRow(self.extension, self.agentid, tuple(self.groups), self.state,
-                        self.reason, self.since, self.acw_until)
+                        self.reason, self.since, self.acw_until, self.mode)
 
     def view(self) -> dict[str, object]:
         return {"agentid": self.agentid, "groups": list(self.groups), "state": self.state,
@@ -129,7 +131,8 @@ class AcdService:
         self._fed: set[str] = set()  # links whose waiting callers come from AMI events
         for row in store.agents():
             self.agents[row.extension] = Agent(row.extension, row.agentid, list(row.groups),
-                                               row.state, row.reason, row.since, row.acw_until)
+                                               row.state, row.reason, row.since, row.acw_until,
+                                               row.mode)
 
     # -- configuration --------------------------------------------------------------------------
     def _param(self, name: str, default: str) -> str:
@@ -252,7 +255,8 @@ class AcdService:
             raise AcdError(str(exc) if isinstance(exc, QueueError) else exc.message, 502)
         finally:
             self._busy.discard(extension)
-        agent = Agent(extension, agentid, groups, state, "", _iso())
+        agent = Agent(extension, agentid, groups, state, "", _iso(),
+                      mode=AUTO_IN if state == READY else "")
         self.agents[extension] = agent
         self._save(agent)
         await control.link.subscribe(self._pause_sources(agent))
@@ -325,10 +329,13 @@ class AcdService:
         reason = self.check_reason(reason) if state == NOTREADY else ""
         async with self._lock(extension):
             agent = self._logged_in(extension, agentid)
-            await self._set_state(agent, state, reason)
+            await self._set_state(agent, state, reason,
+                                  mode=MANUAL_IN if word.lower() == MANUAL_IN else AUTO_IN)
             return agent
 
-    async def _set_state(self, agent: Agent, state: str, reason: str) -> None:
+    async def _set_state(self, agent: Agent, state: str, reason: str,
+                         mode: str | None = None) -> None:
+        """`mode` (auto or manual) is kept for a ready agent; None keeps the current one."""
         control = self._control(agent.extension)
         iface = self.interfaces(agent.extension)[0]
         pause_reason = ACW_REASON if state == ACW else reason
@@ -342,6 +349,8 @@ class AcdService:
             self._busy.discard(agent.extension)
         agent.state, agent.reason, agent.since = state, pause_reason, _iso()
         agent.acw_until = None
+        if state == READY:
+            agent.mode = mode or agent.mode or AUTO_IN
         task = self._acw_tasks.pop(agent.extension, None)
         if task is not None and task is not asyncio.current_task():
             task.cancel()
@@ -391,7 +400,10 @@ class AcdService:
             end_acw(), name=f"acw-{agent.extension}")
 
     def _auto_acw(self, agent: Agent) -> None:
-        if self._param("acti_autoacw", "0") not in ("1", "yes", "true"):
+        """After a queue call: after-call work when the parameter says so, or always for an
+        agent in manual-in mode (that is what manual-in means)."""
+        if agent.mode != MANUAL_IN and self._param("acti_autoacw", "0") not in ("1", "yes",
+                                                                                 "true"):
             return
 
         async def start() -> None:

@@ -477,6 +477,10 @@ class CallControl:
             return conn.extension
         return leg.number if leg else ""
 
+    def party_number(self, link: str, channel_id: str) -> str:
+        """Who a channel of astcti's calls is (the tracker names a party that leaves)."""
+        return self._number(link, channel_id)
+
     def _watched(self, link: str, channels: list[str]) -> list[str]:
         return [c for c in channels if (link, c) in self.tracker.connections]
 
@@ -743,6 +747,16 @@ class CallControl:
             self.tracker.expect(link, far.id, Intent(
                 "conferenced", extension, self._watched(link, members),
                 [self._number(link, c) for c in members] + [destination]))
+
+    async def drop_party(self, extension: str, callid: str, party: str) -> None:
+        """Release one party (by its number) of the extension's conversation."""
+        async with self._lock:
+            conn, conv = self._active(extension, callid)
+            target = next((m for m in sorted(conv.members)
+                           if self._number(conn.link, m) == party), None)
+            if target is None:
+                raise ControlError(f"no party {party} in the call", 404)
+            await self._hangup(conn.link, target)
 
     async def dtmf(self, extension: str, callid: str, digits: str) -> None:
         if not DTMF_RE.match(digits):

@@ -16,14 +16,23 @@ class CtiEvent:
     """Fields common to every event."""
 
     NAME: ClassVar[str] = ""
+    #: the astCTI author's word for the event (`eventtype` on the wire); "" when it has none
+    EVENTTYPE: ClassVar[str] = ""
     extension: str
     callid: str
     timestamp: str
+
+    @property
+    def eventtype(self) -> str:
+        return self.EVENTTYPE
 
     def to_wire(self) -> dict[str, Any]:
         out: dict[str, Any] = {"msgtype": "event", "event": self.NAME}
         for f in _fields(type(self)):
             out[f] = getattr(self, f)
+        eventtype = self.eventtype
+        if eventtype:  # after today's fields: what clients saw before stays where it was
+            out["eventtype"] = eventtype
         return out
 
 
@@ -63,8 +72,14 @@ class Delivered(CtiEvent):
     calling: str = ""
     callingname: str = ""  # the caller's name, when Asterisk has one
     called: str = ""
+    origcalling: str = ""
     lastredirection: str = ""
     userdata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def eventtype(self) -> str:
+        """`offer`: the extension itself rings; `alert`: its outgoing call rings the far end."""
+        return "offer" if self.alerting == self.extension else "alert"
 
 
 @dataclass
@@ -72,10 +87,12 @@ class Established(CtiEvent):
     """The call is answered; `answering` is the device that answered."""
 
     NAME: ClassVar[str] = "established"
+    EVENTTYPE: ClassVar[str] = "connect"
     answering: str = ""
     calling: str = ""
     callingname: str = ""  # the caller's name, when Asterisk has one
     called: str = ""
+    origcalling: str = ""
     lastredirection: str = ""
     userdata: dict[str, Any] = field(default_factory=dict)
 
@@ -85,7 +102,11 @@ class Held(CtiEvent):
     """The extension's connection is on hold."""
 
     NAME: ClassVar[str] = "held"
+    EVENTTYPE: ClassVar[str] = "hold"
     holding: str = ""
+    calling: str = ""
+    called: str = ""
+    origcalling: str = ""
 
 
 @dataclass
@@ -93,7 +114,11 @@ class Retrieved(CtiEvent):
     """The extension's held connection is back."""
 
     NAME: ClassVar[str] = "retrieved"
+    EVENTTYPE: ClassVar[str] = "retrieve"
     retrieving: str = ""
+    calling: str = ""
+    called: str = ""
+    origcalling: str = ""
 
 
 @dataclass
@@ -101,10 +126,36 @@ class ConnectionCleared(CtiEvent):
     """The extension's connection to the call ended (`cause`: why)."""
 
     NAME: ClassVar[str] = "connectioncleared"
+    EVENTTYPE: ClassVar[str] = "disconnect"
     releasing: str = ""
     cause: str = "normal"
+    calling: str = ""
+    called: str = ""
+    origcalling: str = ""
     userdata: dict[str, Any] = field(default_factory=dict)
     resync: bool = False  # true when astcti learnt it on reconnecting to Asterisk
+
+
+@dataclass
+class PartyCleared(CtiEvent):
+    """Another party left the extension's call (`releasing`: its number), e.g. a conference
+    member released by `dropparty` or a caller that hung up; the extension is still in it."""
+
+    NAME: ClassVar[str] = "partycleared"
+    EVENTTYPE: ClassVar[str] = "disconnect"
+    releasing: str = ""
+    calling: str = ""
+    called: str = ""
+    origcalling: str = ""
+
+
+@dataclass
+class Idle(CtiEvent):
+    """The extension has no call left (after its last `connectioncleared`; `callid`: the call
+    that ended last)."""
+
+    NAME: ClassVar[str] = "idle"
+    EVENTTYPE: ClassVar[str] = "idle"
 
 
 @dataclass
@@ -120,8 +171,11 @@ class Failed(CtiEvent):
     """The call could not reach `called` (busy, no answer, not obtainable...)."""
 
     NAME: ClassVar[str] = "failed"
+    EVENTTYPE: ClassVar[str] = "fail"
     failing: str = ""
+    calling: str = ""
     called: str = ""
+    origcalling: str = ""
     cause: str = ""
 
 
@@ -139,9 +193,13 @@ class Transferred(CtiEvent):
     """The call was transferred: `transferring` left, the other parties are joined."""
 
     NAME: ClassVar[str] = "transferred"
+    EVENTTYPE: ClassVar[str] = "transfer"
     transferring: str = ""
     transferred: str = ""
     parties: list[str] = field(default_factory=list)
+    calling: str = ""
+    called: str = ""
+    origcalling: str = ""
     userdata: dict[str, Any] = field(default_factory=dict)
 
 
@@ -150,8 +208,12 @@ class Conferenced(CtiEvent):
     """The call became a conference of `parties`."""
 
     NAME: ClassVar[str] = "conferenced"
+    EVENTTYPE: ClassVar[str] = "conference"
     controller: str = ""
     parties: list[str] = field(default_factory=list)
+    calling: str = ""
+    called: str = ""
+    origcalling: str = ""
 
 
 @dataclass
@@ -306,10 +368,29 @@ class AgentStatus(CtiEvent):
 
 CATALOGUE: tuple[type[CtiEvent], ...] = (
     ServiceInitiated, Originated, Delivered, Established, Held, Retrieved, ConnectionCleared,
-    CallCleared, Failed, Diverted, Transferred, Conferenced, Queued, LinkDown, LinkUp,
+    PartyCleared, CallCleared, Idle, Failed, Diverted, Transferred, Conferenced, Queued, LinkDown, LinkUp,
     AgentLoggedOn, AgentLoggedOff, AgentReady, AgentNotReady, AgentWorkNotReady,
     ExtensionState, QueueStatus, AgentStatus,
 )
+
+#: Events that carry the parties of the call (`calling`, `called`, `origcalling`): the tracker
+#: fills them from the extension's connection.
+PARTY_EVENTS: tuple[type[CtiEvent], ...] = (
+    Delivered, Established, Held, Retrieved, ConnectionCleared, PartyCleared, Failed,
+    Transferred, Conferenced,
+)
+
+#: eventtype -> its meaning, for docs/protocol.md (the author's vocabulary side by side)
+EVENTTYPES: dict[str, str] = {
+    "offer": "an incoming call rings at the extension (`delivered` with alerting = extension)",
+    "alert": "the extension's outgoing call rings at the far end (`delivered`, alerting = far"
+             " end)",
+    "connect": "`established`", "hold": "`held`", "retrieve": "`retrieved`",
+    "transfer": "`transferred`", "conference": "`conferenced`",
+    "disconnect": "a party left: `connectioncleared` (the extension itself: releasing ="
+                  " extension) or `partycleared` (another party: releasing = its number)",
+    "fail": "`failed`", "idle": "`idle`: the extension has no call left",
+}
 
 #: Q.850 cause codes (as Asterisk reports them) -> CSTA cause names.
 CAUSES: dict[int, str] = {

@@ -50,6 +50,7 @@ class Connection:
     hold_pending: bool = False  # astcti is taking this channel out of its bridge to hold it
     await_far_answer: bool = False  # makecall/consultation: established when the far end answers
     clear_cause: str | None = None  # e.g. "transferred": overrides the cause of the clearing
+    origcalling: str = ""  # the original caller, once the call was transferred to this extension
 
     def view(self) -> dict[str, Any]:
         """The connection as `snapshot` reports it."""
@@ -73,3 +74,4 @@ class Call:
     callid: str
     connections: dict[str, Connection] = field(default_factory=dict)  # channel id -> connection
     extensions: set[str] = field(default_factory=set)  # every monitored extension that took part
+    origin: str = ""  # the calling number of the call's first connection: its original caller

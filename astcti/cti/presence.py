@@ -18,6 +18,7 @@ from astcti.cti.events import (
     CtiEvent, ExtensionState,
 )
 from astcti.cti.hub import Hub
+from astcti.errors import AstctiError
 from astcti.pbx.ari import AriError, AriEvent
 from astcti.pbx.link import AsteriskLink
 
@@ -96,8 +97,9 @@ class PresenceService:
         """Seed the states of the extensions this link serves (one request, no channel)."""
         try:
             states = await link.call("deviceStates", "list") or []
-        except AriError as exc:
-            log.info("%s: cannot read device states: %s", link.name, exc.message)
+        except (AriError, AstctiError) as exc:  # AstctiError: the link went down meanwhile
+            log.info("%s: cannot read device states: %s", link.name,
+                     getattr(exc, "message", exc))
             return
         for item in states:
             extension = self.directory.resolve(link.name, item.get("name", ""))

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from astcti.cti.queuestats import QueueStatsService
+from astcti.errors import AstctiError
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +30,7 @@ class AmiSource(Protocol):
     """What the feed needs of an AMI link (astcti.pbx.ami.AmiLink)."""
 
     name: str
+    up: bool
     up_hooks: list[Any]
 
     def on(self, pattern: str, handler: Callable[[Any, AmiMessage], None]) -> Callable[[], None]:
@@ -49,12 +51,15 @@ def _int(value: Any, default: int = 0) -> int:
 class AmiQueueFeed:
     """Feeds `QueueStatsService` from the AMI links it is attached to."""
 
-    EVENTS = ("QueueCallerJoin", "QueueCallerLeave", "QueueCallerAbandon", "AgentConnect")
+    EVENTS = ("QueueCallerJoin", "QueueCallerLeave", "QueueCallerAbandon", "AgentConnect",
+              "QueueMemberAdded", "QueueMemberStatus", "QueueMemberPause", "QueueMemberRemoved")
 
     def __init__(self, stats: QueueStatsService, clock: Callable[[], float] = time.time) -> None:
         self.stats = stats
         self.clock = clock
         self.links: dict[str, Callable[[], None]] = {}  # AMI link name -> detach
+        self.amis: dict[str, AmiSource] = {}
+        stats.event_feed_up = self.up
         self._keys: dict[str, str] = {}  # caller channel uniqueid -> board key (linkedid)
 
     def attach(self, ami: AmiSource) -> None:
@@ -69,13 +74,17 @@ class AmiQueueFeed:
             if self.resync in ami.up_hooks:
                 ami.up_hooks.remove(self.resync)
         self.links[ami.name] = detach
-        self.stats.feeds_with_events += 1
+        self.amis[ami.name] = ami
 
     def detach(self, name: str) -> None:
         detach = self.links.pop(name, None)
+        self.amis.pop(name, None)
         if detach is not None:
             detach()
-            self.stats.feeds_with_events -= 1
+
+    def up(self) -> bool:
+        """Whether an attached AMI is connected (its events keep the board right)."""
+        return any(getattr(ami, "up", False) for ami in self.amis.values())
 
     # -- events ---------------------------------------------------------------------------------
     def _key(self, event: AmiMessage, *, forget: bool) -> str:
@@ -94,25 +103,40 @@ class AmiQueueFeed:
                                      _name(event.get("CallerIDName")),
                                      position=_int(event.get("Position")))
         elif name == "AgentConnect":
-            self.stats.caller_answered(queue, self._key(event, forget=False),
-                                       waited=float(_int(event.get("HoldTime"))))
+            key = self._key(event, forget=False)
+            self.stats.caller_answered(queue, key, waited=float(_int(event.get("HoldTime"))))
+            if event.get("MemberName"):
+                self.stats.count_handled(str(event["MemberName"]), key)
         elif name == "QueueCallerAbandon":
             self.stats.caller_left(queue, self._key(event, forget=True), abandoned=True)
         elif name == "QueueCallerLeave":  # answered (after AgentConnect) or sent on (timeout...)
             self.stats.caller_left(queue, self._key(event, forget=True), abandoned=False)
+        elif name == "QueueMemberRemoved":
+            self.stats.member_removed(queue, str(event.get("Interface", "")))
+        elif name in ("QueueMemberAdded", "QueueMemberStatus", "QueueMemberPause"):
+            self.stats.member_update(queue, str(event.get("Interface", "")),
+                                     **member_fields(event, "MemberName"))
 
     # -- after a (re)connect ----------------------------------------------------------------------
     async def resync(self, ami: AmiSource) -> None:
         """Every queue and its callers as Asterisk has them now."""
-        messages = await ami.queue_status()
+        try:
+            messages = await ami.queue_status()
+        except AstctiError as exc:  # AmiError: down again, or no answer in time
+            log.warning("%s: cannot read the queues for the wallboards: %s", ami.name, exc)
+            return
         now = self.clock()
         waiting: dict[str, list[tuple[str, str, str, float, int]]] = {}
+        members: list[dict[str, Any]] = []
         for message in messages:
             kind, queue = message.get("Event"), str(message.get("Queue", ""))
             if not queue:
                 continue
             if kind == "QueueParams":
                 waiting.setdefault(queue, [])
+            elif kind == "QueueMember":
+                members.append({"queue": queue, "interface": str(message.get("Location", "")),
+                                **member_fields(message, "Name")})
             elif kind == "QueueEntry":
                 uniqueid = str(message.get("Uniqueid", ""))
                 key = self._keys.setdefault(uniqueid, uniqueid)
@@ -120,7 +144,23 @@ class AmiQueueFeed:
                     key, str(message.get("CallerIDNum", "")), _name(message.get("CallerIDName")),
                     now - _int(message.get("Wait")), _int(message.get("Position"))))
         self.stats.replace_callers(waiting)
+        self.stats.replace_members(members)
         log.info("%s: queue statistics from AMI (%d queues)", ami.name, len(waiting))
+
+
+def member_fields(message: AmiMessage, name_key: str) -> dict[str, Any]:
+    """`QueueMember*` headers -> QueueStatsService.member_update arguments (only those sent)."""
+    fields: dict[str, Any] = {"name": str(message.get(name_key, "")),
+                              "state_interface": str(message.get("StateInterface", ""))}
+    if "Paused" in message:
+        fields["paused"] = str(message["Paused"]) == "1"
+    if "PausedReason" in message:
+        fields["reason"] = str(message["PausedReason"] or "")
+    if "Status" in message:
+        fields["status"] = _int(message["Status"], 1)
+    if "InCall" in message:
+        fields["incall"] = str(message["InCall"]) == "1"
+    return fields
 
 
 def _name(value: Any) -> str:

@@ -15,20 +15,23 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from typing import TYPE_CHECKING, Any
 
+from astcti.cti.acd import Agent
 from astcti.cti.events import (
-    QUEUES_TOPIC, AgentEvent, AgentLoggedOff, AgentStatus, ConnectionCleared, CtiEvent,
-    Delivered, Established, Held, QueueStatus, Retrieved, Transferred,
+    QUEUES_TOPIC, AgentLoggedOff, AgentLoggedOn, AgentNotReady, AgentReady, AgentStatus,
+    AgentWorkNotReady, ConnectionCleared, CtiEvent, Delivered, Established, Held, QueueStatus,
+    Retrieved, Transferred,
 )
 from astcti.cti.hub import Hub
 
 if TYPE_CHECKING:
-    from astcti.cti.acd import Agent, AcdService
+    from astcti.cti.acd import AcdService
     from astcti.cti.tracker import Tracker
     from astcti.store import Store
 from astcti.tasks import cancel_and_wait, watch
@@ -85,10 +88,24 @@ class QueueLine:
     answered_ids: set[str] = field(default_factory=set)  # answered today (no double count)
 
 
+class LocalDay:
+    """Today's local date as text, worked out at most once a second (it is asked per event)."""
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._day = ""
+
+    def __call__(self) -> str:
+        second = int(time.time())
+        if second != self._second:
+            self._second, self._day = second, date.fromtimestamp(second).isoformat()
+        return self._day
+
+
 class QueueBoard:
     """The queues' figures. Every method returns whether anything shown changed."""
 
-    def __init__(self, today: Callable[[], str] = lambda: date.today().isoformat(),
+    def __init__(self, today: Callable[[], str] = LocalDay(),
                  service_level: int = DEFAULT_SERVICE_LEVEL) -> None:
         self.today = today
         self.service_level = service_level
@@ -195,8 +212,16 @@ class QueueBoard:
 ONCALL_STATES = {"connected", "held", "initiated"}
 
 
-def agent_line(agent: Agent, calls: list[dict[str, Any]], handled: int) -> dict[str, Any]:
-    """An agent's wallboard line: its call (if any) outranks its ACD state."""
+#: The events that change a wallboard: an agent's calls and states.
+WATCHED_EVENTS = frozenset({Delivered, Established, Held, Retrieved, ConnectionCleared,
+                            Transferred, AgentLoggedOn, AgentLoggedOff, AgentReady,
+                            AgentNotReady, AgentWorkNotReady})
+
+
+def agent_line(agent: Agent, calls: list[dict[str, Any]], handled: int,
+               answered: dict[str, str] | None = None) -> dict[str, Any]:
+    """An agent's wallboard line: its call (if any) outranks its ACD state; a call's time
+    counts from its answer (`answered`: callid -> when) when known."""
     view: dict[str, Any] = {
         "extension": agent.extension, "agentid": agent.agentid, "groups": list(agent.groups),
         "state": agent.state, "reasoncode": agent.reason if agent.state == "notready" else "",
@@ -209,9 +234,11 @@ def agent_line(agent: Agent, calls: list[dict[str, Any]], handled: int) -> dict[
     ringing = [c for c in calls if c["state"] == "alerting" and c["direction"] == "incoming"]
     current = (talking or ringing or [None])[0]
     if current is not None:
-        view.update(state="oncall" if talking else "ringing", since=current["since"],
+        began = (answered or {}).get(current["callid"], current["since"]) if talking \
+            else current["since"]
+        view.update(state="oncall" if talking else "ringing", since=began,
                     callid=current["callid"], direction=current["direction"],
-                    callsince=current["since"],
+                    callsince=began,
                     calling=current["called"] if current["direction"] == "outgoing"
                     else current["calling"])
     return view
@@ -229,6 +256,45 @@ def count_agents(lines: Iterable[dict[str, Any]], queue: str) -> dict[str, int]:
     return counts
 
 
+# -- queue members Asterisk reports (AMI) --------------------------------------------------------
+#: AMI's member `Status` (Asterisk device states) -> the wallboard's words.
+MEMBER_STATUS = {1: "ready", 2: "oncall", 3: "oncall", 6: "ringing", 7: "ringing", 8: "oncall",
+                 4: "unavailable", 5: "unavailable"}
+EXTENSION_OF = re.compile(r"^(?:hint:)?(?:[A-Za-z0-9]+/)?([^@/;]+)")
+
+
+@dataclass
+class Member:
+    """A queue member as Asterisk reports it (any member: a phone's `*45` login, a static
+    member of queues.conf, or an astcti agent)."""
+
+    interface: str
+    name: str
+    state_interface: str
+    paused: dict[str, tuple[bool, str]] = field(default_factory=dict)  # queue -> (paused, reason)
+    status: int = 1
+    incall: bool = False
+    since: str = ""
+    shown_state: str = ""
+
+    @property
+    def extension(self) -> str:
+        match = EXTENSION_OF.match(self.state_interface or self.interface)
+        return match.group(1) if match else ""
+
+    def state(self) -> tuple[str, str]:
+        """(state, reason) from what Asterisk says."""
+        word = MEMBER_STATUS.get(self.status, "ready")
+        if self.incall and word == "ready":
+            word = "oncall"
+        if word in ("oncall", "ringing", "unavailable"):
+            return word, ""
+        paused = [reason for is_paused, reason in self.paused.values() if is_paused]
+        if paused:
+            return ("acw", "") if paused[0].lower() == "acw" else ("notready", paused[0])
+        return "ready", ""
+
+
 # -- the service ----------------------------------------------------------------------------------
 class QueueStatsService:
     """Feeds the board, joins it with the agents and publishes what changed."""
@@ -241,11 +307,17 @@ class QueueStatsService:
         self.acd = acd
         self.clock = clock
         self.board = QueueBoard(service_level=self._service_level())
-        self.handled: dict[str, tuple[str, int]] = {}  # agentid -> (day, answered queue calls)
-        # feeds that see queue events (AMI): then the ACD service's reads are not needed
-        self.feeds_with_events = 0
+        # agentid (member name) -> (day, callids of the queue calls it answered that day)
+        self.handled: dict[str, tuple[str, set[str]]] = {}
+        self.members: dict[str, Member] = {}  # member interface -> what AMI says of it
+        self._answered: dict[str, dict[str, str]] = {}  # extension -> callid -> answered at
+        self._member_extensions: set[str] = set()
+        # True while a feed that sees queue events (AMI) is connected: then the ACD service's
+        # reads of the queues are not needed
+        self.event_feed_up: Callable[[], bool] = lambda: False
         self._dirty_queues: set[str] = set()
         self._dirty_agents: set[str] = set()  # extensions
+        self._dirty_members = False
         self._shown_queues: dict[str, dict[str, Any]] = {}
         self._shown_agents: dict[str, dict[str, Any]] = {}
         self._flush: asyncio.TimerHandle | None = None
@@ -273,16 +345,41 @@ class QueueStatsService:
         return sorted(names)
 
     def _handled(self, agentid: str) -> int:
-        day, count = self.handled.get(agentid, ("", 0))
-        return count if day == self.board.today() else 0
+        day, calls = self.handled.get(agentid, ("", set()))
+        return len(calls) if day == self.board.today() else 0
+
+    def count_handled(self, agentid: str, callid: str) -> None:
+        today = self.board.today()
+        day, calls = self.handled.get(agentid, (today, set()))
+        if day != today:
+            calls = set()
+        calls.add(callid)
+        self.handled[agentid] = (today, calls)
 
     def agent_lines(self) -> list[dict[str, Any]]:
-        return [self._agent_line(a) for a in sorted(self.acd.agents.values(),
-                                                     key=lambda a: a.agentid) if a.groups]
+        """astcti's agents, then the queue members only Asterisk knows (e.g. a phone's login)."""
+        agents = sorted((a for a in self.acd.agents.values() if a.groups),
+                        key=lambda a: a.agentid)
+        lines = [self._agent_line(a) for a in agents]
+        own = {self.acd.interfaces(a.extension)[0] for a in agents}
+        for member in sorted(self.members.values(), key=lambda m: m.name):
+            if member.interface not in own and member.paused:
+                lines.append(self._member_line(member))
+        return lines
+
+    def _member_line(self, member: Member) -> dict[str, Any]:
+        state, reason = member.state()
+        if state != member.shown_state:
+            member.shown_state, member.since = state, _iso(self.clock())
+        agent = Agent(member.extension, member.name, sorted(member.paused), state, reason,
+                      member.since)
+        return agent_line(agent, self.tracker.snapshot(member.extension)
+                          if member.extension else [], self._handled(member.name),
+                          self._answered.get(member.extension))
 
     def _agent_line(self, agent: Agent) -> dict[str, Any]:
         return agent_line(agent, self.tracker.snapshot(agent.extension),
-                          self._handled(agent.agentid))
+                          self._handled(agent.agentid), self._answered.get(agent.extension))
 
     def queue_view(self, queue: str, lines: list[dict[str, Any]] | None = None
                    ) -> dict[str, Any]:
@@ -317,7 +414,7 @@ class QueueStatsService:
     def waiting_list(self, queue: str, callers: list[tuple[str, str]]) -> None:
         """A feed that reads the whole queue (callid, calling) by position: the difference
         with what the board holds is joins and departures (unanswered: abandoned)."""
-        if self.feeds_with_events:
+        if self.event_feed_up():
             return  # AMI's events say exactly who left how
         now = self.clock()
         present = [callid for callid, _ in callers]
@@ -344,28 +441,98 @@ class QueueStatsService:
             self._dirty_queues.add(queue)
         self._schedule()
 
+    def member_update(self, queue: str, interface: str, *, name: str = "",
+                      state_interface: str = "", paused: bool | None = None,
+                      reason: str | None = None, status: int | None = None,
+                      incall: bool | None = None) -> None:
+        """A queue member's state as Asterisk reports it (added, status, pause)."""
+        member = self.members.get(interface)
+        if member is None:
+            member = self.members[interface] = Member(interface, name or interface,
+                                                      state_interface or interface)
+        member.name = name or member.name
+        member.state_interface = state_interface or member.state_interface
+        was = member.paused.get(queue, (False, ""))
+        member.paused[queue] = (was[0] if paused is None else paused,
+                                was[1] if reason is None else reason)
+        if status is not None:
+            member.status = status
+        if incall is not None:
+            member.incall = incall
+        self._member_extensions.add(member.extension)
+        self._dirty_queues.add(queue)
+        self._dirty_members = True
+        self._schedule()
+
+    def member_removed(self, queue: str, interface: str) -> None:
+        member = self.members.get(interface)
+        if member is None:
+            return
+        member.paused.pop(queue, None)
+        if not member.paused:
+            del self.members[interface]
+            self._member_extensions = {m.extension for m in self.members.values()}
+            self._publish_member_gone(member, [queue])
+        self._dirty_queues.add(queue)
+        self._schedule()
+
+    def replace_members(self, members: list[dict[str, Any]]) -> None:
+        """After a (re)connect: every member of every queue (as `member_update` arguments)."""
+        before = dict(self.members)
+        self.members = {}
+        self._member_extensions = set()
+        for fields in members:
+            self.member_update(**fields)
+        for interface, member in before.items():
+            if interface not in self.members:
+                self._publish_member_gone(member, sorted(member.paused))
+
+    def _publish_member_gone(self, member: Member, queues: list[str]) -> None:
+        if member.interface in {self.acd.interfaces(a.extension)[0]
+                                for a in self.acd.agents.values()}:
+            return  # astcti's own agent: its agentloggedoff says it
+        if self._shown_agents.pop(f"member:{member.name}", None) is not None:
+            self.hub.publish(AgentStatus(member.extension, "", _iso(self.clock()),
+                                         agentid=member.name, groups=queues,
+                                         state="loggedoff"), QUEUES_TOPIC)
+
     # -- inputs: the hub's events ---------------------------------------------------------------
     def on_cti_event(self, event: CtiEvent) -> None:
-        """The hub's observer: answers of queue calls, agents' calls and state changes."""
-        if isinstance(event, (QueueStatus, AgentStatus)):
+        """The hub's observer: answers of queue calls, agents' calls and state changes.
+
+        Called for every event astcti publishes: one type lookup sends the others away."""
+        kind = type(event)
+        if kind not in WATCHED_EVENTS:
             return
         agent = self.acd.agents.get(event.extension)
-        if isinstance(event, Established) and event.lastredirection:
+        if kind is Established and (agent is not None
+                                    or event.extension in self._member_extensions):
+            self._answered.setdefault(event.extension, {})[event.callid] = event.timestamp
+        elif kind is ConnectionCleared:
+            calls = self._answered.get(event.extension)
+            if calls is not None:
+                calls.pop(event.callid, None)
+                if not calls:
+                    del self._answered[event.extension]
+        if kind is Established and event.lastredirection:  # type: ignore[attr-defined]
+            queue = event.lastredirection  # type: ignore[attr-defined]
             at = _epoch(event.timestamp) or self.clock()
-            if event.callid in self.board.line(event.lastredirection).callers or agent:
-                self.caller_answered(event.lastredirection, event.callid, at)
-            if agent is not None and event.lastredirection in agent.groups:
-                today = self.board.today()
-                day, count = self.handled.get(agent.agentid, (today, 0))
-                self.handled[agent.agentid] = (today, (count if day == today else 0) + 1)
-        if isinstance(event, AgentLoggedOff) and (agent is None or not agent.groups):
-            self._publish_logged_off(event)  # the ACD service forgets the agent right after
+            if agent is not None or event.callid in self.board.line(queue).callers:
+                self.caller_answered(queue, event.callid, at)
+            if agent is not None and queue in agent.groups:
+                self.count_handled(agent.agentid, event.callid)
+        elif kind is AgentLoggedOff and (agent is None or not agent.groups):
+            self._publish_logged_off(event)  # type: ignore[arg-type]  (forgotten right after)
             return
-        if agent is not None and isinstance(event, (AgentEvent, Delivered, Established, Held,
-                                                    Retrieved, ConnectionCleared,
-                                                    Transferred)):
+        if agent is not None:
             self._dirty_agents.add(agent.extension)
             self._dirty_queues.update(agent.groups)
+            self._schedule()
+        elif event.extension in self._member_extensions:  # a member only Asterisk manages
+            self._dirty_agents.add(event.extension)
+            self._dirty_members = True
+            self._dirty_queues.update(q for m in self.members.values()
+                                      if m.extension == event.extension for q in m.paused)
             self._schedule()
 
     def _publish_logged_off(self, event: AgentLoggedOff) -> None:
@@ -399,12 +566,18 @@ class QueueStatsService:
         self._flush = None
         queues, self._dirty_queues = self._dirty_queues, set()
         agents, self._dirty_agents = self._dirty_agents, set()
+        members, self._dirty_members = self._dirty_members, False
         now = _iso(self.clock())
         lines = self.agent_lines()
+        acd = {a.extension for a in self.acd.agents.values()}
         for line in lines:
             ext = line["extension"]
-            if ext in agents and self._shown_agents.get(ext) != line:
-                self._shown_agents[ext] = line
+            own = ext in acd
+            key = ext if own else f"member:{line['agentid']}"
+            if not (ext in agents or (members and not own)):
+                continue
+            if self._shown_agents.get(key) != line:
+                self._shown_agents[key] = line
                 self.hub.publish(AgentStatus(ext, line["callid"], now, **{
                     k: v for k, v in line.items() if k not in ("extension", "callid")}),
                     QUEUES_TOPIC)

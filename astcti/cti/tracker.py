@@ -17,6 +17,7 @@ from astcti.cti.events import (
     Established, Failed, Held, Originated, Retrieved, ServiceInitiated, Transferred, cause_name,
 )
 from astcti.cti.model import Call, Connection, ConnectionState, Direction
+from astcti.cti.parties import Parties
 from astcti.pbx.dialplan import LINKEDID_VAR, USERDATA_VAR
 
 log = logging.getLogger(__name__)
@@ -78,12 +79,15 @@ class Tracker:
         #: FreePBX-form members' calls, which ARI shows as plain Dial()s.
         self.queue_offer: QueueLookup | None = None
         self.connections: dict[tuple[str, str], Connection] = {}  # (link, channel id)
+        self.leg_count: dict[str, int] = {}  # extension -> its connections (idle at 0)
         self.calls: dict[str, Call] = {}
         self._warned_linkedid = False
         self.plans: dict[tuple[str, str], Plan] = {}
         self.intents: dict[tuple[str, str], Intent] = {}  # (link, trigger channel) -> intent
         # ARI `dial` reports no caller: the channel each astcti-dialled leg was dialled for
         self.dialled_for: dict[tuple[str, str], str] = {}
+        #: party fields of the events, `partycleared` and `idle` (astcti/cti/parties.py)
+        self.parties = Parties(self)
         self._handlers: dict[str, Callable[[str, AriEvent], list[CtiEvent]]] = {
             "ChannelCreated": self._on_created,
             "ChannelStateChange": self._on_state,
@@ -118,11 +122,15 @@ class Tracker:
     def handle(self, link: str, event: AriEvent) -> list[CtiEvent]:
         handler = self._handlers.get(event.get("type", ""))
         if handler is None:
+            if event.get("type") == "BridgeDestroyed":
+                self.parties.before(link, event)
             return []
         ts = event.get("timestamp")
         if ts and ts[-5] in "+-":  # ARI's +0000 -> ISO-8601 extended +00:00
             event["timestamp"] = f"{ts[:-2]}:{ts[-2:]}"
-        return handler(link, event)
+        left = self.parties.before(link, event)
+        out = handler(link, event)
+        return self.parties.complete(left + out if left else out)
 
     def _conn(self, link: str, event: AriEvent) -> Connection | None:
         channel = event.get("channel")
@@ -178,6 +186,7 @@ class Tracker:
             conn.callingname = (channel.get("connected") or {}).get("name", "")
         self._refresh(conn, channel)
         self.connections[(link, conn.channel_id)] = conn
+        self.leg_count[extension] = self.leg_count.get(extension, 0) + 1
         call = self.calls.setdefault(conn.callid, Call(conn.callid))
         call.connections[conn.channel_id] = conn
         call.extensions.add(extension)
@@ -393,6 +402,7 @@ class Tracker:
     def _clear(self, conn: Connection, ts: str, cause: str,
                resync: bool = False) -> list[CtiEvent]:
         del self.connections[(conn.link, conn.channel_id)]
+        self._count_down(conn.extension)
         out: list[CtiEvent] = [ConnectionCleared(conn.extension, conn.callid, ts,
                                                  releasing=conn.extension, cause=cause,
                                                  userdata=dict(conn.userdata), resync=resync)]
@@ -522,6 +532,9 @@ class Tracker:
     def resync(self, link: str, channels: list[dict[str, Any]], ts: str) -> list[CtiEvent]:
         """Make the model match Asterisk's channels after a (re)connect; events for the gap."""
         current = {c["id"]: c for c in channels}
+        self.parties.forget_link(link)
+        self.parties.leaving([c for (conn_link, _), c in self.connections.items()
+                              if conn_link == link])
         out: list[CtiEvent] = []
         for (conn_link, channel_id), conn in list(self.connections.items()):
             if conn_link == link and channel_id not in current:
@@ -536,10 +549,18 @@ class Tracker:
             else:
                 self._refresh(conn, channel)
                 out += self._apply_state(conn, channel.get("state", ""), ts)
-        return out
+        return self.parties.complete(out)
+
+    def _count_down(self, extension: str) -> None:
+        left = self.leg_count.get(extension, 1) - 1
+        if left > 0:
+            self.leg_count[extension] = left
+        else:
+            self.leg_count.pop(extension, None)
 
     def drop_extension(self, extension: str) -> None:
         """Forget an extension that is no longer configured (no events: nobody monitors it)."""
+        self.leg_count.pop(extension, None)
         for key, conn in list(self.connections.items()):
             if conn.extension == extension:
                 del self.connections[key]

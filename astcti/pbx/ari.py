@@ -22,17 +22,18 @@ import logging
 import os
 import re
 import ssl
+import struct
 from collections import deque
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import quote, urlencode
 
 import aiohttp
 import aioari
 from aiohttp import web_exceptions
 from aioswagger11.http_client import AsynchronousHttpClient, BasicAuthenticator
-from urllib.parse import parse_qsl, quote
 
-from astcti import wire
+from astcti import wire, wsproto
 from astcti.pbx.linkconfig import LinkConfig
 
 log = logging.getLogger(__name__)
@@ -64,6 +65,8 @@ def _text_value(value: Any) -> str:
     return str(value)
 
 
+_PATH_SAFE = re.compile(r"[A-Za-z0-9._~-]+")  # ids as Asterisk and astcti make them
+
 #: First releases of each branch that take REST requests on the events websocket.
 WS_REST_SINCE = {20: (20, 14), 21: (21, 9), 22: (22, 4)}
 
@@ -92,6 +95,13 @@ def tls_context(config: LinkConfig) -> ssl.SSLContext | None:
     except (OSError, ssl.SSLError) as exc:
         raise AriError(503, f"{config.name}: cannot load CA file {config.cafile!r} (parameter"
                             f" acti_ari_cafile): {getattr(exc, 'strerror', None) or exc}")
+
+
+def untrusted(config: LinkConfig, why: str) -> str:
+    """The one line for a certificate astcti cannot trust (never a silent downgrade)."""
+    return (f"{config.name}: the certificate of {config.base_url} is not trusted ({why}): give"
+            " the CA that signed it with `update parameter acti_ari_cafile /path/ca.pem`, or fix"
+            " the host name in the link to match the certificate")
 
 
 def _auth_header(config: LinkConfig) -> str:
@@ -192,7 +202,9 @@ class AriRest:
                 continue
             kind = param["paramType"]
             if kind == "path":
-                path = path.replace("{%s}" % name, quote(_text_value(value), safe=""))
+                text = _text_value(value)
+                path = path.replace("{%s}" % name,
+                                    text if _PATH_SAFE.fullmatch(text) else quote(text, safe=""))
             elif kind == "query":
                 query.append({"name": name, "value": _text_value(value)})
             else:
@@ -208,10 +220,8 @@ class AriRest:
         """A request whose JSON body is the object itself (aioari would wrap it in a field)."""
         if self._client is None:
             raise AriError(503, f"{self.config.name}: not connected to Asterisk")
-        if self.socket is not None:
-            path, _, qs = path.lstrip("/").partition("?")
-            query = [{"name": k, "value": v} for k, v in parse_qsl(qs, keep_blank_values=True)]
-            return await self.socket.request(method, path, query, wire.dumps(body))
+        if self.socket is not None:  # the query string stays in the URI: Asterisk parses it
+            return await self.socket.request(method, path.lstrip("/"), [], wire.dumps(body))
         session: aiohttp.ClientSession = self._client.swagger.http_client.session
         url = f"{self.config.base_url}/ari/{path.lstrip('/')}"
         try:
@@ -246,10 +256,7 @@ def _translate(exc: BaseException, config: LinkConfig) -> BaseException:
         return AriError(405, "405 method not allowed")
     if isinstance(exc, aiohttp.ClientConnectorCertificateError):
         why = getattr(exc.certificate_error, "verify_message", None) or exc.certificate_error
-        return AriError(503, f"{config.name}: the certificate of {config.base_url} is not trusted"
-                             f" ({why}): give the CA that signed it with `update parameter"
-                             " acti_ari_cafile /path/ca.pem`, or fix the host name in the"
-                             " link to match the certificate")
+        return AriError(503, untrusted(config, str(why)))
     if isinstance(exc, aiohttp.ClientSSLError):
         return AriError(503, f"{config.name}: TLS with {config.base_url} failed ({exc}): is"
                              " that port Asterisk's tlsbindaddr (http.conf tlsenable=yes)?")
@@ -272,84 +279,163 @@ def _expire(future: asyncio.Future[Any], what: str) -> None:
                                            f" {AriEventSocket.REQUEST_TIMEOUT:g} s"))
 
 
-class AriEventSocket:
-    """The app's events websocket; :meth:`open` registers the app and starts reading.
+class AriEventSocket(asyncio.Protocol):
+    """The app's events websocket, a small asyncio protocol over `astcti.wsproto`.
 
-    One task reads the socket from the moment it opens: `RESTResponse` frames complete the
-    matching :meth:`request`, every other event is held until :meth:`run` hands them, in order,
-    to the link's handler (the link resubscribes and resynchronises first, over this very
-    socket). aiohttp's heartbeat pings every `heartbeat` seconds and closes the socket when a
-    pong is missing, so a silent network cut ends :meth:`run` within about 1.5 heartbeats.
+    From the moment it opens, each frame is parsed as it arrives: `RESTResponse` frames
+    complete the matching :meth:`request`, every other event is held until :meth:`run` hands
+    them, in order, to the link's handler (the link resubscribes and resynchronises first, over
+    this very socket), and from then on straight from the socket to the handler: no queue, no
+    message object, no task wake-up per event. A ping goes out when Asterisk has been silent
+    for `heartbeat` seconds; no answer within half that closes the socket, so a silent network
+    cut ends :meth:`run` within about 1.5 heartbeats.
     """
 
     REQUEST_TIMEOUT = 10.0
+    CONNECT_TIMEOUT = 10.0
+    MAX_MESSAGE = 16 * 1024 * 1024
 
-    def __init__(self, config: LinkConfig, session: aiohttp.ClientSession,
-                 heartbeat: float) -> None:
+    def __init__(self, config: LinkConfig, heartbeat: float) -> None:
         self.config = config
-        self.session = session
         self.heartbeat = heartbeat
-        self._ws: aiohttp.ClientWebSocketResponse | None = None
-        self._reader: asyncio.Task[None] | None = None
+        self.transport: asyncio.Transport | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._key = base64.b64encode(os.urandom(16)).decode()
+        self._head: bytearray | None = bytearray()  # the handshake response until complete
+        self._opened: asyncio.Future[None] | None = None
+        self._closed: asyncio.Future[None] | None = None
+        self._parser = wsproto.FrameParser(self.MAX_MESSAGE, masked=False, text_bytes=True)
         self._handler: EventHandler | None = None
         self._held: deque[AriEvent] = deque()
         self._pending: dict[str, asyncio.Future[tuple[int, str, str]]] = {}
         self._ids = itertools.count(1)
+        self._last = b""
+        self._seen = 0.0
+        self._pinged = 0.0
+        self._timer: asyncio.TimerHandle | None = None
         self._closed_reason = "ARI websocket closed (Asterisk stopped or network cut)"
 
+    # -- opening ----------------------------------------------------------------------------
     async def open(self) -> None:
         config = self.config
+        loop = self._loop = asyncio.get_running_loop()
+        self._opened = loop.create_future()
+        self._closed = loop.create_future()
+        host = config.host.strip("[]")
         try:
-            self._ws = await self.session.ws_connect(
-                config.events_url, ssl=tls_context(config) or True,
-                params={"app": config.app, "subscribeAll": "false"},
-                headers={"Authorization": _auth_header(config)},
-                heartbeat=self.heartbeat,
-                max_msg_size=16 * 1024 * 1024,
-                timeout=aiohttp.ClientWSTimeout(ws_close=2.0),
-            )
-        except aiohttp.WSServerHandshakeError as exc:
+            tls = tls_context(config)  # wss: the certificate verified, host name included
+            await asyncio.wait_for(loop.create_connection(
+                lambda: self, host, config.port, ssl=tls,
+                server_hostname=host if tls is not None else None), self.CONNECT_TIMEOUT)
+            assert self.transport is not None
+            target = f"/ari/events?{urlencode({'app': config.app, 'subscribeAll': 'false'})}"
+            self.transport.write(wsproto.client_request(
+                f"{config.base_url.split('//', 1)[1]}", target, self._key,
+                {"Authorization": _auth_header(config)}))
+            await asyncio.wait_for(asyncio.shield(self._opened), self.CONNECT_TIMEOUT)
+        except wsproto.HandshakeError as exc:
+            self._abort()
             if exc.status == 401:
                 raise AriError(401, f"{config.name}: Asterisk rejected ARI user"
                                     f" {config.username!r}: check the user in ari.conf and the"
                                     " link's password") from None
             raise AriError(exc.status, f"{config.name}: ARI events websocket refused:"
-                                       f" {exc.status} {exc.message}") from None
-        except BaseException as exc:
-            raise _translate(exc, config) from None
-        self._reader = asyncio.create_task(self._read(), name=f"ari-events-{config.name}")
+                                       f" {exc.text}") from None
+        except ssl.SSLCertVerificationError as exc:
+            self._abort()
+            raise AriError(503, untrusted(config, exc.verify_message or str(exc))) from None
+        except ssl.SSLError as exc:
+            self._abort()
+            raise AriError(503, f"{config.name}: TLS with {config.base_url} failed ({exc}): is"
+                                " that port Asterisk's tlsbindaddr (http.conf tlsenable=yes)?"
+                           ) from None
+        except OSError as exc:
+            self._abort()
+            raise AriError(503, f"{config.name}: cannot reach Asterisk ARI at"
+                                f" {config.base_url} ({exc.strerror or exc}): is Asterisk"
+                                " running with http.conf enabled on that address?") from None
+        except TimeoutError:
+            self._abort()
+            raise AriError(503, f"{config.name}: ARI at {config.base_url} did not answer"
+                                f" within {self.CONNECT_TIMEOUT:g} s") from None
+        self._seen = loop.time()
+        self._timer = loop.call_later(self.heartbeat, self._check)
 
-    async def _read(self) -> None:
-        assert self._ws is not None
-        last = ""
-        loads = wire.loads
+    # -- asyncio.Protocol -------------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        assert self._loop is not None
+        self._seen = self._loop.time()
+        self._pinged = 0.0
+        if self._head is not None:
+            self._head += data
+            end = self._head.find(b"\r\n\r\n")
+            if end < 0:
+                if len(self._head) > wsproto.MAX_HEAD_BYTES:
+                    self._fail_open(wsproto.HandshakeError(502, "", "oversized response"))
+                return
+            head, data = bytes(self._head[:end + 4]), bytes(self._head[end + 4:])
+            self._head = None
+            try:
+                wsproto.check_response(head, self._key)
+            except wsproto.HandshakeError as exc:
+                self._fail_open(exc)
+                return
+            assert self._opened is not None
+            if not self._opened.done():
+                self._opened.set_result(None)
+            if not data:
+                return
         try:
-            async for msg in self._ws:
-                if msg.type != aiohttp.WSMsgType.TEXT:
-                    if msg.type in (aiohttp.WSMsgType.ERROR, aiohttp.WSMsgType.CLOSE):
-                        break
-                    continue
-                data = msg.data
-                # A channel both in the app's Stasis and on a subscribed endpoint has each of
-                # its events delivered twice, back to back and byte for byte: keep one.
-                if data == last:
-                    continue
-                last = data
-                try:
-                    event = loads(data)
-                except ValueError:
-                    log.warning("%s: ignored a non-JSON ARI event", self.config.name)
-                    continue
-                if not isinstance(event, dict):
-                    continue
-                if event.get("type") == "RESTResponse":
-                    self._answered(event)
-                elif self._handler is not None:
-                    self._deliver(self._handler, event)
-                else:
-                    self._held.append(event)
-        finally:
-            self._fail_pending(AriError(503, f"{self.config.name}: {self._closed_reason}"))
+            events = self._parser.feed(data)
+        except wsproto.ProtocolError as exc:
+            self._closed_reason = f"ARI websocket protocol error: {exc.reason}"
+            self._send(wsproto.OP_CLOSE, struct.pack("!H", exc.code))
+            self._abort()
+            return
+        for message in events:
+            if isinstance(message, wsproto.Text):
+                self._message(message.data)  # type: ignore[arg-type]  (bytes: text_bytes)
+            elif isinstance(message, wsproto.Ping):
+                self._send(wsproto.OP_PONG, message.data)
+            elif isinstance(message, wsproto.Close):
+                self._send(wsproto.OP_CLOSE, struct.pack("!H", wsproto.NORMAL))
+                if self.transport is not None:
+                    self.transport.close()
+                return
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        error = AriError(503, f"{self.config.name}: {self._closed_reason}")
+        if self._opened is not None and not self._opened.done():
+            self._opened.set_exception(OSError(self._closed_reason))
+        self._fail_pending(error)
+        if self._closed is not None and not self._closed.done():
+            self._closed.set_result(None)
+
+    # -- messages ---------------------------------------------------------------------------
+    def _message(self, data: bytes) -> None:
+        # A channel both in the app's Stasis and on a subscribed endpoint has each of its
+        # events delivered twice, back to back and byte for byte: keep one.
+        if data == self._last:
+            return
+        self._last = data
+        try:
+            event = wire.loads(data)
+        except ValueError:
+            log.warning("%s: ignored a non-JSON ARI event", self.config.name)
+            return
+        if not isinstance(event, dict):
+            return
+        if event.get("type") == "RESTResponse":
+            self._answered(event)
+        elif self._handler is not None:
+            self._deliver(self._handler, event)
+        else:
+            self._held.append(event)
 
     def _deliver(self, handler: EventHandler, event: AriEvent) -> None:
         try:
@@ -370,11 +456,38 @@ class AriEventSocket:
             if not future.done():
                 future.set_exception(error)
 
+    def _send(self, opcode: int, payload: bytes) -> None:
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
+            transport.write(wsproto.masked_frame(opcode, payload, os.urandom(4)))
+
+    # -- heartbeat --------------------------------------------------------------------------
+    def _check(self) -> None:
+        """Ping after `heartbeat` seconds of silence; close when the pong is half that late."""
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        if self._pinged:
+            if now - self._pinged >= self.heartbeat / 2:
+                self._closed_reason = ("ARI websocket closed: no answer to a ping within"
+                                       f" {self.heartbeat / 2:g} s"
+                                       " (network cut or Asterisk hung)")
+                self._abort()
+                return
+            self._timer = loop.call_later(self._pinged + self.heartbeat / 2 - now, self._check)
+            return
+        if now - self._seen >= self.heartbeat:
+            self._pinged = now
+            self._send(wsproto.OP_PING, b"")
+            self._timer = loop.call_later(self.heartbeat / 2, self._check)
+        else:
+            self._timer = loop.call_later(self._seen + self.heartbeat - now, self._check)
+
+    # -- requests and events ----------------------------------------------------------------
     async def request(self, method: str, path: str, query: list[dict[str, str]],
                       body: str | None) -> Any:
         """One REST request on this socket; the decoded JSON body, None for an empty one."""
-        ws = self._ws
-        if ws is None or ws.closed or (self._reader is not None and self._reader.done()):
+        if self.transport is None or self.transport.is_closing() or \
+                (self._closed is not None and self._closed.done()):
             raise AriError(503, f"{self.config.name}: {self._closed_reason}")
         request_id = str(next(self._ids))
         message: dict[str, Any] = {"type": "RESTRequest", "request_id": request_id,
@@ -391,10 +504,8 @@ class AriEventSocket:
         timer = loop.call_later(self.REQUEST_TIMEOUT, _expire, future,
                                 f"{self.config.name}: {method} {path}")
         try:
-            await ws.send_str(wire.dumps(message))
+            self._send(wsproto.OP_TEXT, wire.dumpb(message))
             status, reason, text = await future
-        except (ConnectionError, RuntimeError) as exc:
-            raise AriError(503, f"{self.config.name}: ARI websocket failed: {exc}") from None
         finally:
             timer.cancel()
             self._pending.pop(request_id, None)
@@ -409,22 +520,32 @@ class AriEventSocket:
             raise AriError(status, f"{status} {text or reason}".strip())
         return wire.loads(text) if text else None
 
-    async def run(self, handler: EventHandler) -> None:
-        """Hand the held events, then every new one, to `handler` until the socket closes."""
-        while self._held:  # no await in between: the reader cannot slip an event in
+    async def run(self, handler: EventHandler) -> str:
+        """Hand the held events, then every new one, to `handler` until the socket closes;
+        returns why it closed."""
+        while self._held:  # no await in between: no event can slip in
             self._deliver(handler, self._held.popleft())
         self._handler = handler
-        assert self._reader is not None
-        await asyncio.shield(self._reader)
+        assert self._closed is not None
+        await asyncio.shield(self._closed)
+        return self._closed_reason
 
     async def close(self) -> None:
-        if self._ws is not None:
-            ws, self._ws = self._ws, None
-            await ws.close()
-        if self._reader is not None:
-            reader, self._reader = self._reader, None
-            reader.cancel()
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
+            self._send(wsproto.OP_CLOSE, struct.pack("!H", wsproto.NORMAL))
+            transport.close()
+        if self._closed is not None and not self._closed.done():
             try:
-                await reader
-            except (asyncio.CancelledError, Exception):
-                pass
+                await asyncio.wait_for(asyncio.shield(self._closed), 2.0)
+            except TimeoutError:
+                self._abort()
+
+    def _fail_open(self, error: wsproto.HandshakeError) -> None:
+        if self._opened is not None and not self._opened.done():
+            self._opened.set_exception(error)
+        self._abort()
+
+    def _abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()

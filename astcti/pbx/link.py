@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-import aiohttp
 
 from astcti.errors import AstctiError
 from astcti.pbx.ari import AriError, AriEvent, AriEventSocket, AriRest, rest_over_websocket
@@ -84,7 +83,6 @@ class AsteriskLink:
         self.sources: set[str] = set()  # event sources kept subscribed across reconnects
         self.ami: AmiLink | None = None  # the same Asterisk's AMI (acti_amilink_NN), if set
         self._task: asyncio.Task[None] | None = None
-        self._session: aiohttp.ClientSession | None = None
         self._socket: AriEventSocket | None = None
         self._up_event = asyncio.Event()
 
@@ -98,7 +96,6 @@ class AsteriskLink:
 
     # -- lifecycle ----------------------------------------------------------------------------
     def start(self) -> None:
-        self._session = aiohttp.ClientSession()
         self._task = watch(asyncio.create_task(self._supervise(), name=f"link-{self.name}"),
                            self.name)
 
@@ -106,9 +103,6 @@ class AsteriskLink:
         await cancel_and_wait(self._task)
         self._task = None
         await self.rest.close()
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
 
     async def wait_up(self, timeout: float) -> bool:
         try:
@@ -124,8 +118,7 @@ class AsteriskLink:
             try:
                 await self._connect()
                 connected_at = clock()
-                await self._pump()
-                reason = "ARI websocket closed (Asterisk stopped or network cut)"
+                reason = await self._pump()
             except asyncio.CancelledError:
                 await self._teardown()
                 raise
@@ -141,11 +134,10 @@ class AsteriskLink:
             delay = min(delay * 2, BACKOFF_MAX)
 
     async def _connect(self) -> None:
-        assert self._session is not None
         await self.rest.open()
         info = await self.rest.call("asterisk", "getInfo", only="system")
         self.version = (info or {}).get("system", {}).get("version")
-        self._socket = AriEventSocket(self.config, self._session, self.heartbeat)
+        self._socket = AriEventSocket(self.config, self.heartbeat)
         await self._socket.open()
         if rest_over_websocket(self.version):
             self.rest.socket = self._socket
@@ -161,9 +153,9 @@ class AsteriskLink:
             await self.on_up(self)
         self._up_event.set()
 
-    async def _pump(self) -> None:
+    async def _pump(self) -> str:
         """Hand every event to `on_event` until the socket closes (handler errors are logged
-        by the socket and cost only that event)."""
+        by the socket and cost only that event); returns why it closed."""
         assert self._socket is not None
         handler = self.on_event
         trace = _trace_file()
@@ -175,7 +167,7 @@ class AsteriskLink:
             if handler is not None:
                 handler(self, event)
 
-        await self._socket.run(on_event)
+        return await self._socket.run(on_event)
 
     async def _teardown(self) -> None:
         self.rest.socket = None

@@ -73,8 +73,41 @@ def _v2(db: sqlite_utils.Database) -> None:
     )
 
 
-#: Parameters added by v3 (who may do what, hardened transports).
-V3_PARAMETERS: dict[str, tuple[str, str]] = {
+def _v3(db: sqlite_utils.Database) -> None:
+    """Free seating (client address -> extension, the astCTI console's `ipextnmap`), agent
+    passwords checked at ACD login, and an agent's ready mode (auto-in or manual-in)."""
+    db["ipextnmap"].create({"address": str, "extension": str}, pk="address",
+                           not_null={"extension"})
+    db["agent_passwords"].create({"agentid": str, "password_hash": str}, pk="agentid",
+                                 not_null={"password_hash"})
+    db["agents"].add_column("mode", str)
+
+
+#: Parameters of features added without a schema change: inserted (with their defaults) into
+#: any store that lacks them each time it is opened, whatever its schema version.
+FEATURE_PARAMETERS: dict[str, tuple[str, str]] = {
+    "acti_screenpop_url": ("", "Agent desktop: URL opened for each incoming call, e.g."
+                               " https://crm.example/?phone={calling} ({calling} {callingname}"
+                               " {called} {callid} {extension} {queue} {agentid}"
+                               " {userdata.KEY}); empty: no screen pop"),
+    "acti_screenpop_mode": ("tab", "Agent desktop: open the screen pop in a new tab or in an"
+                                   " iframe under the call"),
+    "acti_servicelevel": ("20", "Wallboard: seconds within which an answered queue call counts"
+                                " for the service level"),
+    "acti_wallboard_queues": ("", "Wallboard: queues shown even before an agent joins them"
+                                  " (comma list)"),
+}
+
+
+def ensure_feature_parameters(db: sqlite_utils.Database) -> None:
+    db["parameters"].insert_all(
+        [{"name": n, "value": v, "description": d} for n, (v, d) in FEATURE_PARAMETERS.items()],
+        ignore=True,
+    )
+
+
+#: Parameters added by v4 (who may do what, hardened transports).
+V4_PARAMETERS: dict[str, tuple[str, str]] = {
     "acti_dial_agent": ("internal,_0[1-7]X.", "Numbers users of role agent may dial"
                         " (makecall, consultation, single-step transfer/conference): comma list"
                         " of `internal` (configured extensions) and Asterisk patterns (_0[1-7]X."
@@ -90,7 +123,7 @@ V3_PARAMETERS: dict[str, tuple[str, str]] = {
 }
 
 
-def _v3(db: sqlite_utils.Database) -> None:
+def _v4(db: sqlite_utils.Database) -> None:
     """Users get extensions; listeners remember a forced auth=none for everyone.
 
     Users from before roles could do everything: they become `admin` (marked `migrated`, which
@@ -107,12 +140,12 @@ def _v3(db: sqlite_utils.Database) -> None:
     listeners.add_column("forced", int, not_null_default=0)
     db.execute("UPDATE listeners SET forced = 1 WHERE auth = 'none' AND trim(allow) IN ('*', '')")
     db["parameters"].insert_all(
-        [{"name": n, "value": v, "description": d} for n, (v, d) in V3_PARAMETERS.items()],
+        [{"name": n, "value": v, "description": d} for n, (v, d) in V4_PARAMETERS.items()],
         ignore=True,
     )
 
 
 #: Ordered migrations; index + 1 is the schema version it produces.
-MIGRATIONS: list[Migration] = [_v1, _v2, _v3]
+MIGRATIONS: list[Migration] = [_v1, _v2, _v3, _v4]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -24,7 +24,7 @@ from typing import Any
 import sqlite_utils
 
 from astcti.errors import StoreError
-from astcti.store.schema import MIGRATIONS, SCHEMA_VERSION
+from astcti.store.schema import MIGRATIONS, SCHEMA_VERSION, ensure_feature_parameters
 
 DEFAULT_DB_PATH = Path(os.environ.get("ASTCTI_DB", "/var/lib/astcti/astcti.db"))
 BUSY_TIMEOUT_MS = 15000
@@ -85,6 +85,7 @@ class AgentRow:
     reason: str = ""
     since: str = ""
     acw_until: float | None = None  # epoch seconds when after-call work ends
+    mode: str = ""  # when ready: auto (auto-in) or manual (manual-in: after-call work follows)
 
 
 class Store:
@@ -158,6 +159,7 @@ class Store:
             for version in range(current + 1, SCHEMA_VERSION + 1):
                 MIGRATIONS[version - 1](self.db)
                 conn.execute(f"PRAGMA user_version={version}")
+            ensure_feature_parameters(self.db)
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
@@ -352,25 +354,65 @@ class Store:
     # -- ACD agents ---------------------------------------------------------------------------
     def agents(self) -> list[AgentRow]:
         rows = self._read("SELECT extension, agentid, groups, state, coalesce(reason, ''),"
-                          " coalesce(since, ''), acw_until FROM agents ORDER BY extension")
-        return [AgentRow(e, a, tuple(g for g in groups.split(",") if g), s, r, si, acw)
-                for e, a, groups, s, r, si, acw in rows]
+                          " coalesce(since, ''), acw_until, coalesce(mode, '') FROM agents"
+                          " ORDER BY extension")
+        return [AgentRow(e, a, tuple(g for g in groups.split(",") if g), s, r, si, acw, m)
+                for e, a, groups, s, r, si, acw, m in rows]
 
     def save_agent(self, row: AgentRow) -> None:
         with self._writing(f"save agent {row.agentid}"):
             self.db.conn.execute(
-                "INSERT INTO agents(extension, agentid, groups, state, reason, since, acw_until)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(extension) DO UPDATE SET"
+                "INSERT INTO agents(extension, agentid, groups, state, reason, since, acw_until,"
+                " mode) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(extension) DO UPDATE SET"
                 " agentid = excluded.agentid, groups = excluded.groups, state = excluded.state,"
                 " reason = excluded.reason, since = excluded.since,"
-                " acw_until = excluded.acw_until",
+                " acw_until = excluded.acw_until, mode = excluded.mode",
                 (row.extension, row.agentid, ",".join(row.groups), row.state, row.reason,
-                 row.since, row.acw_until),
+                 row.since, row.acw_until, row.mode),
             )
 
     def remove_agent(self, extension: str) -> bool:
         with self._writing(f"remove agent on {extension}"):
             cur = self.db.conn.execute("DELETE FROM agents WHERE extension = ?", (extension,))
+        return cur.rowcount > 0
+
+    # -- agent passwords (checked at ACD login when set) ---------------------------------------
+    def agent_password_hash(self, agentid: str) -> str | None:
+        rows = self._read("SELECT password_hash FROM agent_passwords WHERE agentid = ?",
+                          (agentid,))
+        return rows[0][0] if rows else None
+
+    def agents_with_password(self) -> list[str]:
+        return [r[0] for r in self._read("SELECT agentid FROM agent_passwords ORDER BY 1")]
+
+    def set_agent_password(self, agentid: str, password: str) -> None:
+        """Only a salted scrypt hash is stored, as for users."""
+        with self._writing(f"save the password of agent {agentid}"):
+            self.db.conn.execute(
+                "INSERT INTO agent_passwords(agentid, password_hash) VALUES (?, ?)"
+                " ON CONFLICT(agentid) DO UPDATE SET password_hash = excluded.password_hash",
+                (agentid, hash_password(password)))
+
+    def remove_agent_password(self, agentid: str) -> bool:
+        with self._writing(f"remove the password of agent {agentid}"):
+            cur = self.db.conn.execute("DELETE FROM agent_passwords WHERE agentid = ?",
+                                       (agentid,))
+        return cur.rowcount > 0
+
+    # -- free seating: client address -> extension (`ipextnmap`) --------------------------------
+    def ipextnmap(self) -> dict[str, str]:
+        return dict(self._read("SELECT address, extension FROM ipextnmap ORDER BY address"))
+
+    def map_address(self, address: str, extension: str) -> None:
+        with self._writing(f"map address {address}"):
+            self.db.conn.execute(
+                "INSERT INTO ipextnmap(address, extension) VALUES (?, ?)"
+                " ON CONFLICT(address) DO UPDATE SET extension = excluded.extension",
+                (address, extension))
+
+    def unmap_address(self, address: str) -> bool:
+        with self._writing(f"unmap address {address}"):
+            cur = self.db.conn.execute("DELETE FROM ipextnmap WHERE address = ?", (address,))
         return cur.rowcount > 0
 
     # -- call user data -----------------------------------------------------------------------

@@ -32,7 +32,7 @@ async def test_failed_logins_are_rate_limited_and_logged(lab: Lab, tmp_path) -> 
                                      password=c.astcti_password)
         assert reply["error"].startswith("too many failed logins")
         token_try = await client.request("login", check=False, token="forged")
-        assert token_try["result"] == "fail"
+        assert token_try["result"] == "error"
         await client.close()
         log = daemon.log()
         assert log.count("failed login for user 'agent' from 127.0.0.1") == 5

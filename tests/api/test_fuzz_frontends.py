@@ -43,7 +43,7 @@ async def test_tcp_fuzz(linked_daemon: LocalDaemon) -> None:
                     break
             assert well_formed(reply), (raw, reply)
             assert "internal error" not in reply["error"], (raw, reply)
-            fails += reply["result"] == "fail"
+            fails += reply["result"] == "error"
             errors.add(reply["error"])
             if reply["result"] == "success" and '"logout"' in raw:
                 writer.write(login.encode() + b"\n")

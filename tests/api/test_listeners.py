@@ -13,6 +13,7 @@ from astcti.api.dispatch import Dispatcher, Services
 from astcti.api.listeners import Listeners, allowed, parse_allow, validate
 from astcti.cti.directory import Directory
 from astcti.cti.hub import Hub
+from astcti.cti.seating import Seating
 from astcti.cti.tracker import Tracker
 from astcti.errors import ConfigError
 from astcti.store import Store
@@ -26,6 +27,7 @@ def listeners(tmp_path: Path):
     store.set_user("agent", "pw")
     directory = Directory()
     services = Services(store, directory, Tracker(directory.resolve), Hub(), Auth(store))
+    services.seating = Seating(store)
     yield Listeners(Dispatcher(services))
     store.close()
 
@@ -62,14 +64,37 @@ async def test_allow_list_refuses_with_403(listeners: Listeners) -> None:
         await listeners.close_all()
 
 
-async def test_auth_none_needs_no_login(listeners: Listeners) -> None:
+async def test_auth_none_needs_no_login_and_knows_clients_by_address(
+        listeners: Listeners) -> None:
     port = free_port()
     await listeners.open(ListenerRow(port, "127.0.0.1", "127.0.0.0/8", "astctiws", "none"))
+    seating = listeners.dispatcher.services.seating
+    url = f"ws://127.0.0.1:{port}/"
     try:
-        async with aiohttp.ClientSession() as s, s.ws_connect(f"ws://127.0.0.1:{port}/") as ws:
-            await ws.send_json({"id": "1", "request": "startmonitor", "extension": "101"})
+        async with aiohttp.ClientSession() as s, s.ws_connect(url) as ws:
+            await ws.send_json({"id": 1, "request": "startmonitor", "extension": "101"})
             reply = await ws.receive_json()
-            assert reply["error"].startswith("unknown extension 101")  # past the login check
+            assert reply["result"] == "error" and reply["id"] == 1
+            assert reply["error"] == (
+                "not allowed: user address 127.0.0.1 may not act on extension 101: address"
+                " 127.0.0.1 has no extension: an administrator seats it with astcti-shell"
+                " `add ipextnmap 127.0.0.1 EXT` (or log in)")
+            seating.map("127.0.0.1", "101")  # applies to the open connection at once
+            await ws.send_json({"id": 2, "request": "myextension"})
+            assert (await ws.receive_json())["extension"] == "101"
+            await ws.send_json({"id": 3, "request": "startmonitor", "extension": "101"})
+            reply = await ws.receive_json()
+            assert reply["error"].startswith("unknown extension 101")  # past login and seat
+            await ws.send_json({"id": 4, "request": "startmonitor", "extension": "102"})
+            assert (await ws.receive_json())["error"] == (
+                "not allowed: user address 127.0.0.1 may not act on extension 102: address"
+                " 127.0.0.1 sits at extension 101 (log in to act on others)")
+        # another loopback address is another seat
+        connector = aiohttp.TCPConnector(local_addr=("127.0.0.2", 0))
+        async with aiohttp.ClientSession(connector=connector) as s, s.ws_connect(url) as ws:
+            await ws.send_json({"id": 5, "request": "myextension"})
+            reply = await ws.receive_json()
+            assert reply["result"] == "error" and "add ipextnmap 127.0.0.2 EXT" in reply["error"]
     finally:
         await listeners.close_all()
 

@@ -3,13 +3,25 @@ import json
 import pytest
 
 import astcti.api.requests  # noqa: F401
-from astcti.api.protocol import REQUESTS, EnvelopeError, Field, RequestError, parse_envelope
+from astcti.api.protocol import (
+    REQUESTS, EnvelopeError, Field, RequestError, parse_envelope, response,
+)
 
 
 def test_envelope_ok_and_case_insensitive() -> None:
     env = parse_envelope('{"id": 15, "request": "StartMonitor", "extension": 101}')
-    assert (env.id, env.name) == ("15", "startmonitor")
+    assert (env.id, env.name) == (15, "startmonitor")
     assert REQUESTS["startmonitor"].validate(env.message) == {"extension": "101"}
+
+
+@pytest.mark.parametrize("rid", [0, 15, "15", "0", 2.5])
+def test_the_id_comes_back_exactly_as_sent(rid) -> None:
+    """The author's clients reuse a constant number per request type: `0` stays `0`."""
+    env = parse_envelope(json.dumps({"id": rid, "request": "snapshot"}))
+    assert env.id == rid and type(env.id) is type(rid)
+    assert response(env.id)["id"] == rid and type(response(env.id)["id"]) is type(rid)
+    failed = response(env.id, "no active call")
+    assert failed["result"] == "error" and failed["error"] == "no active call"
 
 
 @pytest.mark.parametrize("raw, words, rid", [
@@ -17,6 +29,8 @@ def test_envelope_ok_and_case_insensitive() -> None:
     ("{", "malformed JSON", ""),
     ("null", "must be a JSON object", ""),
     ('{"id": true, "request": "snapshot"}', "bad field id", ""),
+    ('{"id": [1], "request": "snapshot"}', "bad field id", ""),
+    ('{"id": Infinity, "request": "snapshot"}', "bad field id", ""),
     ('{"id": "a"}', "missing field request", "a"),
     ('{"id": "a", "request": 5}', "missing field request", "a"),
     ('{"id": "a", "request": "nope"}', "unknown request", "a"),

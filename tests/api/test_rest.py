@@ -27,7 +27,7 @@ async def test_compat_form_answers_the_protocol_json(local_daemon: LocalDaemon) 
             body = await resp.json()
         # old clients read `result` only: the compatible form always answers 200
         assert resp.status == 200
-        assert body["result"] == "fail" and body["error"].startswith("not logged in")
+        assert body["result"] == "error" and body["error"].startswith("not logged in")
         async with http.get(f"{d.rest_url}/login",
                             params={"username": d.user, "password": d.password,
                                     "id": "7"}) as resp:
@@ -38,7 +38,7 @@ async def test_compat_form_answers_the_protocol_json(local_daemon: LocalDaemon) 
                             headers=headers) as resp:
             body = await resp.json()
         # unknown parameters are ignored; the extension has no Asterisk here: that is the error
-        assert resp.status == 200 and body["result"] == "fail"
+        assert resp.status == 200 and body["result"] == "error"
         assert "payload" not in body["error"] and "101" in body["error"]
         async with http.post(f"{d.rest_url}/nosuchrequest", headers=headers) as resp:
             body = await resp.json()
@@ -100,7 +100,7 @@ async def test_resource_api_status_codes(local_daemon: LocalDaemon) -> None:
             assert resp.status == 413
             assert (await resp.json())["error"].startswith("request too large")
         async with http.get(f"{api}/nowhere", headers=h) as resp:
-            assert resp.status == 404 and (await resp.json())["result"] == "fail"
+            assert resp.status == 404 and (await resp.json())["result"] == "error"
         async with http.post(f"{api}/requests/frobnicate", headers=h) as resp:
             assert resp.status == 404
 
@@ -138,6 +138,7 @@ async def test_auth_none_listener_serves_legacy_clients(local_daemon: LocalDaemo
     port = free_port()
     await d.daemon.listeners.open(ListenerRow(port, "127.0.0.1", "127.0.0.1/32", "astctirest",
                                               "none"))
+    d.daemon.seating.map("127.0.0.1", "101")  # the client's seat: its address is its identity
     async with aiohttp.ClientSession() as http:
         async with http.get(f"http://127.0.0.1:{port}/stopmonitor?extension=101"
                             "&payload=json&callto=true") as resp:

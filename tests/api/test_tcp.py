@@ -42,9 +42,9 @@ async def test_login_first_then_requests(local_daemon: LocalDaemon) -> None:
         login = json.dumps({"id": 2, "request": "login", "username": d.user,
                             "password": d.password}).encode() + b"\r\n"
         reply = await _ask(reader, writer, login)
-        assert reply["result"] == "success" and reply["id"] == "2"
+        assert reply["result"] == "success" and reply["id"] == 2  # a number stays a number
         reply = await _ask(reader, writer, b'{"id":"3","request":"stopmonitor","extension":"101"}\n')
-        assert reply == {"msgtype": "response", "id": "3", "result": "fail",
+        assert reply == {"msgtype": "response", "id": "3", "result": "error",
                          "error": "extension 101 is not monitored by this connection"}
         assert (await _ask(reader, writer, b"{oops\n"))["error"].startswith("malformed JSON")
         assert (await _ask(reader, writer, b'{"id":"4","request":"dance"}\n'))["error"] \

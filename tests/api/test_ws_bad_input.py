@@ -27,7 +27,7 @@ async def _ask(ws: aiohttp.ClientWebSocketResponse, payload: str | bytes) -> dic
     msg = await ws.receive(timeout=10)
     assert msg.type == aiohttp.WSMsgType.TEXT, msg
     reply = json.loads(msg.data)
-    assert reply["msgtype"] == "response" and reply["result"] == "fail", reply
+    assert reply["msgtype"] == "response" and reply["result"] == "error", reply
     return reply
 
 

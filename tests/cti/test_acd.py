@@ -100,3 +100,29 @@ def test_pause_made_outside_astcti_is_reported(acd: AcdService) -> None:
     acd._busy.add("101")  # astcti's own change in flight: its result is announced by it
     acd._on_pause_state(device("INUSE"))
     assert len(sink.texts) == 2
+
+
+async def test_manual_in_means_after_call_work_after_each_queue_call(acd: AcdService) -> None:
+    """Avaya's manual-in (the author's `setstate manual`): after-call work follows each queue
+    call even when parameter acti_autoacw is off; auto-in does not."""
+    import asyncio
+
+    from astcti.cti.acd import Agent
+
+    started: list[str] = []
+
+    async def set_state(agent: Agent, state: str, reason: str, mode: str | None = None) -> None:
+        started.append(f"{agent.agentid}:{state}")
+
+    acd._set_state = set_state  # type: ignore[method-assign]  (no Asterisk here)
+    manual = Agent("101", "7001", ["support"], state="ready", mode="manual")
+    auto = Agent("102", "7002", ["support"], state="ready", mode="auto")
+    acd.agents.update({"101": manual, "102": auto})
+    acd._auto_acw(manual)
+    acd._auto_acw(auto)
+    for _ in range(10):
+        await asyncio.sleep(0)
+    assert started == ["7001:acw"]
+    row = Agent("101", "7001", ["support"], state="ready", mode="manual").row()
+    acd.store.save_agent(row)
+    assert acd.store.agents()[0].mode == "manual"  # kept across daemon restarts

@@ -189,7 +189,7 @@ async def test_bad_requests_fail_clearly_and_change_nothing(
 
     async def fails(name: str, words: str, **fields: object) -> None:
         reply = await client.request(name, check=False, **fields)
-        assert reply["result"] == "fail" and words in reply["error"], reply
+        assert reply["result"] == "error" and words in reply["error"], reply
 
     await fails("acdlogin", "queue nosuchqueue does not exist", extension="101",
                 agentid=AGENT, groups="support,nosuchqueue")
@@ -295,7 +295,7 @@ async def test_asterisk_is_the_truth_after_restarts(lab: Lab, agent101: CtiClien
         client = await connect(lab, "101")
         for _ in range(50):
             reply = await client.request("acdgetstate", extension="101", check=False)
-            if reply["result"] == "fail":
+            if reply["result"] == "error":
                 break
             await asyncio.sleep(0.2)
         assert "no agent is logged in on extension 101" in reply["error"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from fnmatch import fnmatchcase
 from pathlib import Path
 
@@ -9,15 +10,30 @@ import pytest
 
 from astcti.cti.acd import AcdService
 from astcti.cti.directory import Directory
+from astcti.cti.events import QUEUES_TOPIC
 from astcti.cti.hub import Hub
 from astcti.cti.queuefeed import AmiQueueFeed
 from astcti.cti.queuestats import QueueStatsService
 from astcti.cti.tracker import Tracker
 from astcti.store import Store
+from astcti.wire import Frame
+
+
+class Sink:
+    def __init__(self) -> None:
+        self.events: list[dict] = []
+
+    def deliver(self, frame: Frame) -> None:
+        self.events.append(json.loads(frame.data))
+
+    def deliver_many(self, frames: list[Frame]) -> None:
+        for frame in frames:
+            self.deliver(frame)
 
 
 class FakeAmi:
     name = "acti_amilink_01"
+    up = True
 
     def __init__(self) -> None:
         self.handlers: list[tuple[str, object]] = []
@@ -78,7 +94,7 @@ async def test_events_make_the_figures(feed) -> None:
     stats.waiting_list("support", [("9.9", "0999")])
     assert stats.snapshot("support")["queues"][0]["waiting"] == 0
     feed.detach(ami.name)
-    assert ami.handlers == [] and ami.up_hooks == [] and stats.feeds_with_events == 0
+    assert ami.handlers == [] and ami.up_hooks == [] and not stats.event_feed_up()
 
 
 async def test_a_reconnect_reads_every_queue_and_drops_callers_that_are_gone(feed) -> None:
@@ -100,3 +116,36 @@ async def test_a_reconnect_reads_every_queue_and_drops_callers_that_are_gone(fee
     support = snap["queues"][1]
     assert [(c["callid"], c["position"]) for c in support["callers"]] == [("1.2", 1)]
     assert support["abandoned"] == 0  # 1.1 left while AMI was away: outcome unknown
+
+
+def member(event: str, **extra) -> dict:
+    return {"Event": event, "Queue": "support", "MemberName": "Bob", "Interface":
+            "Local/102@from-queue/n", "StateInterface": "hint:102@ext-local", "Status": "1",
+            "Paused": "0", "PausedReason": "", "InCall": "0", **extra}
+
+
+async def test_members_only_asterisk_knows_are_on_the_wallboard(feed) -> None:
+    feed, stats = feed
+    ami = FakeAmi()
+    feed.attach(ami)
+    sink = Sink()
+    stats.hub.attach(sink, QUEUES_TOPIC)
+    ami.emit(**member("QueueMemberAdded"))  # e.g. the phone's *45 on FreePBX
+    lines = stats.snapshot()["agents"]
+    assert [(a["agentid"], a["extension"], a["state"], a["groups"]) for a in lines] == [
+        ("Bob", "102", "ready", ["support"])]
+    ami.emit(**member("QueueMemberPause", Paused="1", PausedReason="lunch"))
+    assert (stats.snapshot()["agents"][0]["state"], stats.snapshot()["agents"][0]["reasoncode"]) \
+        == ("notready", "lunch")
+    assert stats.snapshot("support")["queues"][0]["notready"] == 1
+    ami.emit(**member("QueueMemberStatus", Paused="0", Status="6"))
+    assert stats.snapshot()["agents"][0]["state"] == "ringing"
+    ami.emit(**caller("AgentConnect", "1.5", MemberName="Bob", HoldTime="3",
+                      Interface="Local/102@from-queue/n"))
+    ami.emit(**member("QueueMemberStatus", Status="2", InCall="1"))
+    line = stats.snapshot()["agents"][0]
+    assert (line["state"], line["handled"]) == ("oncall", 1)
+    stats.flush()
+    ami.emit(**member("QueueMemberRemoved"))
+    assert stats.snapshot()["agents"] == []
+    assert [e["state"] for e in sink.events if e["event"] == "agentstatus"][-1] == "loggedoff"

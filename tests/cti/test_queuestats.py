@@ -143,6 +143,12 @@ def test_the_service_publishes_what_changed_once(service) -> None:
     queue = [e for e in sink.events if e["event"] == "queuestatus"][-1]
     assert (queue["waiting"], queue["answered"]) == (0, 1)
     assert stats.snapshot()["agents"][0]["handled"] == 1
+    # on a call since the answer, not since it rang
+    stats.tracker.snapshot = lambda ext: [{  # type: ignore[method-assign]
+        "callid": "c1", "state": "connected", "direction": "incoming", "calling": "0911",
+        "called": "101", "since": "2027-01-15T10:00:05+00:00"}]
+    line = stats.snapshot()["agents"][0]
+    assert (line["state"], line["since"]) == ("oncall", "2027-01-15T10:00:09+00:00")
 
     # logged off: its last line says so and the queue no longer counts it
     sink.events.clear()

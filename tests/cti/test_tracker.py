@@ -32,7 +32,13 @@ def names(events: list[dict], ext: str) -> list[str]:
 
 def test_inbound_answered() -> None:
     events = replay(tracker(), "inbound_answered")
-    assert names(events, "101") == ["delivered", "established", "connectioncleared", "callcleared"]
+    assert names(events, "101") == ["delivered", "established", "connectioncleared", "callcleared",
+                                    "idle"]
+    # the astCTI author's words: offer with the caller's number, connect, disconnect, idle
+    assert [e.get("eventtype") for e in events] == ["offer", "connect", "disconnect", None,
+                                                    "idle"]
+    assert all(e["calling"] == "0912345678" and e["called"] == "101" for e in events[:3])
+    assert events[2]["releasing"] == "101" and events[0]["origcalling"] == ""
     delivered = events[0]
     assert (delivered["calling"], delivered["called"], delivered["alerting"]) == (
         "0912345678", "101", "101")
@@ -43,9 +49,13 @@ def test_inbound_answered() -> None:
 def test_internal_call_same_callid_both_sides() -> None:
     events = replay(tracker(), "internal_101_to_102")
     assert names(events, "101") == ["serviceinitiated", "originated", "delivered", "established",
-                                    "connectioncleared", "callcleared"]
-    assert names(events, "102") == ["delivered", "established", "connectioncleared",
+                                    "connectioncleared", "callcleared", "idle"]
+    # 102 hung up first: it is idle at once; the call clears when 101 leaves too
+    assert names(events, "102") == ["delivered", "established", "connectioncleared", "idle",
                                     "callcleared"]
+    kinds = {(e["extension"], e["event"]): e.get("eventtype") for e in events}
+    assert kinds[("101", "delivered")] == "alert" and kinds[("102", "delivered")] == "offer"
+    assert kinds[("101", "serviceinitiated")] is None
     assert len({e["callid"] for e in events}) == 1
     est = [e for e in events if e["event"] == "established"]
     assert all(e["answering"] == "102" and e["calling"] == "101" for e in est)
@@ -65,9 +75,10 @@ def test_failed_calls(name: str, callee: str, cause: str) -> None:
 
 def test_inbound_busy_and_noanswer_on_the_callee() -> None:
     busy = replay(tracker(), "inbound_busy")
-    assert names(busy, "103") == ["failed", "connectioncleared", "callcleared"]
+    assert names(busy, "103") == ["failed", "connectioncleared", "callcleared", "idle"]
+    assert busy[0]["eventtype"] == "fail" and busy[0]["calling"] == "0912345678"
     noanswer = replay(tracker(), "inbound_noanswer")
-    assert names(noanswer, "104") == ["delivered", "connectioncleared", "callcleared"]
+    assert names(noanswer, "104") == ["delivered", "connectioncleared", "callcleared", "idle"]
     assert noanswer[1]["cause"] == "noanswer"
 
 
@@ -102,7 +113,8 @@ def test_resync_after_restart_rebuilds_calls_without_duplicates() -> None:
     again = t.resync("l1", channels, "2026-01-01T00:00:01+00:00")
     assert again == []  # nothing changed: no duplicate events
     gone = [e.to_wire() for e in t.resync("l1", [], "2026-01-01T00:00:02+00:00")]
-    assert [e["event"] for e in gone] == ["connectioncleared", "callcleared"]
+    assert [e["event"] for e in gone] == ["connectioncleared", "callcleared", "idle"]
+    assert gone[0]["calling"] == "0912345678"  # the cleared connection still names its parties
     assert gone[0]["resync"] is True and t.snapshot("101") == []
 
 

@@ -48,9 +48,12 @@ def test_stasis_internal_call_reads_like_a_dialplan_call() -> None:
     out = replay(events,
                  lambda t, e: t.dialling(LINK, callee, caller) if e is events[0] else None)
     assert names(out, "101") == ["serviceinitiated", "originated", "delivered", "established",
-                                 "connectioncleared", "callcleared"]
-    assert names(out, "102") == ["delivered", "established", "connectioncleared",
-                                 "callcleared"]
+                                 "connectioncleared", "idle", "callcleared"]
+    # 101 hung up first: 102 hears that party leave (its bridge), then its own connection clears
+    assert names(out, "102") == ["delivered", "established", "partycleared", "connectioncleared",
+                                 "callcleared", "idle"]
+    left = next(e for e in out if e["event"] == "partycleared")
+    assert (left["eventtype"], left["releasing"], left["calling"]) == ("disconnect", "101", "101")
     assert len({e["callid"] for e in out}) == 1
     delivered = [e for e in out if e["event"] == "delivered"]
     assert all(e["calling"] == "101" and e["alerting"] == "102" for e in delivered)
@@ -76,9 +79,13 @@ def test_makecall_then_hold_and_retrieve() -> None:
 
     out = replay(events, control)
     assert names(out, "101") == ["serviceinitiated", "originated", "delivered", "established",
-                                 "held", "retrieved", "connectioncleared", "callcleared"]
+                                 "held", "retrieved", "connectioncleared", "idle", "callcleared"]
     assert names(out, "102") == ["delivered", "established", "held", "retrieved",
-                                 "connectioncleared", "callcleared"]
+                                 "partycleared", "connectioncleared", "callcleared", "idle"]
+    assert [e.get("eventtype") for e in out if e["extension"] == "101"][3:7] == [
+        "connect", "hold", "retrieve", "disconnect"]
+    assert all(e["calling"] == "101" and e["called"] == "102" for e in out
+               if e["event"] in ("held", "retrieved"))
     assert {e["callid"] for e in out} == {agent}  # the agent leg's linkedid is its own id
     est = next(e for e in out if e["event"] == "established" and e["extension"] == "101")
     assert est["answering"] == "102" and est["userdata"] == {"crm": "T-1"}
@@ -109,6 +116,11 @@ def test_transfer_intent_fires_when_the_agent_leg_goes() -> None:
     assert [e["extension"] for e in transferred] == ["101", "102"]
     assert transferred[0]["transferring"] == "101"
     assert transferred[0]["parties"] == ["0912345678", "102"]
+    # the party the call was transferred to learns who called originally, from then on
+    assert transferred[1]["origcalling"] == "0912345678" and transferred[1]["eventtype"] == \
+        "transfer"
+    later = [e for e in out if e["extension"] == "102" and e["event"] == "connectioncleared"]
+    assert later and later[0]["origcalling"] == "0912345678"
     cleared = next(e for e in out if e["event"] == "connectioncleared" and e["extension"] == "101")
     assert cleared["cause"] == "transferred"
 

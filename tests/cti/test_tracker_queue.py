@@ -36,6 +36,7 @@ def test_queue_call_is_delivered_with_the_queue_and_ivr_data() -> None:
     assert len(delivered) == 1
     d = delivered[0]
     assert (d.extension, d.lastredirection, d.calling) == ("101", "support", "0912345678")
+    assert d.origcalling == "0912345678"  # queued to the agent: the original caller is named
     assert d.userdata == {"account": "4711", "ivr": "billing"}
     assert asked == [("101", d.callid)]
     est = next(e for e in events if isinstance(e, Established))

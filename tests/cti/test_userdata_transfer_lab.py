@@ -69,6 +69,9 @@ async def test_data_attached_by_101_reaches_102_in_an_attended_transfer(lab: Lab
         delivered = await client.expect("delivered", extension="102", timeout=20)
         assert delivered["userdata"] == {"crm": "case-43"}  # 102 sees it while consulted
         await client.expect("established", extension="102", timeout=20)
+        # 101's consultation is active once astcti saw the far end answer (its Dial event may
+        # come after 102's own Up): wait for it rather than race it
+        await client.expect("established", extension="101", callid=reply["callid"], timeout=20)
         await client.request("transfer", extension="101", activecallid=reply["callid"],
                              heldcallid=held)
         await client.expect("transferred", extension="102", timeout=20)

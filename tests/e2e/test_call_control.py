@@ -179,7 +179,7 @@ async def test_dtmf_reaches_the_far_phone_as_sip_info(lab: Lab, cti, clean_aster
         assert signals == ["1", "2", "#"]
         bad = await client.request("dtmf", extension="101", callid=callid, digits="12x",
                                    check=False)
-        assert bad["result"] == "fail" and "invalid DTMF" in bad["error"]
+        assert bad["result"] == "error" and "invalid DTMF" in bad["error"]
         await client.request("hangup", extension="101", callid=callid)
         await _expect(client, "connectioncleared", "101")
     finally:
@@ -370,7 +370,7 @@ async def test_bad_requests_fail_cleanly(lab: Lab, cti, clean_asterisk) -> None:
     try:
         async def fail(request: str, **fields: Any) -> str:
             reply = await client.request(request, check=False, **fields)
-            assert reply["result"] == "fail", reply
+            assert reply["result"] == "error", reply
             return reply["error"]
 
         assert await fail("hold", extension="101", callid="nosuchcall") == "invalid call id"

@@ -19,7 +19,7 @@ import pytest
 
 from astcti.store import Store
 from tests.lab import Lab
-from tests.lab.ari import bridges, channels, force_clean, wait_for
+from tests.lab.ari import ari, bridges, channels, force_clean, wait_for
 from tests.lab.sipp import Phone
 
 pytestmark = pytest.mark.lab
@@ -140,8 +140,8 @@ async def test_queue_call_answered_held_consulted_transferred_from_the_desktop(
         await board.wait_for_selector(
             'article[data-queue="support"] [data-figure="waiting"] .value:text-is("1")',
             timeout=20000)
-        await board.wait_for_selector(
-            f'article[data-queue="support"] .callers li:has-text("{CUSTOMER}")')
+        await board.wait_for_selector(  # the name comes from AMI's QueueCallerJoin
+            f'article[data-queue="support"] .callers li:has-text("{CUSTOMER_NAME} {CUSTOMER}")')
         await board.screenshot(path=str(DOCS / "wallboard.png"))
 
         # the desk's tab is in the background: the browser's notification stands in for it
@@ -309,3 +309,57 @@ async def test_the_wallboard_is_for_supervisors(browser, lab: Lab) -> None:
         assert await page.is_hidden("#board")
     finally:
         run_shell("--socket", lab.config.admin_socket, "-c", "remove user wallagent")
+
+
+async def test_pages_ask_to_sign_in_again_when_astcti_restarts(browser, lab: Lab) -> None:
+    """Tokens live in the daemon: after a restart both pages say so instead of going blank."""
+    desk = await browser("/agent/")
+    await sign_in_agent(desk, lab, "101")
+    board = await browser("/wallboard/")
+    await sign_in_supervisor(board, lab)
+    await desk.wait_for_selector('#conn[data-up="true"]')
+    lab.stop_astcti()
+    lab.start_astcti()
+    for page in (desk, board):
+        await page.wait_for_selector('#login-error:has-text("sign in again")', timeout=30000)
+        assert await page.is_visible("#username")
+    # signing in works again once astcti is linked to Asterisk (until then the page says
+    # "Asterisk link is down: extension 101 cannot be monitored until it is back")
+    for _attempt in range(20):
+        await desk.fill("#password", lab.config.astcti_password)
+        await desk.click("#login")
+        try:
+            await desk.wait_for_selector("#desk:not([hidden])", timeout=1500)
+            break
+        except Exception:  # noqa: BLE001  (playwright's TimeoutError)
+            assert "link is down" in (await desk.text_content("#login-error") or ""), \
+                await desk.text_content("#login-error")
+    assert await desk.is_visible("#desk")
+
+
+async def test_the_wallboard_counts_a_caller_who_gives_up(browser, lab: Lab) -> None:
+    """No agent at all: AMI's queue events alone show the caller waiting, then abandoning (the
+    reads of the queue through the ACD service only run while agents are logged in)."""
+    force_clean(lab)
+    board = await browser("/wallboard/")
+    await sign_in_supervisor(board, lab)
+    abandoned = 'article[data-queue="support"] [data-figure="abandoned"]'
+    await board.wait_for_selector('article[data-queue="support"]')
+    before = int(await board.text_content(abandoned) or "0")
+    customer = lab.call(lab.config.queue_number, caller="0933333333", talk_ms=60000,
+                        name="Carol Gives-Up")
+    try:
+        await board.wait_for_selector(
+            'article[data-queue="support"] .callers li:has-text("Carol Gives-Up 0933333333")',
+            timeout=20000)
+        assert await board.text_content('article[data-queue="support"] [data-figure="waiting"]'
+                                         ' .value') == "1"
+        # the caller gives up (the trunk's channel is hung up, as a CANCEL from the caller does)
+        for channel in channels(lab):
+            if channel["name"].startswith("PJSIP/trunk-"):
+                ari(lab, "DELETE", f"channels/{channel['id']}")
+        await board.wait_for_selector(f'{abandoned}:text-is("{before + 1}")', timeout=20000)
+    finally:
+        customer.stop()
+    await board.wait_for_selector(
+        'article[data-queue="support"] [data-figure="waiting"] .value:text-is("0")')

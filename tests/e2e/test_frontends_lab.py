@@ -216,6 +216,7 @@ async def test_crm_click_to_call_url_places_a_real_call(lab: Lab) -> None:
     (opened with the admin shell, as an operator does)."""
     port = 9012 + lab.config.port_offset
     _ok(_shell(lab, f"add tcp {port} 127.0.0.1 127.0.0.1/32 custom astctirest auth=none"))
+    _ok(_shell(lab, "add ipextnmap 127.0.0.1 101"))  # the CRM's PC sits at 101
     phone = lab.start_phone("101", Phone(answer_after_ms=None))  # rings: the INVITE is enough
     try:
         async with aiohttp.ClientSession() as http:
@@ -231,6 +232,7 @@ async def test_crm_click_to_call_url_places_a_real_call(lab: Lab) -> None:
     finally:
         lab.stop_phone("101")
         _shell(lab, f"remove tcp {port}")
+        _shell(lab, "remove ipextnmap 127.0.0.1")
 
 
 @pytest.mark.parametrize("transport", list(TRANSPORTS))

@@ -33,11 +33,13 @@ async def test_inbound_call_delivered_established_cleared(lab: Lab, cti) -> None
         assert delivered["seq"] < established["seq"] < cleared["seq"]
         assert await _wait(caller) == 0
         assert lab.phones["101"].received("INVITE")
-        # nothing else about 101 between them (callcleared follows connectioncleared closely:
-        # wait for it rather than race the socket)
-        await client.expect("callcleared", extension="101")
+        # nothing else about 101 between them (callcleared and idle follow connectioncleared
+        # closely: wait for them rather than race the socket); the caller hung up first, so
+        # 101 hears that party leave (partycleared) before its own connection clears
+        await client.expect("idle", extension="101")
         names = [e["event"] for e in client.events if e.get("callid") == delivered["callid"]]
-        assert names == ["delivered", "established", "connectioncleared", "callcleared"]
+        assert names == ["delivered", "established", "partycleared", "connectioncleared",
+                         "callcleared", "idle"]
         snap = await client.request("snapshot", extension="101")
         assert snap["calls"] == []
     finally:
@@ -102,11 +104,11 @@ async def test_monitor_bookkeeping(lab: Lab, cti) -> None:
     client: CtiClient = await cti()
     await client.request("startmonitor", extension="101")
     again = await client.request("startmonitor", extension="101", check=False)
-    assert again["result"] == "fail" and "already monitored" in again["error"]
+    assert again["result"] == "error" and "already monitored" in again["error"]
     never = await client.request("stopmonitor", extension="102", check=False)
-    assert never["result"] == "fail" and "not monitored" in never["error"]
+    assert never["result"] == "error" and "not monitored" in never["error"]
     unknown = await client.request("startmonitor", extension="199", check=False)
-    assert unknown["result"] == "fail"
+    assert unknown["result"] == "error"
     assert unknown["error"].startswith("unknown extension 199: add it with `add extension 199")
     await client.request("stopmonitor", extension="101")
     # after stopmonitor, a call to 101 brings no event to this connection

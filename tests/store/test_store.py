@@ -141,6 +141,60 @@ def test_v2_keeps_agents_and_call_user_data(tmp_path: Path) -> None:
     store.close()
 
 
+def test_v2_store_migrates_to_v3_keeping_its_agents(tmp_path: Path) -> None:
+    """A store written by the previous release: its logged-in agents survive the upgrade."""
+    from astcti.store.schema import MIGRATIONS
+    import sqlite_utils
+
+    path = tmp_path / "v2.db"
+    db = sqlite_utils.Database(path)
+    for migrate in MIGRATIONS[:2]:
+        migrate(db)
+    db.conn.execute("PRAGMA user_version=2")
+    db["agents"].insert({"extension": "101", "agentid": "7001", "groups": "support",
+                         "state": "ready", "reason": "", "since": "", "acw_until": None})
+    db.conn.commit()
+    db.conn.close()
+    store = Store.open(path)
+    assert store.schema_version == SCHEMA_VERSION
+    (agent,) = store.agents()
+    assert (agent.agentid, agent.state, agent.mode) == ("7001", "ready", "")
+    assert store.ipextnmap() == {} and store.agents_with_password() == []
+    store.close()
+
+
+def test_ipextnmap_and_agent_passwords(tmp_path: Path) -> None:
+    store = Store.open(tmp_path / "s.db", create=True)
+    store.map_address("192.168.1.101", "2611")
+    store.map_address("192.168.1.101", "2612")  # same address: moved
+    store.map_address("10.0.0.7", "2611")  # several addresses may share one extension
+    assert store.ipextnmap() == {"10.0.0.7": "2611", "192.168.1.101": "2612"}
+    assert store.unmap_address("10.0.0.7") and not store.unmap_address("10.0.0.7")
+    store.set_agent_password("7001", "4321")
+    stored = store.agent_password_hash("7001")
+    assert stored and "4321" not in stored and store.agents_with_password() == ["7001"]
+    assert store.remove_agent_password("7001") and store.agent_password_hash("7001") is None
+    store.close()
+
+
+def test_feature_parameters_reach_stores_of_any_version(tmp_path: Path) -> None:
+    """Parameters of later features appear with their defaults when an older store opens, and
+    an operator's value is never overwritten."""
+    from astcti.store.schema import FEATURE_PARAMETERS
+
+    store = Store.open(tmp_path / "p.db", create=True)
+    store.set_parameter("acti_servicelevel", "30")
+    store.db.conn.execute("DELETE FROM parameters WHERE name = 'acti_screenpop_mode'")
+    store.close()
+    store = Store.open(tmp_path / "p.db")
+    try:
+        assert set(FEATURE_PARAMETERS) <= set(store.parameters())
+        assert store.get_parameter("acti_screenpop_mode") == "tab"
+        assert store.get_parameter("acti_servicelevel") == "30"
+    finally:
+        store.close()
+
+
 def _store_at_version(path: Path, version: int) -> None:
     """A store as an older astcti left it (only the first `version` migrations)."""
     import sqlite_utils
@@ -155,7 +209,7 @@ def _store_at_version(path: Path, version: int) -> None:
     db.conn.close()
 
 
-def test_v3_users_from_before_roles_become_admin_and_say_so(tmp_path: Path) -> None:
+def test_v4_users_from_before_roles_become_admin_and_say_so(tmp_path: Path) -> None:
     """Users could do everything before roles: they stay able to (admin), marked migrated, so
     nothing breaks silently; the administrator's first change clears the mark. An auth=none
     listener open to everyone keeps opening (forced) instead of vanishing at the upgrade."""

@@ -8,7 +8,7 @@ the daemon's own methods (`Daemon.watch_extension`, `Daemon.add_listener`,
 """
 
 from astcti.admin.commands import (  # noqa: F401  (each module registers its commands)
-    general, parameters, extensions, listeners, status, users,
+    general, parameters, extensions, listeners, status, users, agents,
 )
 from astcti.admin.language import (  # noqa: F401  (the language, for callers of this package)
     CHOICES, COMMANDS, Command, CommandError, Context, execute, find, help_text, parse, tokenize,

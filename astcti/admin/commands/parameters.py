@@ -92,6 +92,14 @@ def _cafile(value: str) -> str:
     return path
 
 
+def _screenpop_url(value: str) -> str:
+    value = value.strip()
+    if value and not re.fullmatch(r"https?://[^\s\"'<>]{1,1000}", value):
+        raise CommandError(f"{value[:40]!r} is not an http(s) URL: e.g."
+                           " https://crm.example/lookup?phone={calling} (empty: no screen pop)")
+    return value
+
+
 #: per-parameter validators: value text -> normalised value text (CommandError if invalid)
 PARAMETER_RULES: dict[str, Callable[[str], str]] = {
     "acti_defaultexttype": VALIDATORS["technology"],
@@ -109,6 +117,10 @@ PARAMETER_RULES: dict[str, Callable[[str], str]] = {
     "acti_dial_admin": _dial_policy,
     "acti_origins": _origins,
     "acti_ari_cafile": _cafile,
+    "acti_screenpop_url": _screenpop_url,
+    "acti_screenpop_mode": _one_of("tab", "iframe"),
+    "acti_servicelevel": _number(1, 3600, integer=True),
+    "acti_wallboard_queues": _queues,
 }
 
 

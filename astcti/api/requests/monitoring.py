@@ -4,13 +4,24 @@ from __future__ import annotations
 
 from typing import Any
 
+from astcti.api.authz import CONTROL, MONITOR, SESSION
+from astcti.api.protocol import EXTENSION_RE, NOT_LOGGED_IN, Field, RequestError, request
 from astcti.api.services import Services
 from astcti.api.session import Session
-from astcti.api.authz import MONITOR, SESSION
-from astcti.api.protocol import EXTENSION_RE, Field, RequestError, request
 
 EXTENSION = Field("extension", pattern=EXTENSION_RE, max_length=32, doc="extension number",
                   example="101")
+
+
+def served_extension(services: Services, number: str) -> None:
+    """Fail unless the extension is configured and a connected Asterisk serves it (what the
+    dispatcher checks for every request's `extension`; the ACD forms of login/logout, which
+    are served without a PBX, call it themselves)."""
+    directory = services.directory
+    link = directory.link_of(number)
+    if link is None or not link.up:
+        raise RequestError(directory.why_unserved(number),
+                           404 if number not in directory.extensions else 409)
 
 
 
@@ -18,14 +29,33 @@ EXTENSION = Field("extension", pattern=EXTENSION_RE, max_length=32, doc="extensi
          Field("username", required=False, max_length=64, doc="user of astcti-shell `add user`"),
          Field("password", required=False, max_length=256, doc="its password"),
          Field("token", required=False, max_length=128, doc="a token from an earlier login"),
+         Field("extension", pattern=EXTENSION_RE, max_length=32, required=False,
+               doc="ACD login (the astCTI author's form, with agentid): the agent's extension;"
+                   " omitted: the one the client sits at (`myextension`)"),
+         Field("agentid", pattern=r"^[0-9A-Za-z_.-]{1,32}$", max_length=32, required=False,
+               doc="ACD login: the agent; with it, `login` is `acdlogin`", example="7001"),
+         Field("passwd", required=False, max_length=128,
+               doc="ACD login: the agent's password, checked when it has one (astcti-shell"
+                   " `passwd agent`)"),
          doc="Authenticate the connection (username + password, or a token). Every other"
-             " request needs it, unless the listener is `auth=none`.",
-         login=False, group="session", access=SESSION,
+             " request needs it, unless the listener is `auth=none`. With `agentid` it is the"
+             " astCTI author's ACD login instead: `acdlogin` of the agent on `extension`"
+             " (the connection must be logged in, or on an `auth=none` listener).",
+         login=False, group="session", served=False,
+         access=lambda args: CONTROL if "agentid" in args else SESSION,
          response={"token": "reuse it to log in again", "user": "the user name",
                    "role": "agent, supervisor or admin",
-                   "extensions": "the extensions the user may act on (agent, supervisor)"},
+                   "extensions": "the extensions the user may act on (agent, supervisor)",
+                   "agentid": "ACD login: the agent, with groups, state... as acdlogin"},
          resource=("POST", "/api/v1/login"))
 async def login(services: Services, session: Session, args: dict[str, Any]) -> dict[str, Any]:
+    if "agentid" in args:
+        if session.identity is None:
+            raise RequestError(NOT_LOGGED_IN, 401)
+        from astcti.api.requests.acd import acd_login
+
+        return await acd_login(services, session, _extension(services, session, args),
+                               args["agentid"], args.get("passwd"), None)
     identity = await services.auth.login(session.peer, args.get("username"),
                                          args.get("password"), args.get("token"))
     session.identity = identity
@@ -37,15 +67,54 @@ async def login(services: Services, session: Session, args: dict[str, Any]) -> d
             "extensions": sorted(identity.extensions)}
 
 
-@request("logout", doc="End the session's monitors and forget its login; the tokens this"
-                         " connection used or was given stop working on every transport.",
-         group="session", access=SESSION)
-async def logout(services: Services, session: Session, args: dict[str, Any]) -> None:
+@request("logout",
+         Field("extension", pattern=EXTENSION_RE, max_length=32, required=False,
+               doc="ACD logout (the astCTI author's form, with agentid): the agent's extension;"
+                   " omitted: the one the client sits at"),
+         Field("agentid", pattern=r"^[0-9A-Za-z_.-]{1,32}$", max_length=32, required=False,
+               doc="ACD logout: the agent; with it, `logout` is `acdlogout`"),
+         doc="End the session's monitors and forget its login: the tokens this connection"
+             " used or was given stop working on every transport; with `agentid` (the astCTI"
+             " author's form) log the agent out of its queues instead (`acdlogout`).",
+         group="session", served=False,
+         access=lambda args: CONTROL if "agentid" in args else SESSION)
+async def logout(services: Services, session: Session, args: dict[str, Any]) -> dict | None:
+    if "agentid" in args:
+        from astcti.api.requests.acd import acd_logout
+
+        return await acd_logout(services, _extension(services, session, args), args["agentid"],
+                                None)
     services.hub.detach_all(session)
     for token in session.tokens:
         services.auth.revoke(token)
     session.tokens.clear()
-    session.identity = None
+    # a client known by its address (auth=none) cannot log in again: it stays known by it
+    if session.identity is not None and not session.identity.address:
+        session.identity = None
+    return None
+
+
+def _extension(services: Services, session: Session, args: dict[str, Any]) -> str:
+    """The request's extension, else the one the client sits at (its address's)."""
+    return args.get("extension") or _seat(services, session)
+
+
+def _seat(services: Services, session: Session) -> str:
+    seating = services.seating
+    extension = seating.extension_of(session.peer) if seating is not None else None
+    if extension is None:
+        raise RequestError(f"no extension for address {session.peer}: an administrator seats"
+                           f" it with astcti-shell `add ipextnmap {session.peer} EXT`", 404)
+    return extension
+
+
+@request("myextension",
+         doc="The extension the client sits at, found from its address (free seating: the"
+             " astCTI console's `add ipextnmap ADDRESS EXT`).",
+         group="session", access=SESSION, response={"extension": "the client's extension"})
+async def myextension(services: Services, session: Session,
+                      args: dict[str, Any]) -> dict[str, Any]:
+    return {"extension": _seat(services, session)}
 
 
 @request("startmonitor", EXTENSION,
@@ -73,11 +142,13 @@ async def stopmonitor(services: Services, session: Session, args: dict[str, Any]
          doc="The extension's current calls and their states.", access=MONITOR,
          response={"calls": "list of {callid, state, direction, calling, callingname, called,"
                             " since, lastredirection, userdata}",
+                   "numcall": "how many calls the extension has",
                    "seq": "sequence number of the extension's latest event"},
          resource=("GET", "/api/v1/extensions/{extension}/calls"))
 async def snapshot(services: Services, session: Session, args: dict[str, Any]) -> dict[str, Any]:
     ext = args["extension"]
-    return {"calls": services.tracker.snapshot(ext), "seq": services.hub.last_seq(ext)}
+    calls = services.tracker.snapshot(ext)
+    return {"calls": calls, "numcall": len(calls), "seq": services.hub.last_seq(ext)}
 
 
 @request("resume", EXTENSION,

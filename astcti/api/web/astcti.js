@@ -34,7 +34,7 @@
       return (await resp.json()).requests;
     }
 
-    /** Send one request; resolves with the response envelope (result success or fail). */
+    /** Send one request; resolves with the response envelope (result success or error). */
     async request(name, fields) {
       const body = Object.assign({id: String(this.nextId++)}, fields || {});
       const resp = await fetch(this.baseUrl + "/api/v1/requests/" + encodeURIComponent(name),
@@ -43,7 +43,7 @@
       try {
         reply = await resp.json();
       } catch (err) {
-        reply = {msgtype: "response", id: body.id, result: "fail",
+        reply = {msgtype: "response", id: body.id, result: "error",
                  error: "HTTP " + resp.status + " without a JSON body"};
       }
       reply.httpStatus = resp.status;
@@ -51,6 +51,8 @@
     }
 
     async login(username, password) {
+      this.stopEvents();
+      this.token = null;  // a stale token would make the server refuse this login
       const reply = await this.request("login", {username, password});
       if (reply.result === "success") {
         this.token = reply.token;
@@ -66,7 +68,9 @@
       return reply;
     }
 
+    /** Events (and `{msgtype: "lost"}` when some were dropped: ask a snapshot again). */
     onEvent(callback) { this.listeners.push(callback); }
+    /** "events connected", "events disconnected: ...", or "unauthorized" (log in again). */
     onStatus(callback) { this.statusListeners.push(callback); }
 
     status(text) { this.statusListeners.forEach(cb => cb(text)); }
@@ -87,6 +91,11 @@
           headers.Accept = "text/event-stream";
           const resp = await fetch(this.baseUrl + "/api/v1/events?after=" + this.lastEventId,
             {headers, signal: abort.signal});
+          if (resp.status === 401) {  // the token is gone (logout, expiry, astcti restarted)
+            this.token = null;
+            this.status("unauthorized");
+            return;
+          }
           if (!resp.ok) throw new Error("event stream: HTTP " + resp.status);
           this.status("events connected");
           const reader = resp.body.getReader();

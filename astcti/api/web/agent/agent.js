@@ -98,6 +98,15 @@
       return;
     }
     if (name === "queued") return;  // a caller waiting in one of our queues, not our call yet
+    if (name === "idle") return;  // no call left: the last connectioncleared removed it
+    if (name === "partycleared") {  // another party left; the call goes on
+      const call = desk.calls.get(e.callid);
+      if (call && call.conference) {
+        call.conference = call.conference.split(", ").filter((p) => p !== e.releasing).join(", ");
+      }
+      render();
+      return;
+    }
     const call = upsertCall(e);
     if (name === "serviceinitiated" || name === "originated") {
       call.direction = call.direction || "outgoing";
@@ -449,33 +458,31 @@
   }
 
   // -- session ----------------------------------------------------------------------------------
+  /** The user's record first (a typed one only if the record allows it), then the seat this
+   *  computer has (`myextension`, the ipextnmap), then what was typed or used last time. */
+  async function chooseExtension(loginReply) {
+    const listed = loginReply.extensions || [];
+    const typed = $("extension").value.trim();
+    if (listed.length) return typed && listed.includes(typed) ? typed : listed[0];
+    if (typed) return typed;
+    const seat = await cti.request("myextension", {});
+    if (seat.result === "success" && seat.extension) return seat.extension;
+    return localStorage.getItem("astcti.agent.extension") || "";
+  }
+
   async function start(loginReply) {
     desk.user = loginReply.user || $("username").value;
     const settings = await cti.request("desktopsettings", {});
     if (settings.result === "success") Object.assign(desk.settings, settings);
     desk.role = settings.role || "";
-    const fromUser = (loginReply.extensions || [])[0] || loginReply.extension || "";
-    desk.extension = fromUser || $("extension").value.trim() || localStorage.getItem("astcti.agent.extension") || "";
+    desk.extension = await chooseExtension(loginReply);
     if (!desk.extension) throw new Error("no extension: type yours (your user has none)");
     desk.agentid = loginReply.agentid || (/^[0-9A-Za-z_.-]{1,32}$/.test(desk.user) ? desk.user : desk.extension);
     const mon = await cti.request("startmonitor", {extension: desk.extension});
     if (mon.result !== "success" && mon.httpStatus !== 409) throw new Error(mon.error);
     localStorage.setItem("astcti.agent.extension", desk.extension);
     sessionStorage.setItem("astcti.agent.token", cti.token);
-    const snap = await cti.request("snapshot", {extension: desk.extension});
-    desk.calls.clear();
-    for (const c of snap.calls || []) {
-      const call = upsertCall(Object.assign({}, c, {event: "snapshot"}));
-      call.state = c.state; call.since = since(c.since);
-      if (c.state === "connected" || c.state === "held") call.answeredAt = since(c.since);
-      if (c.lastredirection) call.queue = c.lastredirection;
-    }
-    const agent = await cti.request("acdgetstate", {extension: desk.extension});
-    desk.agent = null;
-    if (agent.result === "success") applyAgentView(agent);
-    const dir = await cti.request("directory", {monitor: true});
-    desk.directory.clear();
-    for (const entry of dir.extensions || []) desk.directory.set(entry.extension, entry);
+    await refresh();
     const reasons = $("reason");
     reasons.replaceChildren();
     for (const code of desk.settings.reasoncodes) {
@@ -490,6 +497,26 @@
     renderHistory();
     render();
     $("call").focus();
+  }
+
+  /** Calls, agent state and directory as astcti has them now (after sign-in or lost events). */
+  async function refresh() {
+    const snap = await cti.request("snapshot", {extension: desk.extension});
+    desk.calls.clear();
+    for (const c of snap.calls || []) {
+      const call = upsertCall(Object.assign({}, c, {event: "snapshot"}));
+      call.state = c.state; call.since = since(c.since);
+      if (c.state === "connected" || c.state === "held") call.answeredAt = since(c.since);
+      if (c.lastredirection) call.queue = c.lastredirection;
+    }
+    const agent = await cti.request("acdgetstate", {extension: desk.extension});
+    desk.agent = null;
+    if (agent.result === "success") applyAgentView(agent);
+    const dir = await cti.request("directory", {monitor: true});
+    desk.directory.clear();
+    for (const entry of dir.extensions || []) desk.directory.set(entry.extension, entry);
+    renderAgent();
+    render();
   }
 
   async function login(event) {
@@ -530,7 +557,9 @@
 
   // -- events and keys --------------------------------------------------------------------------
   cti.onEvent((e) => {
-    if (e.event === "extensionstate") {
+    if (e.msgtype === "lost") {
+      refresh();
+    } else if (e.event === "extensionstate") {
       desk.directory.set(e.extension, {extension: e.extension, state: e.state, devicestate: e.devicestate,
                                        agentid: e.agentid, agentstate: e.agentstate});
       renderDirectory();
@@ -542,11 +571,27 @@
       onCallEvent(e);
     }
   });
+  let wasDown = false;
   cti.onStatus((text) => {
+    if (text === "unauthorized") { sessionEnded(); return; }
     const up = text === "events connected";
     $("conn").dataset.up = String(up);
     $("conn").textContent = up ? "online" : "reconnecting…";
+    if (up && wasDown && !$("desk").hidden) refresh();  // events may have been missed
+    wasDown = !up;
   });
+
+  /** The token no longer works (astcti restarted, or signed out elsewhere): sign in again. */
+  function sessionEnded() {
+    sessionStorage.removeItem("astcti.agent.token");
+    $("desk").hidden = true;
+    $("logout").hidden = true;
+    $("login-view").hidden = false;
+    $("conn").dataset.up = "false";
+    $("conn").textContent = "offline";
+    showError("login-error", "Your session ended (astcti restarted or you signed out elsewhere): sign in again.");
+    $("username").focus();
+  }
 
   const KEYS = {a: "answer", x: "hangup", c: "consult", t: "transfer", f: "conference",
                 l: "alternate", k: "reconnect"};

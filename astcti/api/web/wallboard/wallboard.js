@@ -165,7 +165,8 @@
   }
 
   // -- session ----------------------------------------------------------------------------------
-  async function start(loginReply) {
+  /** Everything as astcti has it now (after sign-in, a reconnect or lost events). */
+  async function refresh() {
     const snap = await cti.request("queuestats", {monitor: true});
     if (snap.result !== "success") throw new Error(snap.error);
     board.level = snap.servicelevelseconds;
@@ -173,6 +174,12 @@
     board.agents.clear();
     for (const q of snap.queues) board.queues.set(q.queue, q);
     for (const a of snap.agents) board.agents.set(a.agentid, a);
+    renderQueues();
+    renderAgents();
+  }
+
+  async function start(loginReply) {
+    await refresh();
     sessionStorage.setItem("astcti.wallboard.token", cti.token);
     $("who").textContent = loginReply.user || "";
     slNote();
@@ -212,13 +219,25 @@
   }
 
   cti.onEvent((e) => {
-    if (e.event === "queuestatus") onQueue(e);
+    if (e.msgtype === "lost") refresh();
+    else if (e.event === "queuestatus") onQueue(e);
     else if (e.event === "agentstatus") onAgent(e);
   });
+  let wasDown = false;
   cti.onStatus((text) => {
+    if (text === "unauthorized") {  // astcti restarted or the token expired: sign in again
+      sessionStorage.removeItem("astcti.wallboard.token");
+      $("board").hidden = true;
+      $("logout").hidden = true;
+      $("login-view").hidden = false;
+      $("login-error").textContent = "Your session ended (astcti restarted?): sign in again.";
+      return;
+    }
     const up = text === "events connected";
     $("conn").dataset.up = String(up);
     $("conn").textContent = up ? "live" : "reconnecting…";
+    if (up && wasDown && !$("board").hidden) refresh().catch(() => {});
+    wasDown = !up;
   });
   $("login-view").addEventListener("submit", login);
   $("logout").addEventListener("click", async () => {

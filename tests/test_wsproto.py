@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from astcti.api import wsproto
-from astcti.api.wsproto import (
+from astcti import wsproto
+from astcti.wsproto import (
     Binary, Close, FrameParser, HandshakeError, Ping, Pong, ProtocolError, Text,
 )
 

@@ -1,11 +1,16 @@
-"""The WebSocket protocol of the `astctiws` listener (RFC 6455, server side), free of I/O.
+"""The WebSocket protocol (RFC 6455), free of I/O: both ends astcti speaks.
 
-Why not aiohttp's WebSocketResponse: it keeps the whole HTTP machinery of the upgrade request
-alive for the connection's lifetime (about 15 KiB per client before astcti adds anything),
-and a contact centre keeps a thousand clients connected all day. This module only turns bytes
-into events and events into bytes; `astcti/api/ws.py` owns the sockets. It accepts what
-browsers and WebSocket libraries send (extensions offered are declined: no permessage-deflate,
-whose per-connection zlib state alone is larger than a whole connection here).
+- Server side, the `astctiws` listener (`astcti/api/ws.py`). Why not aiohttp's
+  WebSocketResponse: it keeps the whole HTTP machinery of the upgrade request alive for the
+  connection's lifetime (about 15 KiB per client before astcti adds anything), and a contact
+  centre keeps a thousand clients connected all day. It accepts what browsers and WebSocket
+  libraries send (extensions offered are declined: no permessage-deflate, whose per-connection
+  zlib state alone is larger than a whole connection here).
+- Client side, the ARI events websocket (`astcti/pbx/ari.py`): every ARI event and REST
+  response of a call crosses it, and a frame parsed here and handed straight to the tracker
+  costs a fraction of a general-purpose client's queue, message objects and task wake-ups.
+
+This module only turns bytes into events and events into bytes; the callers own the sockets.
 """
 
 from __future__ import annotations
@@ -60,10 +65,39 @@ class Handshake:
 
     def accept(self) -> bytes:
         """The 101 response completing this handshake."""
-        digest = hashlib.sha1(self.key.encode() + GUID).digest()
         return (b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
                 b"Connection: Upgrade\r\nSec-WebSocket-Accept: " +
-                base64.b64encode(digest) + b"\r\n\r\n")
+                accept_key(self.key).encode() + b"\r\n\r\n")
+
+
+def accept_key(key: str) -> str:
+    return base64.b64encode(hashlib.sha1(key.encode() + GUID).digest()).decode()
+
+
+def client_request(host: str, target: str, key: str, headers: dict[str, str]) -> bytes:
+    """The upgrade request a client sends (`key`: 16 random bytes, base64)."""
+    extra = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+    return (f"GET {target} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+            f"Sec-WebSocket-Version: 13\r\n{extra}\r\n").encode()
+
+
+def check_response(head: bytes, key: str) -> None:
+    """Raise HandshakeError (status, reason) unless `head` is the server's 101 for `key`."""
+    lines = head.decode("latin-1").split("\r\n")
+    parts = lines[0].split(" ", 2)
+    if len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].isdigit():
+        raise HandshakeError(502, "Bad Gateway", "not an HTTP response")
+    status, reason = int(parts[1]), parts[2] if len(parts) > 2 else ""
+    if status != 101:
+        raise HandshakeError(status, reason, f"{status} {reason}".strip())
+    headers = {}
+    for line in lines[1:]:
+        name, sep, value = line.partition(":")
+        if sep:
+            headers[name.strip().lower()] = value.strip()
+    if headers.get("sec-websocket-accept") != accept_key(key):
+        raise HandshakeError(502, "Bad Gateway", "wrong Sec-WebSocket-Accept")
 
 
 def http_response(status: int, reason: str, text: str,
@@ -145,6 +179,19 @@ def close_frame(code: int, reason: str = "") -> bytes:
     return frame(OP_CLOSE, struct.pack("!H", code) + reason.encode()[:123])
 
 
+def masked_frame(opcode: int, payload: bytes, key: bytes) -> bytes:
+    """A final frame from a client: masked with the 4-byte `key` (fresh for every frame)."""
+    n = len(payload)
+    first = 0x80 | opcode
+    if n < 126:
+        head = bytes((first, 0x80 | n))
+    elif n < 1 << 16:
+        head = struct.pack("!BBH", first, 0x80 | 126, n)
+    else:
+        head = struct.pack("!BBQ", first, 0x80 | 127, n)
+    return head + key + unmask(payload, key)
+
+
 def unmask(payload: bytes, mask: bytes) -> bytes:
     """XOR with the 4-byte mask key, at C speed through big integers."""
     n = len(payload)
@@ -189,12 +236,18 @@ def _valid_close_code(code: int) -> bool:
 
 
 class FrameParser:
-    """Client frames in, events out; raises ProtocolError on anything RFC 6455 forbids."""
+    """Frames in, events out; raises ProtocolError on anything RFC 6455 forbids. A server
+    parses its clients' frames (`masked`, the default); a client its server's (unmasked), and
+    may ask for text messages as raw UTF-8 bytes (`text_bytes`: orjson parses them as they are)."""
 
-    __slots__ = ("max_message", "_buffer", "_parts", "_size", "_opcode")
+    __slots__ = ("max_message", "masked", "text_bytes", "_buffer", "_parts", "_size",
+                 "_opcode")
 
-    def __init__(self, max_message: int) -> None:
+    def __init__(self, max_message: int, *, masked: bool = True,
+                 text_bytes: bool = False) -> None:
         self.max_message = max_message
+        self.masked = masked
+        self.text_bytes = text_bytes
         self._buffer = b""
         self._parts: list[bytes] = []  # fragments of a message in progress
         self._size = 0
@@ -210,8 +263,9 @@ class FrameParser:
             fin, rsv, opcode = b0 & 0x80, b0 & 0x70, b0 & 0x0F
             if rsv:
                 raise ProtocolError(PROTOCOL_ERROR, "reserved bits set (no extension agreed)")
-            if not b1 & 0x80:
-                raise ProtocolError(PROTOCOL_ERROR, "client frames must be masked")
+            if bool(b1 & 0x80) != self.masked:
+                raise ProtocolError(PROTOCOL_ERROR, "client frames must be masked" if self.masked
+                                    else "server frames must not be masked")
             length = b1 & 0x7F
             at = pos + 2
             if length == 126:
@@ -230,10 +284,14 @@ class FrameParser:
                     raise ProtocolError(PROTOCOL_ERROR, "invalid control frame")
             elif self._size + length > self.max_message:
                 raise ProtocolError(TOO_BIG, f"message over {self.max_message} bytes")
-            if end - at < 4 + length:
+            keylen = 4 if self.masked else 0
+            if end - at < keylen + length:
                 break
-            payload = unmask(bytes(buf[at + 4:at + 4 + length]), bytes(buf[at:at + 4]))
-            pos = at + 4 + length
+            if keylen:
+                payload = unmask(bytes(buf[at + 4:at + 4 + length]), bytes(buf[at:at + 4]))
+            else:
+                payload = bytes(buf[at:at + length])
+            pos = at + keylen + length
             if control:
                 events.append(self._control(opcode, payload))
                 continue
@@ -252,6 +310,9 @@ class FrameParser:
                 message = b"".join(self._parts)
                 kind, self._opcode, self._parts, self._size = self._opcode, 0, [], 0
                 if kind == OP_TEXT:
+                    if self.text_bytes:  # validated by whoever parses it (orjson does)
+                        events.append(Text(message))  # type: ignore[arg-type]
+                        continue
                     try:
                         events.append(Text(message.decode("utf-8")))
                     except UnicodeDecodeError:

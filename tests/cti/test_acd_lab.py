@@ -410,7 +410,7 @@ async def test_one_agent_id_on_two_extensions_at_once(lab: Lab) -> None:
             second.request("acdlogin", extension="102", agentid="7003", groups="support",
                            check=False))
         won = [r for r in replies if r["result"] == "success"]
-        lost = [r for r in replies if r["result"] == "fail"]
+        lost = [r for r in replies if r["result"] == "error"]
         assert len(won) == 1 and len(lost) == 1, replies
         assert lost[0]["error"].startswith("agent 7003 is ")
         winner = "101" if replies[0] is won[0] else "102"

@@ -12,7 +12,7 @@ import pytest
 from astcti.client import CtiClient, CtiError
 from tests.admin.conftest import run_shell
 from tests.lab import Lab
-from tests.lab.ari import wait_for
+from tests.lab.ari import ChannelWatch, wait_for
 from tests.lab.sipp import Phone
 
 pytestmark = pytest.mark.lab
@@ -24,13 +24,6 @@ def _shell(lab: Lab, command: str, stdin: str = "") -> str:
     out = run_shell("--socket", lab.config.admin_socket, "-c", command, stdin=stdin)
     assert out.returncode == 0 and "Traceback" not in out.stderr, (out.stdout, out.stderr)
     return out.stdout
-
-
-def _calls_processed(lab: Lab) -> int:
-    """Asterisk's count of channels ever created: unchanged means nothing was dialled."""
-    match = re.search(r"(\d+) calls? processed", lab.rx("core show channels count"))
-    assert match, "no `calls processed` line from Asterisk"
-    return int(match.group(1))
 
 
 async def test_agent_and_supervisor_rights_with_real_calls(lab: Lab, clean_asterisk) -> None:
@@ -49,18 +42,19 @@ async def test_agent_and_supervisor_rights_with_real_calls(lab: Lab, clean_aster
             await agent.request("startmonitor", extension="102")
         await supervisor.request("startmonitor", extension="102")  # watches anyone
 
-        before = _calls_processed(lab)
-        with pytest.raises(CtiError) as refused:
-            await agent.request("makecall", extension="101", destination="0044201234567")
-        assert refused.value.reply["error"] == (
-            f"not allowed: user {alice} (role agent) may not dial 0044201234567: add _0044X. to"
-            " parameter acti_dial_agent")
-        assert _calls_processed(lab) == before  # refused before anything was dialled
-        assert not lab.phones["101"].received("INVITE")
-
-        reply = await agent.request("makecall", extension="101", destination="102")
-        established = await agent.expect("established", extension="101", timeout=30)
-        assert established["callid"] == reply["callid"]
+        async with ChannelWatch(lab) as watch:
+            with pytest.raises(CtiError) as refused:
+                await agent.request("makecall", extension="101", destination="0044201234567")
+            assert refused.value.reply["error"] == (
+                f"not allowed: user {alice} (role agent) may not dial 0044201234567: add"
+                " _0044X. to parameter acti_dial_agent")
+            reply = await agent.request("makecall", extension="101", destination="102")
+            established = await agent.expect("established", extension="101", timeout=30)
+            assert established["callid"] == reply["callid"]
+        # refused before anything was dialled: the first channel Asterisk created is the
+        # allowed call's agent leg, and 101 was called once
+        assert watch.created[0].startswith("PJSIP/101-"), watch.created
+        assert len(watch.named("PJSIP/101-")) == 1, watch.created
         delivered = await supervisor.expect("delivered", extension="102", timeout=30)
         callid = delivered["callid"]
         with pytest.raises(CtiError, match=f"not allowed: user {sam} may not act on extension"
@@ -92,18 +86,18 @@ async def test_dial_policy_change_applies_at_once(lab: Lab, clean_asterisk) -> N
     password = secrets.token_urlsafe(12)
     name = f"intl{secrets.token_hex(3)}"
     _shell(lab, f"add user {name} agent 101", stdin=f"{password}\n")
-    default = "internal,_0[1-7]X."
+    before = _shell(lab, "show parameter acti_dial_agent").split(" = ", 1)[1].split("  (")[0]
     phone = lab.start_phone("101", Phone(answer_after_ms=None))  # rings: the INVITE is enough
     client = await CtiClient.websocket(lab.config.ws_url, name, password)
     try:
         with pytest.raises(CtiError, match="add _0044X. to parameter acti_dial_agent"):
             await client.request("makecall", extension="101", destination="0044201234567")
-        _shell(lab, f"update parameter acti_dial_agent '{default},_0044X.'")
+        _shell(lab, f"update parameter acti_dial_agent '{before.strip()},_0044X.'")
         reply = await client.request("makecall", extension="101", destination="0044201234567")
         wait_for(lambda: phone.received("INVITE"), 20, "the agent's phone rings")
         await client.request("hangup", extension="101", callid=reply["callid"])
     finally:
         await client.close()
         lab.stop_phone("101")
-        _shell(lab, f"update parameter acti_dial_agent '{default}'")
+        _shell(lab, f"update parameter acti_dial_agent '{before.strip()}'")
         _shell(lab, f"remove user {name}")

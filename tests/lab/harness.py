@@ -417,9 +417,11 @@ class Lab:
                                 f"{encrypt(cipher, c.ami_secret)}",
                                 "Asterisk lab AMI")
             store.set_parameter("acti_heartbeat", "2")
-            # the lab's administrator allows its dialplan's 9-prefix outside line and 5-digit
-            # internal numbers (most unrouted: `destination not obtainable`); agents keep the
-            # shipped default, which the authorisation tests exercise
+            # the lab's administrator allows its dialplan's 9-prefix outside line (to every
+            # role) and 5-digit internal numbers to admins (most unrouted: `destination not
+            # obtainable`); the rest is the shipped default the authorisation tests exercise
+            store.set_parameter("acti_dial_agent", "internal,_0[1-7]X.,_9X.")
+            store.set_parameter("acti_dial_supervisor", "internal,_0[1-7]X.,_9X.")
             store.set_parameter("acti_dial_admin", "internal,_0[1-7]X.,_9X.,_[1-8]XXXX")
             if c.flavour == "freepbx":  # agents join queues in FreePBX's member form
                 store.set_parameter("acti_flavour", "freepbx")

@@ -103,6 +103,14 @@ def tls_asterisk(lab: Lab, tmp_path: Path) -> Iterator[tuple[int, Path, Path]]:
         lab.rx("module reload http")
 
 
+async def _until(predicate, timeout: float) -> None:
+    """Wait (letting the link's events in) until the predicate holds; fail after `timeout`."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():
+        assert asyncio.get_running_loop().time() < deadline, "the call's events over wss"
+        await asyncio.sleep(0.05)
+
+
 def _config(lab: Lab, port: int, cafile: Path, host: str = "127.0.0.1") -> LinkConfig:
     c = lab.config
     return LinkConfig("acti_tlink_98", host, port, "astcti-tls", c.ari_user, c.ari_password,
@@ -123,8 +131,7 @@ async def test_ari_over_tls_is_verified_and_carries_real_calls(lab: Lab, tls_ast
         lab.start_phone("102", Phone(answer_after_ms=200))
         caller = lab.call("102", talk_ms=500)
         assert await asyncio.to_thread(caller.wait, 30) == 0
-        wait_for(lambda: any(e["type"] == "ChannelDestroyed" for e in events), 20,
-                 "the call's events over wss")
+        await _until(lambda: any(e["type"] == "ChannelDestroyed" for e in events), 20)
     finally:
         await link.stop()
         lab.stop_phone("102")

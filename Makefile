@@ -6,18 +6,21 @@ PYTHON ?= /usr/bin/python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PHONES ?= auto
+PBXS ?= 1
 FLAVOUR ?= asterisk
 PYTEST_ARGS ?=
 
-.PHONY: help sysdeps venv lab lab-down lab-status test bench soak clean deb requirements \
-	delivery-deps lint-delivery test-delivery
+.PHONY: help sysdeps venv lab lab-down lab-status test bench bench-deps scaling soak clean deb \
+	requirements delivery-deps lint-delivery test-delivery
 
 help:
 	@echo "make lab [PHONES=auto|none] [FLAVOUR=asterisk|freepbx]"
 	@echo "                             start Asterisk + astcti + SIPp phones (make lab-down stops them);"
 	@echo "                             FLAVOUR=freepbx: FreePBX 17's dialplan, astcti's blocks in *_custom.conf"
+	@echo "                             PBXS=2: a second Asterisk (agents 2XX) linked as acti_tlink_02"
 	@echo "make test                    run every test, the real-Asterisk lab included"
 	@echo "make bench                   measure astcti against raw ARI, write docs/benchmarks.md"
+	@echo "make scaling                 push one box to its limits, simulate NATS scale-out (docs/scaling.md)"
 	@echo "make deb                     build dist/astcti_<version>_<arch>.deb (dh-virtualenv) + lintian"
 	@echo "make test-delivery           .deb, Ansible roles, Vagrantfile: built, linted, installed for real"
 
@@ -44,7 +47,7 @@ $(VENV)/.stamp: pyproject.toml
 venv: sysdeps $(VENV)/.stamp
 
 lab: venv
-	$(PY) -m tests.lab up --phones $(PHONES) --flavour $(FLAVOUR)
+	$(PY) -m tests.lab up --phones $(PHONES) --flavour $(FLAVOUR) --pbxs $(PBXS)
 
 lab-down:
 	@if [ -x $(PY) ]; then $(PY) -m tests.lab down; else echo "no lab was running"; fi
@@ -85,9 +88,27 @@ lint-delivery: venv delivery-deps
 test-delivery: venv deb
 	$(PY) -m pytest tests/delivery $(PYTEST_ARGS)
 
-bench: venv
+# valgrind: the bench counts instructions per call (callgrind); nats-server: the scale-out
+# simulation (docs/scaling.md)
+bench-deps: sysdeps
+	@missing=""; \
+	for pair in valgrind:valgrind nats-server:nats-server; do \
+	  command -v $${pair%%:*} >/dev/null 2>&1 || missing="$$missing $${pair##*:}"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+bench: venv bench-deps
 	$(PY) -m pip install -q -e '.[test,bench]'
 	$(PY) -m tests.bench
+
+# the limits of one box and the NATS scale-out simulation (figures for docs/scaling.md)
+scaling: venv bench-deps
+	$(PY) -m pip install -q -e '.[test,bench]'
+	$(PY) -m tests.perf.limits
+	$(PY) -m tests.perf.scaleout
 
 clean: lab-down
 	rm -rf $(VENV) .lab build dist *.egg-info

@@ -115,7 +115,7 @@ class Daemon:
         self.hub.buffer_size = int(params.get("acti_resume_size") or 1000)
         self.hub.buffer_age = float(params.get("acti_resume_age") or 300)
         for ext in self.store.extensions():
-            await self.directory.add(ext.number, ext.technology)
+            await self.directory.add(ext.number, ext.technology, ext.link)
         self.control.dial_context = params.get("acti_dial_context") or "from-internal"
         self._start_acd()
         self.seating = Seating(self.store)
@@ -382,7 +382,26 @@ class Daemon:
                     link.endpoints = {f"{e['technology']}/{e['resource']}" for e in endpoints}
                 except (AriError, AstctiError) as exc:
                     log.info("%s: cannot refresh endpoints: %s", link.name, exc)
-        return await self.directory.add(number, technology)
+        current = self.directory.extensions.get(number)
+        return await self.directory.add(number, technology, current.link if current else "")
+
+    async def pin_extension(self, number: str, link: str) -> str | None:
+        """Serve an extension from `link` only ("": from wherever its endpoint is). Its
+        monitors get linkdown if the link serving it changes. Returns the serving link."""
+        assert self.store is not None
+        ext = self.directory.extensions[number]
+        before = self.directory.serving.get(number)
+        served = await self.directory.add(number, ext.technology, link)
+        after = self.directory.serving.get(number)
+        if before is not None and after != before:
+            self.tracker.drop_extension(number)
+            self.hub.publish(LinkDown(number, "", _now(), link=before,
+                                      reason=f"extension {number} now served by"
+                                             f" {after or 'no link'} (pinned by the"
+                                             " administrator)"))
+        if after is not None and after != before and served:
+            self.hub.publish(LinkUp(number, "", _now(), link=after))
+        return served
 
     def why_unserved(self, number: str) -> str:
         return self.directory.why_unserved(number)
@@ -539,10 +558,26 @@ class Daemon:
                           consumer, kind)
             return None
 
+    def _check_system_names(self, link: AsteriskLink) -> None:
+        """Two Asterisks with the same `systemname` (none, by default) make the same uniqueids
+        when their clocks and call counters meet, so two calls could share a callid: say so."""
+        twins = sorted(other.name for other in self.links.values() if other is not link
+                       and other.up and other.system_name == link.system_name)
+        if twins:
+            name = f"systemname {link.system_name!r}" if link.system_name else "no systemname"
+            log.error("%s and %s are Asterisks with %s: their call ids can coincide and astcti"
+                      " would take two calls for one: give each a distinct `systemname` in"
+                      " asterisk.conf [options] (one of them may keep none)", link.name,
+                      ", ".join(twins), name)
+
     async def _on_link_up(self, link: AsteriskLink) -> None:
         """Resubscribe the configured extensions and resynchronise calls after any connect."""
+        self._check_system_names(link)
         self.channelvars.reset(link.name)
-        await self.directory.link_up(link)
+        for ext, reason in await self.directory.link_up(link):
+            # this Asterisk has the number another one served: it is ambiguous now
+            self.tracker.drop_extension(ext)
+            self.hub.publish(LinkDown(ext, "", _now(), link="", reason=reason))
         await self._filter_events(link)
         try:
             channels = await link.rest.call("channels", "list") or []

@@ -201,27 +201,28 @@ def unmask(payload: bytes, mask: bytes) -> bytes:
     return (int.from_bytes(payload, "little") ^ key).to_bytes(n, "little")
 
 
-@dataclass(frozen=True)
+# (slots, not frozen: a frozen dataclass pays object.__setattr__ per field on every frame)
+@dataclass(slots=True)
 class Text:
     data: str
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Binary:
     data: bytes
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Ping:
     data: bytes
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Pong:
     data: bytes
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Close:
     code: int  # 1005: the client sent no code
     reason: str
@@ -258,20 +259,36 @@ class FrameParser:
         events: list[Event] = []
         pos = 0
         end = len(buf)
+        masked = self.masked
         while end - pos >= 2:
             b0, b1 = buf[pos], buf[pos + 1]
+            if b0 == 0x81 and not masked and b1 < 126 and not self._opcode:
+                # the common case on the client side: a whole small text frame (an ARI event)
+                at = pos + 2 + b1
+                if at > end:
+                    break
+                message = buf[pos + 2:at]
+                pos = at
+                if self.text_bytes:
+                    events.append(Text(message))  # type: ignore[arg-type]
+                    continue
+                try:
+                    events.append(Text(message.decode("utf-8")))
+                except UnicodeDecodeError:
+                    raise ProtocolError(INVALID_DATA, "text frame is not UTF-8") from None
+                continue
             fin, rsv, opcode = b0 & 0x80, b0 & 0x70, b0 & 0x0F
             if rsv:
                 raise ProtocolError(PROTOCOL_ERROR, "reserved bits set (no extension agreed)")
-            if bool(b1 & 0x80) != self.masked:
-                raise ProtocolError(PROTOCOL_ERROR, "client frames must be masked" if self.masked
+            if bool(b1 & 0x80) != masked:
+                raise ProtocolError(PROTOCOL_ERROR, "client frames must be masked" if masked
                                     else "server frames must not be masked")
             length = b1 & 0x7F
             at = pos + 2
             if length == 126:
                 if end - at < 2:
                     break
-                length = struct.unpack_from("!H", buf, at)[0]
+                length = (buf[at] << 8) | buf[at + 1]
                 at += 2
             elif length == 127:
                 if end - at < 8:
@@ -284,13 +301,13 @@ class FrameParser:
                     raise ProtocolError(PROTOCOL_ERROR, "invalid control frame")
             elif self._size + length > self.max_message:
                 raise ProtocolError(TOO_BIG, f"message over {self.max_message} bytes")
-            keylen = 4 if self.masked else 0
+            keylen = 4 if masked else 0
             if end - at < keylen + length:
                 break
             if keylen:
-                payload = unmask(bytes(buf[at + 4:at + 4 + length]), bytes(buf[at:at + 4]))
+                payload = unmask(buf[at + 4:at + 4 + length], buf[at:at + 4])
             else:
-                payload = bytes(buf[at:at + length])
+                payload = buf[at:at + length]
             pos = at + keylen + length
             if control:
                 events.append(self._control(opcode, payload))
@@ -307,7 +324,7 @@ class FrameParser:
             self._parts.append(payload)
             self._size += length
             if fin:
-                message = b"".join(self._parts)
+                message = b"".join(self._parts) if len(self._parts) > 1 else self._parts[0]
                 kind, self._opcode, self._parts, self._size = self._opcode, 0, [], 0
                 if kind == OP_TEXT:
                     if self.text_bytes:  # validated by whoever parses it (orjson does)
@@ -319,7 +336,7 @@ class FrameParser:
                         raise ProtocolError(INVALID_DATA, "text frame is not UTF-8") from None
                 else:
                     events.append(Binary(message))
-        self._buffer = bytes(buf[pos:]) if pos < end else b""
+        self._buffer = buf[pos:] if pos < end else b""
         if len(self._buffer) > self.max_message + 14:
             raise ProtocolError(TOO_BIG, f"message over {self.max_message} bytes")
         return events

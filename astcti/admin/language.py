@@ -136,6 +136,14 @@ def _parameter(text: str) -> str:
     return text
 
 
+def _link(text: str) -> str:
+    """acti_tlink_NN, or its NN."""
+    name = f"acti_tlink_{int(text):02d}" if text.isdigit() and len(text) <= 2 else text
+    if not re.fullmatch(r"acti_tlink_\d{2}", name):
+        raise CommandError(f"invalid link {text!r}: use acti_tlink_NN (e.g. acti_tlink_02) or NN")
+    return name
+
+
 def _keyword(word: str) -> Callable[[str], str]:
     def check(text: str) -> str:
         if text.lower() != word:
@@ -165,6 +173,7 @@ VALIDATORS: dict[str, Callable[[str], Any]] = {
     "channel": _choice(CHANNELS, "trace channel"),
     "command": str,
     "listener-port": _port,
+    "link": _link,
 }
 
 #: kind -> fixed completions (dynamic kinds are completed from the daemon's or store's names)

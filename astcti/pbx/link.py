@@ -78,6 +78,7 @@ class AsteriskLink:
         self.up = False
         self.since = datetime.now(timezone.utc)
         self.version: str | None = None
+        self.system_name = ""
         self.last_error: str | None = None
         self.endpoints: set[str] = set()  # "PJSIP/101" as Asterisk reports them
         self.sources: set[str] = set()  # event sources kept subscribed across reconnects
@@ -135,8 +136,10 @@ class AsteriskLink:
 
     async def _connect(self) -> None:
         await self.rest.open()
-        info = await self.rest.call("asterisk", "getInfo", only="system")
-        self.version = (info or {}).get("system", {}).get("version")
+        info = await self.rest.call("asterisk", "getInfo", only="system,config") or {}
+        self.version = info.get("system", {}).get("version")
+        # asterisk.conf `systemname`: prefixes the uniqueids (hence linkedids, astcti's callids)
+        self.system_name = str(info.get("config", {}).get("name") or "")
         self._socket = AriEventSocket(self.config, self.heartbeat)
         await self._socket.open()
         if rest_over_websocket(self.version):

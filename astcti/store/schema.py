@@ -106,8 +106,13 @@ def ensure_feature_parameters(db: sqlite_utils.Database) -> None:
     )
 
 
-#: Parameters added by v4 (who may do what, hardened transports).
-V4_PARAMETERS: dict[str, tuple[str, str]] = {
+def _v4(db: sqlite_utils.Database) -> None:
+    """An extension may be pinned to one Asterisk link (the same number on two PBXs)."""
+    db.execute("ALTER TABLE extensions ADD COLUMN link TEXT NOT NULL DEFAULT ''")
+
+
+#: Parameters added by v5 (who may do what, hardened transports).
+V5_PARAMETERS: dict[str, tuple[str, str]] = {
     "acti_dial_agent": ("internal,_0[1-7]X.", "Numbers users of role agent may dial"
                         " (makecall, consultation, single-step transfer/conference): comma list"
                         " of `internal` (configured extensions) and Asterisk patterns (_0[1-7]X."
@@ -123,7 +128,7 @@ V4_PARAMETERS: dict[str, tuple[str, str]] = {
 }
 
 
-def _v4(db: sqlite_utils.Database) -> None:
+def _v5(db: sqlite_utils.Database) -> None:
     """Users get extensions; listeners remember a forced auth=none for everyone.
 
     Users from before roles could do everything: they become `admin` (marked `migrated`, which
@@ -140,12 +145,12 @@ def _v4(db: sqlite_utils.Database) -> None:
     listeners.add_column("forced", int, not_null_default=0)
     db.execute("UPDATE listeners SET forced = 1 WHERE auth = 'none' AND trim(allow) IN ('*', '')")
     db["parameters"].insert_all(
-        [{"name": n, "value": v, "description": d} for n, (v, d) in V4_PARAMETERS.items()],
+        [{"name": n, "value": v, "description": d} for n, (v, d) in V5_PARAMETERS.items()],
         ignore=True,
     )
 
 
 #: Ordered migrations; index + 1 is the schema version it produces.
-MIGRATIONS: list[Migration] = [_v1, _v2, _v3, _v4]
+MIGRATIONS: list[Migration] = [_v1, _v2, _v3, _v4, _v5]
 
 SCHEMA_VERSION = len(MIGRATIONS)

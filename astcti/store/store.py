@@ -36,6 +36,7 @@ AMI_LINK_PARAMETER = re.compile(r"^acti_amilink_(\d{2})$")  # AMI of the same As
 class ExtensionRow:
     number: str
     technology: str
+    link: str = ""  # pinned to this acti_tlink_NN ("": wherever its endpoint is)
 
 
 @dataclass(frozen=True)
@@ -242,8 +243,8 @@ class Store:
 
     # -- extensions ---------------------------------------------------------------------------
     def extensions(self) -> list[ExtensionRow]:
-        rows = self._read("SELECT number, technology FROM extensions ORDER BY number")
-        return [ExtensionRow(n, t) for n, t in rows]
+        rows = self._read("SELECT number, technology, link FROM extensions ORDER BY number")
+        return [ExtensionRow(n, t, k) for n, t, k in rows]
 
     def add_extension(self, number: str, technology: str) -> None:
         with self._writing(f"add extension {number}"):
@@ -261,6 +262,13 @@ class Store:
                 " ON CONFLICT(number) DO UPDATE SET technology = excluded.technology",
                 [(r.number, r.technology) for r in rows],
             )
+
+    def pin_extension(self, number: str, link: str) -> bool:
+        """Pin an extension to a link ("": unpin). False if it is not configured."""
+        with self._writing(f"pin extension {number}"):
+            cur = self.db.conn.execute("UPDATE extensions SET link = ? WHERE number = ?",
+                                       (link, number))
+        return cur.rowcount > 0
 
     def remove_extension(self, number: str) -> bool:
         with self._writing(f"remove extension {number}"):

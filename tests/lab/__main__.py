@@ -6,7 +6,9 @@ import argparse
 import sys
 
 from tests.lab import chroot
-from tests.lab.harness import FLAVOURS, LAB_DIR, Lab, LabConfig, LabError, down_running
+from tests.lab.harness import (
+    FLAVOURS, LAB_DIR, SECOND_SHIFT, Lab, LabConfig, LabError, down_running,
+)
 
 
 def _describe(c) -> str:
@@ -24,6 +26,9 @@ def _describe(c) -> str:
         f"  TCP 127.0.0.1:{c.tcp_port}",
         f"                login: user {c.astcti_user!r} password {c.astcti_password!r}",
         f"                admin: astcti-shell --socket {c.admin_socket}; log {c.astcti_log}",
+        *([f"  second PBX    agents 201-204 on SIP udp 127.0.0.1:{c.sip_port + SECOND_SHIFT},"
+           f" ARI 127.0.0.1:{c.ari_port + SECOND_SHIFT}, linked as acti_tlink_02 (console:"
+           f" chroot {c.lab_dir}/pbx2/chroot asterisk -r)"] if c.pbxs == 2 else []),
         "  stop it with `make lab-down`",
     ])
 
@@ -33,6 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="start Asterisk, astcti and the phones")
     up.add_argument("--phones", choices=["auto", "none"], default="auto")
+    up.add_argument("--pbxs", type=int, choices=[1, 2], default=1,
+                    help="2: a second Asterisk (agents 2XX) linked as acti_tlink_02")
     up.add_argument("--flavour", choices=FLAVOURS, default=None,
                     help="asterisk (astcti's dialplan) or freepbx (FreePBX 17's dialplan);"
                          " default: ASTCTI_LAB_FLAVOUR or asterisk")
@@ -41,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command == "up":
-            config = Lab(LabConfig.from_env(args.flavour)).up(phones=args.phones)
+            config = Lab(LabConfig.from_env(args.flavour)).up(phones=args.phones, pbxs=args.pbxs)
             print(_describe(config))
         elif args.command == "down":
             print("lab stopped" if down_running() else "no lab was running")

@@ -17,6 +17,9 @@ import time
 import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
+
+from cryptography.fernet import Fernet
 
 from astcti import provision
 from astcti.secrets import encrypt, load_key
@@ -30,7 +33,15 @@ LAB_DIR = Path(os.environ.get("ASTCTI_LAB_DIR", REPO / ".lab"))
 FLAVOURS = ("asterisk", "freepbx")  # plain Asterisk + astcti's dialplan, or FreePBX 17's
 FREEPBX_SHIFT = 250  # the FreePBX-flavour lab beside a test session's plain one: ports + 250
 AGENTS = ["101", "102", "103", "104"]
-SPARE = ["105"]  # PJSIP endpoints not in the store: astcti-shell tests `add extension 105`
+# PJSIP endpoints not in the store: astcti-shell tests `add extension 105`; 150 exists on both
+# Asterisks of a two-PBX lab (the same number on two PBXs)
+SPARE = ["105", "150"]
+# The second Asterisk of a two-PBX lab (`make lab PBXS=2`, tests/e2e/test_two_pbx.py), linked
+# as acti_tlink_02: agents 2XX, every port SECOND_SHIFT above the first's (offset 6000 -> 6500:
+# no other lab's offset, in steps of 500 from 1000, nor a FreePBX-flavour lab at +250, is there)
+SECOND_SHIFT = 500
+AGENTS2 = ["201", "202", "203", "204"]
+SPARE2 = ["205", "150"]
 #: PJSIP endpoints whose contact is a port no lab process ever listens on (the template's
 #: extra_port): what the request fuzzers may call, with nobody to ring and no stray INVITE
 #: retransmission reaching a phone a later test starts
@@ -39,6 +50,15 @@ FUZZ_ENDPOINTS = ["191", "192"]
 
 class LabError(RuntimeError):
     """Something the operator must fix; the message says what."""
+
+
+def _ports(o: int, agents: list[str], spare: list[str]) -> dict[str, Any]:
+    """Every port of a lab at offset `o` (phones by their last digit)."""
+    return {"sip_port": 5060 + o, "ari_port": 8088 + o, "ami_port": 5038 + o,
+            "phones": {e: 5070 + int(e[-1]) + o for e in agents},
+            "spare_phones": {e: 5070 + int(e[-1]) + o for e in spare},
+            "trunk_port": 5080 + o, "trunk_ports": list(range(5080 + o, 5090 + o)),
+            "rest_port": 9001 + o, "tcp_port": 9002 + o, "ws_port": 9003 + o, "port_offset": o}
 
 
 @dataclass
@@ -82,6 +102,9 @@ class LabConfig:
     flavour: str = "asterisk"  # "freepbx": FreePBX 17's dialplan, astcti's blocks in *_custom
     freepbx_secret: str = ""  # FreePBX's own AMI admin / ARI user (freepbx flavour)
     ivr_number: str = "601"  # IVR that sets user data, then the queue
+    agent_patterns: list[str] = field(default_factory=lambda: ["_1XX"])  # dialplan: the agents
+    pbxs: int = 1  # 2: a second Asterisk (its config in <lab_dir>/pbx2/lab.json), acti_tlink_02
+    systemname: str = ""  # asterisk.conf: prefixes this Asterisk's uniqueids (two-PBX labs)
 
     @classmethod
     def from_env(cls, flavour: str | None = None, beside: bool = False) -> LabConfig:
@@ -102,12 +125,15 @@ class LabConfig:
             key=str(lab_dir / "secret.key"), admin_socket=str(lab_dir / "admin.sock"),
             astcti_log=str(lab_dir / "astcti.log"), flavour=flavour,
             queue="600" if freepbx else "support",  # FreePBX names queues by their number
-            sip_port=5060 + o, ari_port=8088 + o, ami_port=5038 + o,
-            phones={e: 5070 + int(e[-1]) + o for e in AGENTS},
-            spare_phones={e: 5070 + int(e[-1]) + o for e in SPARE},
-            trunk_port=5080 + o, trunk_ports=list(range(5080 + o, 5090 + o)),
-            rest_port=9001 + o, tcp_port=9002 + o, ws_port=9003 + o, port_offset=o,
+            **_ports(o, AGENTS, SPARE),
         )
+
+    def second_pbx(self) -> LabConfig:
+        """The config of this lab's second Asterisk (Asterisk only: astcti is the first's)."""
+        d = Path(self.lab_dir) / "pbx2"
+        return LabConfig(lab_dir=str(d), chroot=str(d / "chroot"), agent_patterns=["_2XX", "150"],
+                         queue=self.queue, queue_number=self.queue_number, systemname="pbx2",
+                         **_ports(self.port_offset + SECOND_SHIFT, AGENTS2, SPARE2))
 
     @property
     def ari_url(self) -> str:
@@ -233,6 +259,7 @@ class Lab:
         self.log = log
         self.phones: dict[str, SippProcess] = {}
         self.workdir = self.dir / "sipp"
+        self.second: Lab | None = None  # the second Asterisk of a two-PBX lab
 
     # -- status -------------------------------------------------------------------------------
     @classmethod
@@ -248,7 +275,7 @@ class Lab:
         return config if _alive(config.pids.get("asterisk")) else None
 
     # -- up -----------------------------------------------------------------------------------
-    def up(self, phones: str = "auto") -> LabConfig:
+    def up(self, phones: str = "auto", pbxs: int = 1) -> LabConfig:
         if os.geteuid() != 0:
             raise LabError("the lab needs root (chroot, mounts): run it as root")
         running = self.running(self.dir)
@@ -264,26 +291,18 @@ class Lab:
             if port_in_use(port, udp):
                 raise LabError(f"port {port} ({what}) is in use on 127.0.0.1: stop what holds it"
                                f" (`ss -lntup | grep {port}`) or `make lab-down`")
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self.workdir.mkdir(parents=True, exist_ok=True)
         c = self.config
         c.phones_mode = phones
-        c.ari_password = c.ari_password or secrets.token_urlsafe(18)
-        c.ami_secret = c.ami_secret or secrets.token_urlsafe(18)
-        c.freepbx_secret = c.freepbx_secret or secrets.token_urlsafe(18)
+        c.pbxs = pbxs
         c.astcti_password = c.astcti_password or secrets.token_urlsafe(12)
         c.admin_password = c.admin_password or secrets.token_urlsafe(12)
         c.supervisor_password = c.supervisor_password or secrets.token_urlsafe(12)
-        base = chroot.ensure_base(log=self.log)
-        chroot.copy_base(base, self.root)
-        chroot.reset_state(self.root)
-        self.render_config()
-        if c.flavour == "freepbx":
-            self.seed_astdb()
-        chroot.prepare_for_asterisk(self.root)
+        self.dir.mkdir(parents=True, exist_ok=True)
         Path(c.astcti_log).write_text("")
         try:
-            self.start_asterisk()
+            self.start_pbx()
+            if pbxs == 2:
+                self.start_second_pbx()
             self.seed_store()
             self.start_astcti()
             if phones == "auto":
@@ -293,6 +312,55 @@ class Lab:
             raise
         c.save()
         return c
+
+    def start_pbx(self) -> None:
+        """This lab's Asterisk alone: a fresh copy of the chroot, configured and started."""
+        c = self.config
+        c.ari_password = c.ari_password or secrets.token_urlsafe(18)
+        c.ami_secret = c.ami_secret or secrets.token_urlsafe(18)
+        c.freepbx_secret = c.freepbx_secret or secrets.token_urlsafe(18)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        base = chroot.ensure_base(log=self.log)
+        chroot.copy_base(base, self.root)
+        chroot.reset_state(self.root)
+        self.render_config()
+        if c.flavour == "freepbx":
+            self.seed_astdb()
+        chroot.prepare_for_asterisk(self.root)
+        self.start_asterisk()
+
+    def start_second_pbx(self) -> Lab:
+        """Start the second Asterisk (agents 2XX, ports SECOND_SHIFT higher). astcti links to
+        it as acti_tlink_02 when the store is seeded after this, or by the admin console."""
+        second = Lab(self.config.second_pbx(), log=self.log)
+        for port, udp in [(second.config.sip_port, True), (second.config.ari_port, False),
+                          (second.config.ami_port, False)]:
+            if port_in_use(port, udp):
+                raise LabError(f"port {port} (second Asterisk) is in use on 127.0.0.1: stop what"
+                               f" holds it (`ss -lntup | grep {port}`) or `make lab-down`")
+        try:
+            second.start_pbx()
+        except BaseException:
+            second.down()
+            raise
+        second.config.save()
+        self.second = second
+        return second
+
+    def stop_second_pbx(self) -> None:
+        second = self.second or _saved_lab(Path(self.config.lab_dir) / "pbx2")
+        if second is not None:
+            second.down()
+        self.second = None
+
+    def link_parameters(self, cipher: Fernet) -> tuple[str, str]:
+        """This Asterisk as acti_tlink_NN and acti_amilink_NN values (secrets encrypted with
+        astcti's key)."""
+        c = self.config
+        return (f"127.0.0.1#{c.ari_port}#{c.ari_app},{c.ari_user},"
+                f"{encrypt(cipher, c.ari_password)}",
+                f"127.0.0.1#{c.ami_port},{c.ami_user},{encrypt(cipher, c.ami_secret)}")
 
     def render_config(self) -> None:
         c = self.config
@@ -306,6 +374,7 @@ class Lab:
                        for e, p in {**c.phones, **c.spare_phones}.items()],
             "trunk_port": c.trunk_port, "trunk_ports": c.trunk_ports,
             "extra_extensions": [*c.extra_extensions, *FUZZ_ENDPOINTS],
+            "agent_patterns": c.agent_patterns,
             # 500 ports: a FreePBX-flavour lab FREEPBX_SHIFT above has the next 500
             "rtp_start": 20000 + 2 * c.port_offset, "rtp_end": 20499 + 2 * c.port_offset,
             "queue_number": c.queue_number, "ivr_number": c.ivr_number,
@@ -314,6 +383,10 @@ class Lab:
         }
         flavour = "lab-freepbx" if c.flavour == "freepbx" else "lab"
         provision.write(provision.render(flavour, variables), self.root / "etc/asterisk")
+        if c.systemname:  # the stock asterisk.conf, with its [options] systemname set
+            conf = chroot.inside(self.root, "etc/asterisk/asterisk.conf")
+            conf.write_text(conf.read_text().replace(
+                "[options]\n", f"[options]\nsystemname = {c.systemname}\n", 1))
 
     def seed_astdb(self) -> None:
         """What FreePBX keeps in AstDB for each extension (its dialplan reads it): device,
@@ -408,14 +481,15 @@ class Lab:
         cipher = load_key(c.key, create=True)
         store = Store.open(db, create=True)
         try:
-            token = encrypt(cipher, c.ari_password)
-            store.set_parameter("acti_tlink_01",
-                                f"127.0.0.1#{c.ari_port}#{c.ari_app},{c.ari_user},{token}",
-                                "Asterisk lab")
-            store.set_parameter("acti_amilink_01",
-                                f"127.0.0.1#{c.ami_port},{c.ami_user},"
-                                f"{encrypt(cipher, c.ami_secret)}",
-                                "Asterisk lab AMI")
+            ari, ami = self.link_parameters(cipher)
+            store.set_parameter("acti_tlink_01", ari, "Asterisk lab")
+            store.set_parameter("acti_amilink_01", ami, "Asterisk lab AMI")
+            if self.second is not None:
+                ari, ami = self.second.link_parameters(cipher)
+                store.set_parameter("acti_tlink_02", ari, "Asterisk lab, second PBX")
+                store.set_parameter("acti_amilink_02", ami, "Asterisk lab, second PBX AMI")
+                store.add_extensions([ExtensionRow(e, "PJSIP")
+                                      for e in self.second.config.phones])
             store.set_parameter("acti_heartbeat", "2")
             # the lab's administrator allows its dialplan's 9-prefix outside line (to every
             # role) and 5-digit internal numbers to admins (most unrouted: `destination not
@@ -537,6 +611,8 @@ class Lab:
                     _kill_group(pid)
                 self.config.pids.pop(name, None)
         self.stop_astcti()
+        if self.config.pbxs == 2 or self.second is not None:
+            self.stop_second_pbx()
         self.stop_asterisk()
         # anything still running from the chroot (a crashed start) goes too
         subprocess.run(["pkill", "-9", "-f", f"chroot {self.root} asterisk"], check=False)
@@ -611,6 +687,17 @@ class ExtraDaemon:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+
+def _saved_lab(lab_dir: Path) -> Lab | None:
+    """The Lab described by lab_dir/lab.json (e.g. a second Asterisk), if any."""
+    path = lab_dir / "lab.json"
+    if not path.exists():
+        return None
+    try:
+        return Lab(LabConfig.load(path))
+    except (ValueError, TypeError, OSError):
+        return None
 
 
 def down_running() -> bool:

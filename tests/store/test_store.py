@@ -8,7 +8,7 @@ import pytest
 from astcti.errors import StoreError
 from astcti.store import Store
 from astcti.store.schema import DEFAULT_PARAMETERS, SCHEMA_VERSION
-from astcti.store.store import ListenerRow
+from astcti.store.store import ExtensionRow, ListenerRow
 
 
 def test_create_seeds_defaults_and_schema_version(tmp_path: Path) -> None:
@@ -40,7 +40,7 @@ def test_newer_schema_is_refused_without_damage(tmp_path: Path) -> None:
     Store.open(path, create=True).close()
     conn = sqlite3.connect(path)
     conn.execute(f"PRAGMA user_version={SCHEMA_VERSION + 5}")
-    conn.execute("INSERT INTO extensions VALUES ('999', 'PJSIP')")
+    conn.execute("INSERT INTO extensions(number, technology) VALUES ('999', 'PJSIP')")
     conn.commit()
     conn.close()
     with pytest.raises(StoreError, match="upgrade astcti"):
@@ -209,7 +209,7 @@ def _store_at_version(path: Path, version: int) -> None:
     db.conn.close()
 
 
-def test_v4_users_from_before_roles_become_admin_and_say_so(tmp_path: Path) -> None:
+def test_v5_users_from_before_roles_become_admin_and_say_so(tmp_path: Path) -> None:
     """Users could do everything before roles: they stay able to (admin), marked migrated, so
     nothing breaks silently; the administrator's first change clears the mark. An auth=none
     listener open to everyone keeps opening (forced) instead of vanishing at the upgrade."""
@@ -243,4 +243,25 @@ def test_v4_users_from_before_roles_become_admin_and_say_so(tmp_path: Path) -> N
     assert store.user("crm").extensions == ("101", "102")
     with pytest.raises(ValueError, match="unknown role 'root'"):
         store.set_user("x", "password-123", "root")
+
+
+def test_v3_store_migrates_to_v4_extensions_unpinned_then_pinned(tmp_path: Path) -> None:
+    """v4: an extension may be pinned to one Asterisk link (the same number on two PBXs)."""
+    from astcti.store.schema import MIGRATIONS
+    import sqlite_utils
+
+    path = tmp_path / "v3.db"
+    db = sqlite_utils.Database(path)
+    for migrate in MIGRATIONS[:3]:
+        migrate(db)
+    db.conn.execute("PRAGMA user_version=3")
+    db["extensions"].insert({"number": "150", "technology": "PJSIP"})
+    db.conn.commit()
+    db.conn.close()
+    store = Store.open(path)
+    assert store.extensions() == [ExtensionRow("150", "PJSIP", "")]
+    assert store.pin_extension("150", "acti_tlink_02") and not store.pin_extension("9", "x")
+    assert store.extensions() == [ExtensionRow("150", "PJSIP", "acti_tlink_02")]
+    store.add_extension("150", "PJSIP")  # re-adding keeps the pin
+    assert store.extensions()[0].link == "acti_tlink_02"
     store.close()

@@ -18,7 +18,13 @@ async def _show_extensions(ctx: Context, args: dict[str, Any]) -> str:
         row = [ext.number, f"{ext.technology}/{ext.number}"]
         if ctx.daemon is not None:
             link, up, monitors = ctx.daemon.extension_state(ext.number)
-            row += [link or "-", "up" if up else "not served", str(monitors)]
+            ambiguous = ctx.daemon.directory.ambiguous(ext.number)
+            state = ("ambiguous: on " + ", ".join(ambiguous) if ambiguous
+                     else "up" if up else "not served")
+            row += [(link or ext.link or "-") + (" (pinned)" if ext.link else ""), state,
+                    str(monitors)]
+        elif ext.link:
+            row[1] += f" (pinned to {ext.link})"
         rows.append(row)
     header = ["extension", "endpoint"] + (["link", "state", "monitors"] if ctx.daemon else [])
     return table(rows, header) or "no extensions: add one with `add extension NUM [TECH]`"
@@ -49,6 +55,41 @@ async def _add_extension(ctx: Context, args: dict[str, Any]) -> str:
         return f"extension {number} {verb} {tech}/{number}, watched on {served_by}"
     return (f"extension {number} {verb} {tech}/{number}; {ctx.daemon.why_unserved(number)}"
             ": it is watched as soon as an Asterisk has it")
+
+
+@command("pin extension", Arg("NUM", "extension", doc="a configured extension"),
+         Arg("LINK", "link", doc="the Asterisk link that serves it: acti_tlink_NN (or NN)"),
+         doc="Serve an extension from one Asterisk only: the number exists on several PBXs"
+             " and astcti will not guess which phone it is.",
+         example="pin extension 150 acti_tlink_02", group="extensions")
+async def _pin_extension(ctx: Context, args: dict[str, Any]) -> str:
+    number, link = args["NUM"], args["LINK"]
+    if not ctx.store.pin_extension(number, link):
+        raise CommandError(f"extension {number} is not configured: see `show extensions`")
+    if link not in ctx.store.link_parameters():
+        ctx.warnings.append(f"{link} is not configured: the extension is served by no link"
+                            f" until `update parameter {link} ...` sets it")
+    if ctx.daemon is None:
+        return f"extension {number} pinned to {link}; applies when astcti starts"
+    served = await ctx.daemon.pin_extension(number, link)
+    if served:
+        return f"extension {number} pinned: served by {served}"
+    return f"extension {number} pinned to {link}; {ctx.daemon.why_unserved(number)}"
+
+
+@command("unpin extension", Arg("NUM", "extension", doc="a configured extension"),
+         doc="Serve an extension from whichever Asterisk has its endpoint (one only).",
+         example="unpin extension 150", group="extensions")
+async def _unpin_extension(ctx: Context, args: dict[str, Any]) -> str:
+    number = args["NUM"]
+    if not ctx.store.pin_extension(number, ""):
+        raise CommandError(f"extension {number} is not configured: see `show extensions`")
+    if ctx.daemon is None:
+        return f"extension {number} unpinned; applies when astcti starts"
+    served = await ctx.daemon.pin_extension(number, "")
+    if served:
+        return f"extension {number} unpinned: served by {served}"
+    return f"extension {number} unpinned; {ctx.daemon.why_unserved(number)}"
 
 
 @command("remove extension", Arg("NUM", "extension", doc="a configured extension"),

@@ -1,0 +1,103 @@
+"""`python -m tests.perf.limits`: push one box until astcti's goals break (docs/scaling.md).
+
+Three sweeps on the lab, each point a fresh lab (bench.scale / bench.memory), with the raw ARI
+client alongside for the latency: calls per second at the bench's 500 extensions / 500 clients;
+connected clients; watched extensions. Goals: added latency p50 <= 1 ms and p99 <= 5 ms over
+the raw client, every monitoring client complete, RSS of the 5,000/1,000 point <= 90 MB.
+Prints one JSON line per point and a Markdown table at the end. Nothing asserts a figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import time
+
+from tests.bench import _pct, memory, phase, scale
+
+
+def _row(point: dict) -> dict:
+    raw, cti = point.pop("raw", []), point.pop("astcti", [])
+    point["added_p50"] = _pct(cti, 50) - _pct(raw, 50)
+    point["added_p99"] = _pct(cti, 99) - _pct(raw, 99)
+    point["raw_p99"] = _pct(raw, 99)
+    return point
+
+
+async def calls_per_second(rates: list[float], seconds: float) -> list[dict]:
+    out = []
+    for rate in rates:
+        phase(f"limits: {rate:g} calls/s")
+        started = time.monotonic()
+        point = _row(await scale(500, 10, 490, int(rate * seconds), rate))
+        point["wall"] = time.monotonic() - started
+        print(json.dumps({"sweep": "rate", **point}), flush=True)
+        out.append(point)
+    return out
+
+
+async def clients(counts: list[int], rate: float, seconds: float) -> list[dict]:
+    out = []
+    for count in counts:
+        phase(f"limits: {count} clients")
+        point = _row(await scale(500, 10, count - 10, int(rate * seconds), rate))
+        print(json.dumps({"sweep": "clients", **point}), flush=True)
+        out.append(point)
+    return out
+
+
+async def extensions(counts: list[int]) -> list[dict]:
+    out = []
+    for count in counts:
+        phase(f"limits: {count} extensions")
+        started = time.monotonic()
+        point = await memory(count, 1000)
+        point["wall"] = time.monotonic() - started
+        print(json.dumps({"sweep": "extensions", **point}), flush=True)
+        out.append(point)
+    return out
+
+
+def table(rows: list[dict], first: str, label: str) -> str:
+    lines = [f"| {label} | added p50 ms | added p99 ms | astcti CPU/call ms | Asterisk CPU/call"
+             " ms | RSS MB | complete |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    for r in rows:
+        lines.append(f"| {r[first]:g} | {r['added_p50']:+.1f} | {r['added_p99']:+.1f} |"
+                     f" {r['cpu_per_call_ms']:.2f} | {r['asterisk_cpu_per_call_ms']:.2f} |"
+                     f" {r['rss_after'] / 1024:.0f} | {'yes' if r['complete'] else 'NO'} |")
+    return "\n".join(lines)
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m tests.perf.limits")
+    parser.add_argument("--rates", default="20,40,80,120")
+    parser.add_argument("--clients", default="1000,2000,5000")
+    parser.add_argument("--extensions", default="5000,10000,20000")
+    parser.add_argument("--seconds", type=float, default=20.0)
+    args = parser.parse_args()
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 65536)), hard))
+    by_rate = await calls_per_second([float(r) for r in args.rates.split(",") if r],
+                                      args.seconds)
+    by_clients = await clients([int(c) for c in args.clients.split(",") if c], 20.0,
+                               args.seconds)
+    by_ext = await extensions([int(e) for e in args.extensions.split(",") if e])
+    for r in by_clients:
+        r["clients_n"] = r["clients"]
+    print(table(by_rate, "rate", "calls/s"))
+    print()
+    print(table(by_clients, "clients_n", "clients"))
+    print()
+    print("| extensions | clients | RSS idle MB | RSS with clients MB |\n| --- | --- | --- | --- |")
+    for r in by_ext:
+        print(f"| {r['extensions']} | {r['clients']} | {r['rss_idle'] / 1024:.0f} |"
+              f" {r['rss_clients'] / 1024:.0f} |")
+
+
+if __name__ == "__main__":
+    if os.geteuid() != 0:
+        raise SystemExit("limits: the lab needs root")
+    asyncio.run(main())

@@ -10,7 +10,7 @@ PBXS ?= 1
 FLAVOUR ?= asterisk
 PYTEST_ARGS ?=
 
-.PHONY: help sysdeps venv lab lab-down lab-status test bench bench-deps scaling soak clean deb \
+.PHONY: help sysdeps venv lab lab-down lab-status test bench bench-deps scaling soak clean deb repo \
 	requirements delivery-deps lint-delivery test-delivery
 
 help:
@@ -22,6 +22,7 @@ help:
 	@echo "make bench                   measure astcti against raw ARI, write docs/benchmarks.md"
 	@echo "make scaling                 push one box to its limits, simulate NATS scale-out (docs/scaling.md)"
 	@echo "make deb                     build dist/astcti_<version>_<arch>.deb (dh-virtualenv) + lintian"
+	@echo "make repo                    a signed apt repository of it in dist/repo (ASTCTI_REPO_KEY=fingerprint)"
 	@echo "make test-delivery           .deb, Ansible roles, Vagrantfile: built, linted, installed for real"
 
 # System packages the project needs (installed only when missing, so repeat runs are quick).
@@ -62,7 +63,7 @@ test: venv
 # -- delivery: .deb, Ansible, Vagrant ----------------------------------------------------------
 # Debian 12 packages used to build and check the delivery (installed only when missing).
 DELIVERY_DEBS := dh-virtualenv debhelper python3-dev python3-venv build-essential lintian \
-	ansible ansible-lint yamllint vagrant ruby
+	ansible ansible-lint yamllint vagrant ruby apt-utils gnupg
 
 delivery-deps: sysdeps
 	@missing=""; \
@@ -81,11 +82,14 @@ requirements:
 deb: delivery-deps
 	packaging/build-deb.sh
 
+repo: deb
+	packaging/build-repo.sh
+
 # The linters alone (tests/delivery/test_static.py runs them too).
 lint-delivery: venv delivery-deps
 	$(PY) -m pytest -q tests/delivery/test_static.py
 
-test-delivery: venv deb
+test-delivery: venv repo
 	$(PY) -m pytest tests/delivery $(PYTEST_ARGS)
 
 # valgrind: the bench counts instructions per call (callgrind); nats-server: the scale-out

@@ -17,7 +17,7 @@ from typing import Any
 
 from cryptography.fernet import Fernet
 
-from astcti import __version__
+from astcti import __version__, heap
 from astcti.admin.trace import TraceBus
 from astcti.api.auth import Auth, address_identity
 from astcti.api.authz import Identity, may_watch
@@ -115,8 +115,9 @@ class Daemon:
         self.hub.buffer_size = int(params.get("acti_resume_size") or 1000)
         self.hub.buffer_age = float(params.get("acti_resume_age") or 300)
         for ext in self.store.extensions():
-            await self.directory.add(ext.number, ext.technology, ext.link)
+            await self.directory.add(ext.number, ext.technology, ext.link, ext.answer)
         self.control.dial_context = params.get("acti_dial_context") or "from-internal"
+        self.control.default_answer = params.get("acti_answer") or "reoffer"
         self._start_acd()
         self.seating = Seating(self.store)
         self.services = Services(self.store, self.directory, self.tracker, self.hub,
@@ -249,7 +250,7 @@ class Daemon:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stopping.set)
-        # SIGHUP re-reads the listeners table (the admin API calls reload_listeners itself)
+        # SIGHUP (`systemctl reload astcti`) re-reads listeners, extensions and users
         loop.add_signal_handler(signal.SIGHUP, lambda: self.tasks.spawn(
             self.reload(), name="sighup-reload"))
         try:
@@ -263,11 +264,39 @@ class Daemon:
         return 0
 
     async def reload(self) -> None:
-        """SIGHUP: the store changed by other means (Ansible, a script): users' rights and the
-        listeners follow it."""
+        """Apply the store's listeners, extensions and users as they are now, without a restart
+        (which would drop every agent's session). Links and parameters still need a restart.
+        Users' roles and extensions apply to live connections at once (monitors they may no
+        longer have end)."""
+        log.info("reloading listeners, extensions and users from the store")
         if self.services is not None:
+            self.services.auth.forget_verifications()
             self.services.auth.reload_users()
-        await self.reload_listeners()
+            self._end_monitors(lambda identity: True)
+        try:
+            await self.reload_listeners()
+            await self.reload_extensions()
+        except AstctiError as exc:
+            log.error("reload: %s", exc)
+
+    async def reload_extensions(self) -> None:
+        """Watch the extensions the store gained, stop watching those it lost."""
+        if self.store is None:
+            return
+        wanted = {e.number: e.technology for e in self.store.extensions()}
+        have = {n: e.technology for n, e in self.directory.extensions.items()}
+        added = [n for n, tech in wanted.items() if have.get(n) != tech]
+        removed = sorted(set(have) - set(wanted))
+        for number in added:
+            try:
+                await self.watch_extension(number, wanted[number])
+            except (AriError, AstctiError) as exc:
+                log.warning("extension %s: subscribing failed (%s): retried when the link"
+                            " reconnects", number, exc)
+        for number in removed:
+            await self.unwatch_extension(number, "extension removed by the administrator")
+        if added or removed:
+            log.info("extensions: %d added or changed, %d removed", len(added), len(removed))
 
     async def reload_listeners(self) -> dict[int, str]:
         """Open/close listeners to match the store's rows, without touching unchanged ones."""
@@ -311,6 +340,9 @@ class Daemon:
         if name == "acti_dial_context":
             self.control.dial_context = value or "from-internal"
             return "used by the next call control request"
+        if name == "acti_answer":
+            self.control.default_answer = value or "reoffer"
+            return "used by the next answer request"
         if name == "acti_servicelevel" and self.queuestats is not None:
             self.queuestats.apply_parameter(name, value)
             return "applied to the wallboards' service level"
@@ -402,6 +434,10 @@ class Daemon:
         if after is not None and after != before and served:
             self.hub.publish(LinkUp(number, "", _now(), link=after))
         return served
+
+    def set_extension_answer(self, number: str, answer: str) -> None:
+        """How `answer` reaches this extension's phone from now on ("" = acti_answer)."""
+        self.directory.set_answer(number, answer)
 
     def why_unserved(self, number: str) -> str:
         return self.directory.why_unserved(number)
@@ -596,6 +632,8 @@ class Daemon:
         for ext, name in self.directory.serving.items():
             if name == link.name:
                 self.hub.publish(LinkUp(ext, "", _now(), link=link.name))
+        if len(self.directory.extensions) >= 1000:  # (thousands of subscription answers)
+            heap.trim()
 
     async def _filter_events(self, link: AsteriskLink) -> None:
         """Asterisk keeps to itself the events nothing in astcti reads (IGNORED_ARI_EVENTS):

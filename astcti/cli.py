@@ -11,10 +11,11 @@ import asyncio
 import getpass
 import logging
 import os
+import sqlite3
 import sys
 from pathlib import Path
 
-from astcti import __version__
+from astcti import __version__, heap
 from astcti.errors import AstctiError
 from astcti.secrets import DEFAULT_KEY_PATH, encrypt, load_key
 from astcti.store import DEFAULT_DB_PATH, Store
@@ -50,19 +51,6 @@ def _setup_logging(level: str) -> None:
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
 
 
-def _bound_heap() -> None:
-    """Large blocks (scrypt's 16 MiB per login check) straight from mmap, so freeing them
-    returns the memory; glibc's default raises its mmap threshold after the first free and
-    then keeps such blocks resident in each thread's arena."""
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(-3, 1 << 20)  # M_MMAP_THRESHOLD: fixed at 1 MiB
-    except (OSError, AttributeError):
-        pass  # not glibc: nothing to tune
-
-
 def _loop_factory():  # -> Callable[[], asyncio.AbstractEventLoop] | None
     """uvloop's event loop (libuv: a third of asyncio's CPU per socket operation, and astcti
     is socket operations: ARI frames in, REST frames out, one write per client per event);
@@ -89,6 +77,18 @@ def _read_password() -> str:
     return password
 
 
+def _schema_version(db: Path) -> int:
+    """The store's schema version before `init` migrates it (0 if unreadable: init says why)."""
+    try:
+        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+        try:
+            return int(conn.execute("PRAGMA user_version").fetchone()[0])
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -97,11 +97,17 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "init":
             existed = args.db.exists()
-            Store.open(args.db, create=True).close()
+            before = _schema_version(args.db) if existed else 0
+            store = Store.open(args.db, create=True)
+            after = store.schema_version
+            store.close()
             key_existed = args.key.exists()
             load_key(args.key, create=True)
-            print(f"store {args.db}: {'kept (already there)' if existed else 'created'};"
-                  f" key {args.key}: {'kept' if key_existed else 'created'}")
+            what = "created"
+            if existed:
+                what = (f"migrated from schema {before} to {after}" if after != before
+                        else "kept (already there)")
+            print(f"store {args.db}: {what}; key {args.key}: {'kept' if key_existed else 'created'}")
             return 0
         if args.command == "encrypt-password":
             cipher = load_key(args.key, create=True)
@@ -109,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "serve":
             _setup_logging(args.log_level)
-            _bound_heap()
+            heap.bound()
             from astcti.app import Daemon
 
             daemon = Daemon(args.db, args.key, admin_socket=args.admin_socket)

@@ -61,7 +61,9 @@ class Frame:
 
     @classmethod
     def of(cls, obj: Any) -> Frame:
-        return cls(orjson.dumps(obj))
+        # orjson's bytes keep the 4 KiB block it serialised into: a frame lives on in the
+        # resume buffer (a thousand per extension), so keep an exact-size copy instead
+        return cls(memoryview(orjson.dumps(obj)).tobytes())
 
     @property
     def text(self) -> str:

@@ -30,6 +30,25 @@ def test_init_then_encrypt_password(tmp_path: Path) -> None:
     assert decrypt(load_key(key), enc.stdout.strip(), what="t") == "hunter2"
 
 
+def test_init_says_when_it_migrates_an_older_store(tmp_path: Path) -> None:
+    """The package's postinst runs `init` on upgrade: its line tells what happened to the store."""
+    import sqlite3
+
+    import sqlite_utils
+
+    from astcti.store.schema import MIGRATIONS, SCHEMA_VERSION
+
+    db, key = tmp_path / "s.db", tmp_path / "k"
+    old = sqlite_utils.Database(sqlite3.connect(db))
+    MIGRATIONS[0](old)
+    old.conn.execute("PRAGMA user_version=1")
+    old.conn.commit()
+    old.conn.close()
+    out = run("--db", str(db), "--key", str(key), "init")
+    assert out.returncode == 0, out.stderr
+    assert f"migrated from schema 1 to {SCHEMA_VERSION}" in out.stdout
+
+
 def test_empty_password_is_refused(tmp_path: Path) -> None:
     out = run("--key", str(tmp_path / "k"), "encrypt-password", stdin="\n")
     assert out.returncode == 2 and out.stderr.strip() == "astcti: empty password: nothing encrypted"

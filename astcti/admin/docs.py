@@ -24,10 +24,12 @@ says what changed.
 
 The daemon serves an admin API on a Unix socket: `/run/astcti/admin.sock` by default
 (`astcti serve --admin-socket PATH`, env `ASTCTI_ADMIN_SOCKET`; `astcti-shell --socket PATH`).
-The socket is mode 0660 and belongs to group `astcti` when that group exists: **membership of
-group `astcti` (or root) is the authorisation**, there is no password to leak. Grant an operator
-with `adduser alice astcti` (effective at their next login); another group can be named with
-env `ASTCTI_ADMIN_GROUP` on the daemon. The daemon logs each change with the caller's uid, never
+The socket is mode 0660 and belongs to group `astcti-admin` when that group exists (the
+package creates it): **membership of group `astcti-admin` (or root) is the authorisation**, there
+is no password to leak. Grant an operator with `adduser alice astcti-admin` (effective at their
+next login). That group gives no read access to the store (`/var/lib/astcti`, group `astcti`:
+password hashes, encrypted ARI/AMI secrets). Another group can be named with env
+`ASTCTI_ADMIN_GROUP` on the daemon. The daemon logs each change with the caller's uid, never
 a password.
 
 ## Modes

@@ -26,6 +26,7 @@ from astcti.api.listeners import PROTOCOLS, parse_allow
 from astcti.api.protocol import EXTENSION_RE
 from astcti.cti.directory import TECHNOLOGIES
 from astcti.errors import AstctiError
+from astcti.store.schema import ANSWER_MODES
 from astcti.store.store import USER_ROLES
 
 if TYPE_CHECKING:
@@ -174,6 +175,8 @@ VALIDATORS: dict[str, Callable[[str], Any]] = {
     "command": str,
     "listener-port": _port,
     "link": _link,
+    "answer": _choice((*ANSWER_MODES, "default"), "answer mode"),
+    "answer-word": _keyword("answer"),
 }
 
 #: kind -> fixed completions (dynamic kinds are completed from the daemon's or store's names)
@@ -188,6 +191,8 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "channel": CHANNELS,
     "bind": ("127.0.0.1", "::1", "*"),
     "allow": ("*", "127.0.0.1/32"),
+    "answer": (*ANSWER_MODES, "default"),
+    "answer-word": ("answer",),
 }
 
 

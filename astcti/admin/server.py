@@ -1,7 +1,9 @@
 """The admin API: newline-delimited JSON on a Unix socket, spoken by astcti-shell.
 
-Authorisation is the socket file's permissions: mode 0660, group `astcti` when that group
-exists, so root and members of `astcti` may administer and nobody else can even connect. Each
+Authorisation is the socket file's permissions: mode 0660, group `astcti-admin` when that
+group exists (the package creates it), so root and members of `astcti-admin` may administer and
+nobody else can even connect. That group is not the daemon's own (`astcti`), so administering
+gives no read access to the store. Each
 changing command is logged with the caller's uid (from SO_PEERCRED), never with its secret.
 
 Requests:  {"id": 1, "op": "run", "argv": ["add", "extension", "105"], "secret": "...",
@@ -35,7 +37,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 #: the group whose members may administer (env ASTCTI_ADMIN_GROUP for tests and odd sites)
-ADMIN_GROUP = os.environ.get("ASTCTI_ADMIN_GROUP", "astcti")
+ADMIN_GROUP = os.environ.get("ASTCTI_ADMIN_GROUP", "astcti-admin")
 MAX_LINE = 256 * 1024
 TRACE_BACKLOG_BYTES = 2 * 1024 * 1024  # a shell that stops reading loses trace lines, not memory
 READ_ONLY = {"help", "quit", "exit", "trace", "encrypt"}  # not logged as changes
@@ -71,6 +73,11 @@ class AdminServer:
             except OSError as exc:
                 raise AstctiError(f"cannot create {parent} for the admin socket:"
                                   f" {exc.strerror}") from None
+        elif parent.stat().st_uid == os.geteuid() != 0 and not (
+                {child.name for child in parent.iterdir()} - {self.path.name}):
+            # A directory of ours for the socket alone (systemd's RuntimeDirectory=, made with
+            # the daemon's own group): the admin group must be able to reach the socket in it.
+            self._chgrp(parent)
         if self.path.exists() or self.path.is_symlink():
             if not stat.S_ISSOCK(self.path.lstat().st_mode):
                 raise AstctiError(f"admin socket path {self.path} exists and is not a socket:"
@@ -92,8 +99,7 @@ class AdminServer:
         except KeyError:
             return
         if path.stat().st_gid == gid:
-            return  # already ours (the daemon runs as group astcti): no chown, which the
-            # systemd unit's SystemCallFilter=~@privileged would punish with SIGSYS
+            return  # nothing to change: no chown system call at all
         try:
             os.chown(path, -1, gid)
         except OSError as exc:

@@ -119,6 +119,11 @@ class Auth:
         self.tokens = {t: v for t, v in self.tokens.items() if v[0].username != username}
         return before - len(self.tokens)
 
+    def forget_verifications(self) -> None:
+        """Users may have changed in the store behind our back (a reload): check passwords
+        again at the next login (tokens already issued stay valid)."""
+        self._verified.clear()
+
     def _throttled(self, peer: str) -> float:
         """Seconds until this address may try again (0: now)."""
         window = self.failures.get(peer)

@@ -31,6 +31,7 @@ class Extension:
     number: str
     technology: str
     link: str = ""  # pinned to this link (acti_tlink_NN); "" = wherever the endpoint is
+    answer: str = ""  # how `answer` reaches its phone (talk | reoffer | none); "" = default
 
     @property
     def endpoint(self) -> str:
@@ -132,12 +133,14 @@ class Directory:
         if name and ext:
             self._by_endpoint.pop((name, ext.endpoint), None)
 
-    async def add(self, number: str, technology: str, link: str = "") -> str | None:
+    async def add(self, number: str, technology: str, link: str = "",
+                  answer: str = "") -> str | None:
         """Watch an extension (or change how); the name of the link now serving it, if any."""
         old = self.extensions.get(number)
+        answer = answer or (old.answer if old else "")
         if old and (old.technology, old.link) != (technology, link):
             await self.remove(number)
-        ext = Extension(number, technology, link)
+        ext = Extension(number, technology, link, answer)
         self.extensions[number] = ext
         name = self._server_for(ext)
         if name is None:
@@ -145,6 +148,12 @@ class Directory:
         self._assign(ext, self.links[name])
         await self.links[name].subscribe(ext.sources)
         return name if self.links[name].up else None
+
+    def set_answer(self, number: str, answer: str) -> None:
+        """Change how `answer` reaches an extension's phone (no resubscription needed)."""
+        ext = self.extensions.get(number)
+        if ext is not None:
+            self.extensions[number] = Extension(ext.number, ext.technology, ext.link, answer)
 
     async def remove(self, number: str) -> None:
         ext = self.extensions.pop(number, None)

@@ -25,7 +25,13 @@ class Direction(str, Enum):
 
 @dataclass
 class Connection:
-    """One monitored extension's leg in a call (one Asterisk channel)."""
+    """One monitored extension's connection to a call.
+
+    Usually one Asterisk channel carries one connection. An agent's phone leg may carry
+    several (a held call and a consultation, with one SIP dialog): each is a *line* of that
+    channel, told apart by the bridge its call lives in. `key` names the connection in the
+    tracker: the channel id for the channel's own call, channel id + "/" + callid otherwise.
+    """
 
     link: str
     channel_id: str
@@ -51,6 +57,18 @@ class Connection:
     await_far_answer: bool = False  # makecall/consultation: established when the far end answers
     clear_cause: str | None = None  # e.g. "transferred": overrides the cause of the clearing
     origcalling: str = ""  # the original caller, once the call was transferred to this extension
+    key: str = ""  # tracker key (see the class doc); the channel id when empty
+    bridge: str | None = None  # the bridge this connection's call lives in (when known)
+    leaving: str | None = None  # astcti takes this line out of its bridge for good (the cause)
+
+    def __post_init__(self) -> None:
+        if not self.key:
+            self.key = self.channel_id
+
+    @property
+    def is_line(self) -> bool:
+        """A connection opened on a channel that already had its own call (consultation)."""
+        return self.key != self.channel_id
 
     def view(self) -> dict[str, Any]:
         """The connection as `snapshot` reports it."""
@@ -72,6 +90,6 @@ class Call:
     """A call (Asterisk linkedid) and the monitored connections astcti tracks in it."""
 
     callid: str
-    connections: dict[str, Connection] = field(default_factory=dict)  # channel id -> connection
+    connections: dict[str, Connection] = field(default_factory=dict)  # connection key -> it
     extensions: set[str] = field(default_factory=set)  # every monitored extension that took part
     origin: str = ""  # the calling number of the call's first connection: its original caller

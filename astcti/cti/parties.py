@@ -56,10 +56,11 @@ class Parties:
             self._bridge_of[(link, channel_id)] = bridge
             self._members.setdefault((link, bridge), set()).add(channel_id)
         elif kind == "ChannelDestroyed":
-            conn = self.tracker.connections.get((link, channel_id))
-            if conn is not None:  # its connection clears now: keep it for the party fields
+            lines = self.tracker.lines_of(link, channel_id)
+            for conn in lines:  # its connections clear now: keep them for the party fields
                 self._leaving[(conn.extension, conn.callid)] = conn
-            return self._left(link, channel, conn, event.get("timestamp", ""))
+            return self._left(link, channel, lines[0] if lines else None,
+                              event.get("timestamp", ""))
         elif kind == "BridgeDestroyed":
             for member in self._members.pop((link, (event.get("bridge") or {}).get("id", "")),
                                             set()):
@@ -78,7 +79,9 @@ class Parties:
         releasing = conn.extension if conn is not None else self._number(link, channel)
         out: list[CtiEvent] = []
         for member in sorted(members):
-            other = self.tracker.connections.get((link, member))
+            # the member's connection to THIS conversation (an agent's channel may carry a
+            # held call and a consultation: the line whose call lives in that bridge)
+            other = self.tracker.line(link, member, bridge)
             if other is not None:
                 out.append(PartyCleared(other.extension, other.callid, ts, releasing=releasing))
         return out

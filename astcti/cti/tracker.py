@@ -18,7 +18,7 @@ from astcti.cti.events import (
 )
 from astcti.cti.model import Call, Connection, ConnectionState, Direction
 from astcti.cti.parties import Parties
-from astcti.pbx.dialplan import LINKEDID_VAR, USERDATA_VAR
+from astcti.pbx.dialplan import CALLID_VAR, LINKEDID_VAR, USERDATA_VAR
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +55,7 @@ class Plan:
     userdata: dict[str, Any] = field(default_factory=dict)
     replaces: str | None = None  # `answer`: this leg takes over that ringing channel's connection
     via_queue: bool = False  # a queue's call reaching the agent through the astcti-agent shim
+    callid: str = ""  # a line (consultation) opened on an existing channel: its call id
 
 
 @dataclass
@@ -64,8 +65,9 @@ class Intent:
 
     kind: str  # "transferred" | "conferenced"
     controller: str
-    channels: list[str]  # watched channels whose monitors get the event
+    channels: list[str]  # keys of the watched connections whose monitors get the event
     parties: list[str]  # numbers of the parties joined
+    ends: list[str] = field(default_factory=list)  # lines that end with it (a consultation)
 
 
 class Tracker:
@@ -78,8 +80,14 @@ class Tracker:
         #: The queue that offered a call to an extension, known for certain (AMI AgentCalled):
         #: FreePBX-form members' calls, which ARI shows as plain Dial()s.
         self.queue_offer: QueueLookup | None = None
-        self.connections: dict[tuple[str, str], Connection] = {}  # (link, channel id)
+        self.connections: dict[tuple[str, str], Connection] = {}  # (link, connection key)
         self.leg_count: dict[str, int] = {}  # extension -> its connections (idle at 0)
+        #: the connections (lines) each channel carries: (link, channel id) -> keys, own first
+        self.lines: dict[tuple[str, str], list[str]] = {}
+        #: the bridge each tracked channel is in (bridge events say which line they concern)
+        self.in_bridge: dict[tuple[str, str], str] = {}
+        #: lines astcti opens on a channel when it enters a bridge: (link, channel, bridge)
+        self.line_plans: dict[tuple[str, str, str], Plan] = {}
         self.calls: dict[str, Call] = {}
         self._warned_linkedid = False
         self.plans: dict[tuple[str, str], Plan] = {}
@@ -103,6 +111,7 @@ class Tracker:
             "ChannelLeftBridge": self._on_left_bridge,
             "BridgeBlindTransfer": self._on_phone_transfer,
             "BridgeAttendedTransfer": self._on_phone_transfer,
+            "BridgeDestroyed": self._on_bridge_destroyed,
         }
 
     # -- queries --------------------------------------------------------------------------------
@@ -133,20 +142,71 @@ class Tracker:
         return self.parties.complete(left + out if left else out)
 
     def _conn(self, link: str, event: AriEvent) -> Connection | None:
+        """The connection an event about a channel concerns: its active line (the one whose
+        call is in the bridge the channel is in), else its own call."""
         channel = event.get("channel")
         if not channel:
             return None
-        return self.connections.get((link, channel["id"]))
+        return self._active_line(link, channel["id"])
+
+    def _lines_of(self, link: str, channel_id: str) -> list[Connection]:
+        keys = self.lines.get((link, channel_id), ())
+        return [c for k in keys if (c := self.connections.get((link, k))) is not None]
+
+    def _active_line(self, link: str, channel_id: str) -> Connection | None:
+        conns = self._lines_of(link, channel_id)
+        if len(conns) <= 1:
+            return conns[0] if conns else None
+        bridge = self.in_bridge.get((link, channel_id))
+        return next((c for c in conns if c.bridge == bridge and bridge), conns[0])
+
+    def _line_in(self, link: str, channel_id: str, bridge: str) -> Connection | None:
+        """The line of the channel whose call lives in `bridge`; a channel with a single line
+        takes it wherever it goes (the bridge is then noted)."""
+        conns = self._lines_of(link, channel_id)
+        match = next((c for c in conns if c.bridge == bridge), None)
+        if match is None and len(conns) == 1:
+            match = conns[0]
+        if match is None:
+            match = next((c for c in conns if c.bridge is None), None)
+        if match is not None:
+            match.bridge = bridge
+        return match
+
+    def _add(self, conn: Connection) -> None:
+        if (conn.link, conn.key) not in self.connections:
+            self.leg_count[conn.extension] = self.leg_count.get(conn.extension, 0) + 1
+        self.connections[(conn.link, conn.key)] = conn
+        keys = self.lines.setdefault((conn.link, conn.channel_id), [])
+        if conn.key not in keys:
+            keys.append(conn.key)
+        call = self.calls.setdefault(conn.callid, Call(conn.callid))
+        call.connections[conn.key] = conn
+        call.extensions.add(conn.extension)
+
+    def _forget(self, conn: Connection) -> None:
+        if self.connections.pop((conn.link, conn.key), None) is not None:
+            self._count_down(conn.extension)
+        keys = self.lines.get((conn.link, conn.channel_id))
+        if keys is not None:
+            if conn.key in keys:
+                keys.remove(conn.key)
+            if not keys:
+                del self.lines[(conn.link, conn.channel_id)]
+                self.in_bridge.pop((conn.link, conn.channel_id), None)
 
     def _callid(self, channel: dict[str, Any]) -> str:
-        linkedid = (channel.get("channelvars") or {}).get(LINKEDID_VAR)
+        variables = channel.get("channelvars") or {}
+        if variables.get(CALLID_VAR):  # astcti named this call (a consultation's far leg)
+            return variables[CALLID_VAR]
+        linkedid = variables.get(LINKEDID_VAR)
         if linkedid:
             return linkedid
         if not self._warned_linkedid:
             self._warned_linkedid = True
-            log.warning("channel snapshots lack %s: add `channelvars = %s,%s` to ari.conf"
+            log.warning("channel snapshots lack %s: add `channelvars = %s,%s,%s` to ari.conf"
                         " [general] (asterisk-conf does); call ids now differ per leg",
-                        LINKEDID_VAR, LINKEDID_VAR, USERDATA_VAR)
+                        LINKEDID_VAR, LINKEDID_VAR, USERDATA_VAR, CALLID_VAR)
         return channel["id"]
 
     def _new_connection(self, link: str, channel: dict[str, Any], ts: str) -> Connection | None:
@@ -185,24 +245,21 @@ class Tracker:
             conn.calling = (channel.get("connected") or {}).get("number", "")
             conn.callingname = (channel.get("connected") or {}).get("name", "")
         self._refresh(conn, channel)
-        self.connections[(link, conn.channel_id)] = conn
-        self.leg_count[extension] = self.leg_count.get(extension, 0) + 1
-        call = self.calls.setdefault(conn.callid, Call(conn.callid))
-        call.connections[conn.channel_id] = conn
-        call.extensions.add(extension)
+        self._add(conn)
         return conn
 
     def _replace(self, link: str, old_id: str, channel: dict[str, Any]) -> Connection | None:
         """`answer` re-offered the call on a new channel: the connection moves to it."""
-        conn = self.connections.pop((link, old_id), None)
+        conn = self.connections.get((link, old_id))
         if conn is None:
             return None
+        self._forget(conn)
         call = self.calls.get(conn.callid)
         if call is not None:
             call.connections.pop(old_id, None)
-            call.connections[channel["id"]] = conn
         conn.channel_id, conn.channel_name = channel["id"], channel["name"]
-        self.connections[(link, conn.channel_id)] = conn
+        conn.key, conn.bridge = channel["id"], None
+        self._add(conn)
         return conn
 
     def _refresh(self, conn: Connection, channel: dict[str, Any]) -> None:
@@ -218,7 +275,7 @@ class Tracker:
 
     def _on_created(self, link: str, event: AriEvent) -> list[CtiEvent]:
         channel = event["channel"]
-        if (link, channel["id"]) in self.connections:
+        if (link, channel["id"]) in self.lines:
             return []
         conn = self._new_connection(link, channel, event.get("timestamp", ""))
         if conn is None:
@@ -234,8 +291,10 @@ class Tracker:
         return self._apply_state(conn, channel.get("state", ""), ts)
 
     def _on_state(self, link: str, event: AriEvent) -> list[CtiEvent]:
-        conn = self._conn(link, event)
+        conn = self.connections.get((link, event["channel"]["id"]))  # the channel's own call
         if conn is None:
+            if (link, event["channel"]["id"]) in self.lines:
+                return []  # its own call ended, a consultation line goes on
             return self._on_created(link, event)
         self._refresh(conn, event["channel"])
         return self._apply_state(conn, event["channel"].get("state", ""), event.get("timestamp", ""))
@@ -267,7 +326,7 @@ class Tracker:
                             lastredirection=conn.lastredirection, userdata=dict(conn.userdata))]
 
     def _on_dialplan(self, link: str, event: AriEvent) -> list[CtiEvent]:
-        conn = self._conn(link, event)
+        conn = self.connections.get((link, event["channel"]["id"]))
         if conn is None:
             return []
         channel = event["channel"]
@@ -283,15 +342,17 @@ class Tracker:
         return []
 
     def _on_connected_line(self, link: str, event: AriEvent) -> list[CtiEvent]:
-        conn = self._conn(link, event)
+        conn = self.connections.get((link, event["channel"]["id"]))
         if conn is not None:
             self._refresh(conn, event["channel"])
         return []
 
     def _on_dial(self, link: str, event: AriEvent) -> list[CtiEvent]:
+        # astcti says which connection it dialled a leg for (Dial names a caller channel,
+        # which may carry several lines, or none at all)
         caller = event.get("caller")
-        caller_id = caller["id"] if caller else self.dialled_for.get(
-            (link, (event.get("peer") or {}).get("id", "")))
+        caller_id = self.dialled_for.get((link, (event.get("peer") or {}).get("id", ""))) or (
+            caller["id"] if caller else None)
         if not caller_id:
             return []
         conn = self.connections.get((link, caller_id))
@@ -341,21 +402,29 @@ class Tracker:
                           retrieving=conn.extension)]
 
     def _on_hangup_request(self, link: str, event: AriEvent) -> list[CtiEvent]:
-        conn = self._conn(link, event)
-        if conn is not None and conn.hangup_cause is None and event.get("cause") is not None:
-            conn.hangup_cause = int(event["cause"])
+        if event.get("cause") is None:
+            return []
+        for conn in self._lines_of(link, (event.get("channel") or {}).get("id", "")):
+            if conn.hangup_cause is None:
+                conn.hangup_cause = int(event["cause"])
         return []
 
     def _on_destroyed(self, link: str, event: AriEvent) -> list[CtiEvent]:
         channel_id = (event.get("channel") or {}).get("id", "")
         self.plans.pop((link, channel_id), None)
-        for key in [k for k, v in self.dialled_for.items() if v == channel_id and k[0] == link]:
+        gone = set(self.lines.get((link, channel_id), ())) | {channel_id}
+        for key in [k for k, v in self.dialled_for.items() if v in gone and k[0] == link]:
             del self.dialled_for[key]  # the caller is gone (its far leg's Dial may come late)
-        early = self._far_leg_failed(link, event)
-        conn = self._conn(link, event)
-        if early:
-            return early + (self._on_destroyed_conn(link, event, conn) if conn else [])
-        return self._on_destroyed_conn(link, event, conn) if conn else []
+        for key in [k for k in self.line_plans if k[0] == link and k[1] == channel_id]:
+            del self.line_plans[key]
+        out = self._far_leg_failed(link, event)
+        conns = self._lines_of(link, channel_id)
+        if conns:
+            out += self._fire(link, channel_id, event.get("timestamp", ""))
+        for conn in conns:
+            out += self._on_destroyed_conn(link, event, conn)
+        self.in_bridge.pop((link, channel_id), None)
+        return out
 
     def _far_leg_failed(self, link: str, event: AriEvent) -> list[CtiEvent]:
         """A leg astcti dialled ended unanswered: the caller's call failed (busy...), even when
@@ -382,7 +451,7 @@ class Tracker:
         code = event.get("cause")
         code = int(code) if code is not None else conn.hangup_cause
         ts = event.get("timestamp", "")
-        out: list[CtiEvent] = self._fire(link, conn.channel_id, ts)
+        out: list[CtiEvent] = []
         if conn.clear_cause is not None:
             cause = conn.clear_cause
         elif conn.failed_cause is not None:
@@ -401,14 +470,13 @@ class Tracker:
 
     def _clear(self, conn: Connection, ts: str, cause: str,
                resync: bool = False) -> list[CtiEvent]:
-        del self.connections[(conn.link, conn.channel_id)]
-        self._count_down(conn.extension)
+        self._forget(conn)
         out: list[CtiEvent] = [ConnectionCleared(conn.extension, conn.callid, ts,
                                                  releasing=conn.extension, cause=cause,
                                                  userdata=dict(conn.userdata), resync=resync)]
         call = self.calls.get(conn.callid)
         if call is not None:
-            call.connections.pop(conn.channel_id, None)
+            call.connections.pop(conn.key, None)
             if not call.connections:
                 del self.calls[conn.callid]
                 out += [CallCleared(ext, conn.callid, ts, cause=cause)
@@ -428,19 +496,77 @@ class Tracker:
         """astcti dials `channel_id` on behalf of `for_channel` (Dial events name no caller)."""
         self.dialled_for[(link, channel_id)] = for_channel
 
-    def mark_hold(self, link: str, channel_id: str) -> None:
-        """astcti takes the channel out of its bridge to hold it (ARI raises no ChannelHold)."""
-        conn = self.connections.get((link, channel_id))
+    def mark_hold(self, link: str, key: str) -> None:
+        """astcti takes the channel out of this connection's bridge to hold it (ARI raises no
+        ChannelHold)."""
+        conn = self.connections.get((link, key))
         if conn is not None:
             conn.hold_pending = True
 
-    def restore_hold(self, link: str, channel_id: str) -> None:
-        """After a reconnect: astcti finds this channel holding its call (no event: clients
+    def open_line(self, link: str, channel_id: str, bridge_id: str, plan: Plan) -> None:
+        """astcti puts a channel that already has a call into another bridge for a new call of
+        the same extension (a consultation on the agent's one SIP dialog): when the channel
+        enters that bridge, a connection opens for `plan.callid`."""
+        self.line_plans[(link, channel_id, bridge_id)] = plan
+
+    def line_key(self, channel_id: str, callid: str) -> str:
+        return f"{channel_id}/{callid}"
+
+    def mark_leave(self, link: str, key: str, cause: str) -> None:
+        """astcti takes this line's channel out of its bridge for good (the channel goes on
+        with its other calls): the connection clears when the channel leaves the bridge."""
+        conn = self.connections.get((link, key))
+        if conn is not None:
+            conn.leaving = cause
+
+    def line(self, link: str, channel_id: str, bridge_id: str | None) -> Connection | None:
+        """The connection of this channel whose call lives in that bridge (a channel with one
+        connection: that one)."""
+        conns = self._lines_of(link, channel_id)
+        match = next((c for c in conns if bridge_id and c.bridge == bridge_id), None)
+        return match or (conns[0] if len(conns) == 1 else None)
+
+    def lines_of(self, link: str, channel_id: str) -> list[Connection]:
+        return self._lines_of(link, channel_id)
+
+    def restore_position(self, link: str, channel_id: str, bridge_id: str) -> None:
+        """After a reconnect: the bridge a channel is in (which line the phone's own hold
+        concerns)."""
+        if (link, channel_id) in self.lines:
+            self.in_bridge[(link, channel_id)] = bridge_id
+
+    def bind(self, link: str, key: str, bridge_id: str) -> None:
+        """The connection's call lives in this bridge (astcti knows before the event says)."""
+        conn = self.connections.get((link, key))
+        if conn is not None:
+            conn.bridge = bridge_id
+
+    def restore_hold(self, link: str, key: str, bridge_id: str | None = None) -> None:
+        """After a reconnect: astcti finds this connection holding its call (no event: clients
         that resume get the state in their snapshot)."""
-        conn = self.connections.get((link, channel_id))
+        conn = self.connections.get((link, key))
         if conn is not None:
             conn.state = ConnectionState.HELD
             conn.held_by_astcti = True
+            if bridge_id:
+                conn.bridge = bridge_id
+
+    def restore_line(self, link: str, channel_id: str, callid: str, bridge_id: str,
+                     called: str = "", held: bool = False) -> Connection | None:
+        """After a reconnect: a consultation line astcti finds on an agent's channel (no
+        event, as `restore_hold`)."""
+        own = self.connections.get((link, channel_id))
+        if own is None or own.callid == callid:
+            return None
+        conn = Connection(
+            link=link, channel_id=channel_id, channel_name=own.channel_name,
+            extension=own.extension, callid=callid, direction=Direction.OUTGOING,
+            state=ConnectionState.HELD if held else ConnectionState.CONNECTED,
+            calling=own.extension, called=called, since=own.since, answered=True,
+            originated=True, delivered=True, held_by_astcti=held,
+            key=self.line_key(channel_id, callid), bridge=bridge_id)
+        self._add(conn)
+        return conn
 
     def expect(self, link: str, trigger_channel: str, intent: Intent) -> None:
         """Fire `intent` when the trigger channel is destroyed (transfer) or bridged (conference)."""
@@ -471,6 +597,10 @@ class Tracker:
                     conn.state = ConnectionState.CONNECTED
                 out.append(Conferenced(conn.extension, conn.callid, ts,
                                        controller=intent.controller, parties=list(intent.parties)))
+        for key in intent.ends:  # the consultation merged into the call: its line ends
+            conn = self.connections.get((link, key))
+            if conn is not None:
+                out += self._clear(conn, ts, "normal")
         return out
 
     def _party_events(self, conn: Connection, make: Callable[[Connection], CtiEvent]
@@ -481,27 +611,81 @@ class Tracker:
         return [make(c) for c in [conn, *others]]
 
     def _on_left_bridge(self, link: str, event: AriEvent) -> list[CtiEvent]:
-        conn = self._conn(link, event)
-        if conn is None or not conn.hold_pending:
+        channel_id = (event.get("channel") or {}).get("id", "")
+        bridge = (event.get("bridge") or {}).get("id", "")
+        if self.in_bridge.get((link, channel_id)) == bridge:
+            del self.in_bridge[(link, channel_id)]
+        conns = self._lines_of(link, channel_id)
+        conn = next((c for c in conns if c.bridge == bridge), None)
+        if conn is None and len(conns) == 1:
+            conn = conns[0]
+        if conn is None:
+            return []
+        ts = event.get("timestamp", "")
+        if conn.leaving is not None:  # astcti ends this line; the channel goes on
+            out = self._fire(link, conn.key, ts)
+            return out + self._clear(conn, ts, conn.clear_cause or conn.failed_cause or
+                                     conn.leaving)
+        if not conn.hold_pending:
             return []
         conn.hold_pending = False
         conn.held_by_astcti = True
         conn.state = ConnectionState.HELD
-        ts = event.get("timestamp", "")
         return self._party_events(conn, lambda c: Held(c.extension, c.callid, ts,
                                                        holding=conn.extension))
 
     def _on_entered_bridge(self, link: str, event: AriEvent) -> list[CtiEvent]:
         ts = event.get("timestamp", "")
-        channel = event.get("channel") or {}
-        fired = self._fire(link, channel.get("id", ""), ts)
-        conn = self._conn(link, event)
-        if conn is None or fired or not (conn.state is ConnectionState.HELD and conn.held_by_astcti):
-            return fired
+        channel_id = (event.get("channel") or {}).get("id", "")
+        bridge = (event.get("bridge") or {}).get("id", "")
+        out = self._open_line(link, channel_id, bridge, ts)
+        if (link, channel_id) in self.lines:
+            self.in_bridge[(link, channel_id)] = bridge
+        fired = self._fire(link, channel_id, ts)
+        conn = self._line_in(link, channel_id, bridge)
+        if conn is None or fired or not (conn.state is ConnectionState.HELD and
+                                         conn.held_by_astcti):
+            if conn is not None and fired:
+                conn.held_by_astcti = False
+            return out + fired
         conn.held_by_astcti = False
         conn.state = ConnectionState.CONNECTED
-        return self._party_events(conn, lambda c: Retrieved(c.extension, c.callid, ts,
-                                                            retrieving=conn.extension))
+        return out + self._party_events(conn, lambda c: Retrieved(c.extension, c.callid, ts,
+                                                                  retrieving=conn.extension))
+
+    def _open_line(self, link: str, channel_id: str, bridge: str, ts: str) -> list[CtiEvent]:
+        """A consultation astcti planned on this channel starts as the channel enters the
+        consultation's bridge: the extension's new outgoing call (events as for makecall)."""
+        plan = self.line_plans.pop((link, channel_id, bridge), None)
+        own = self._lines_of(link, channel_id)
+        if plan is None or not own:
+            return []
+        first = own[0]
+        conn = Connection(
+            link=link, channel_id=channel_id, channel_name=first.channel_name,
+            extension=first.extension, callid=plan.callid, direction=Direction.OUTGOING,
+            state=ConnectionState.INITIATED, since=ts, calling=first.extension,
+            called=plan.called, userdata=dict(plan.userdata), await_far_answer=True,
+            originated=True, key=self.line_key(channel_id, plan.callid), bridge=bridge)
+        self._add(conn)
+        return [ServiceInitiated(conn.extension, conn.callid, ts),
+                Originated(conn.extension, conn.callid, ts, calling=conn.extension,
+                           called=conn.called, userdata=dict(conn.userdata))]
+
+    def _on_bridge_destroyed(self, link: str, event: AriEvent) -> list[CtiEvent]:
+        """A conversation astcti ended: lines of channels that go on with another call (held
+        there, or consulting from there) clear; a channel's last line clears with the channel."""
+        bridge = (event.get("bridge") or {}).get("id", "")
+        ts = event.get("timestamp", "")
+        out: list[CtiEvent] = []
+        for conn in [c for c in self.connections.values() if c.link == link and
+                     c.bridge == bridge]:
+            if conn.clear_cause is not None and (link, conn.channel_id) in self.intents:
+                continue  # a transfer: it clears with its channel, after the event
+            if len(self.lines.get((link, conn.channel_id), ())) > 1:
+                out += self._clear(conn, ts, conn.clear_cause or conn.leaving or
+                                   conn.failed_cause or "normal")
+        return out
 
     def _on_phone_transfer(self, link: str, event: AriEvent) -> list[CtiEvent]:
         """A phone transferred its own call (SIP REFER): BridgeBlind/AttendedTransfer."""
@@ -523,6 +707,12 @@ class Tracker:
             legs.append(second)
         for leg in legs:
             leg.clear_cause = "transferred"
+        # the parties joined (watched ones) hear of it too, as with astcti's own transfers
+        for key in ("transferee", "transfer_target"):
+            party = self.connections.get((link, (event.get(key) or {}).get("id", "")))
+            if party is not None and party not in legs:
+                legs.append(party)
+        for leg in legs:
             out.append(Transferred(leg.extension, leg.callid, ts, transferring=conn.extension,
                                    transferred=parties[0], parties=parties,
                                    userdata=dict(leg.userdata)))
@@ -536,17 +726,17 @@ class Tracker:
         self.parties.leaving([c for (conn_link, _), c in self.connections.items()
                               if conn_link == link])
         out: list[CtiEvent] = []
-        for (conn_link, channel_id), conn in list(self.connections.items()):
-            if conn_link == link and channel_id not in current:
+        for (conn_link, _key), conn in list(self.connections.items()):
+            if conn_link == link and conn.channel_id not in current:
                 out += self._clear(conn, ts, "normal", resync=True)
         for channel in channels:
             conn = self.connections.get((link, channel["id"]))
-            if conn is None:
+            if conn is None and (link, channel["id"]) not in self.lines:
                 out += self._on_created(link, {"channel": channel, "timestamp": ts})
                 conn = self.connections.get((link, channel["id"]))
                 if conn is not None and conn.direction is Direction.OUTGOING:
                     out += self._on_dialplan(link, {"channel": channel, "timestamp": ts})
-            else:
+            elif conn is not None:
                 self._refresh(conn, channel)
                 out += self._apply_state(conn, channel.get("state", ""), ts)
         return self.parties.complete(out)
@@ -561,11 +751,11 @@ class Tracker:
     def drop_extension(self, extension: str) -> None:
         """Forget an extension that is no longer configured (no events: nobody monitors it)."""
         self.leg_count.pop(extension, None)
-        for key, conn in list(self.connections.items()):
+        for conn in list(self.connections.values()):
             if conn.extension == extension:
-                del self.connections[key]
+                self._forget(conn)
                 call = self.calls.get(conn.callid)
                 if call is not None:
-                    call.connections.pop(conn.channel_id, None)
+                    call.connections.pop(conn.key, None)
                     if not call.connections:
                         del self.calls[conn.callid]

@@ -83,6 +83,9 @@ def _v3(db: sqlite_utils.Database) -> None:
     db["agents"].add_column("mode", str)
 
 
+#: How astcti's `answer` request takes a ringing call off-hook (docs/call-control.md).
+ANSWER_MODES = ("talk", "reoffer", "none")
+
 #: Parameters of features added without a schema change: inserted (with their defaults) into
 #: any store that lacks them each time it is opened, whatever its schema version.
 FEATURE_PARAMETERS: dict[str, tuple[str, str]] = {
@@ -111,8 +114,25 @@ def _v4(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE extensions ADD COLUMN link TEXT NOT NULL DEFAULT ''")
 
 
-#: Parameters added by v5 (who may do what, hardened transports).
+#: Parameters added by v5 (phone capabilities for `answer`).
 V5_PARAMETERS: dict[str, tuple[str, str]] = {
+    "acti_answer": ("reoffer", "How `answer` takes a ringing phone off-hook when its extension"
+                    " says nothing: talk (SIP NOTIFY Event: talk, then re-offer), reoffer"
+                    " (ring it again with auto-answer headers) or none (answer by hand)"),
+}
+
+
+def _v5(db: sqlite_utils.Database) -> None:
+    """Per-extension answer mode: which phones honour NOTIFY talk or auto-answer headers."""
+    db.execute("ALTER TABLE extensions ADD COLUMN answer TEXT NOT NULL DEFAULT ''")
+    db["parameters"].insert_all(
+        [{"name": n, "value": v, "description": d} for n, (v, d) in V5_PARAMETERS.items()],
+        ignore=True,
+    )
+
+
+#: Parameters added by v6 (who may do what, hardened transports).
+V6_PARAMETERS: dict[str, tuple[str, str]] = {
     "acti_dial_agent": ("internal,_0[1-7]X.", "Numbers users of role agent may dial"
                         " (makecall, consultation, single-step transfer/conference): comma list"
                         " of `internal` (configured extensions) and Asterisk patterns (_0[1-7]X."
@@ -128,7 +148,7 @@ V5_PARAMETERS: dict[str, tuple[str, str]] = {
 }
 
 
-def _v5(db: sqlite_utils.Database) -> None:
+def _v6(db: sqlite_utils.Database) -> None:
     """Users get extensions; listeners remember a forced auth=none for everyone.
 
     Users from before roles could do everything: they become `admin` (marked `migrated`, which
@@ -145,12 +165,12 @@ def _v5(db: sqlite_utils.Database) -> None:
     listeners.add_column("forced", int, not_null_default=0)
     db.execute("UPDATE listeners SET forced = 1 WHERE auth = 'none' AND trim(allow) IN ('*', '')")
     db["parameters"].insert_all(
-        [{"name": n, "value": v, "description": d} for n, (v, d) in V5_PARAMETERS.items()],
+        [{"name": n, "value": v, "description": d} for n, (v, d) in V6_PARAMETERS.items()],
         ignore=True,
     )
 
 
 #: Ordered migrations; index + 1 is the schema version it produces.
-MIGRATIONS: list[Migration] = [_v1, _v2, _v3, _v4, _v5]
+MIGRATIONS: list[Migration] = [_v1, _v2, _v3, _v4, _v5, _v6]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -37,6 +37,7 @@ class ExtensionRow:
     number: str
     technology: str
     link: str = ""  # pinned to this acti_tlink_NN ("": wherever its endpoint is)
+    answer: str = ""  # talk | reoffer | none; "" = parameter acti_answer
 
 
 @dataclass(frozen=True)
@@ -243,8 +244,16 @@ class Store:
 
     # -- extensions ---------------------------------------------------------------------------
     def extensions(self) -> list[ExtensionRow]:
-        rows = self._read("SELECT number, technology, link FROM extensions ORDER BY number")
-        return [ExtensionRow(n, t, k) for n, t, k in rows]
+        rows = self._read("SELECT number, technology, link, answer FROM extensions"
+                          " ORDER BY number")
+        return [ExtensionRow(n, t, k, a) for n, t, k, a in rows]
+
+    def set_extension_answer(self, number: str, answer: str) -> bool:
+        """How `answer` reaches this extension's phone ("" = the acti_answer default)."""
+        with self._writing(f"set the answer mode of extension {number}"):
+            cur = self.db.conn.execute("UPDATE extensions SET answer = ? WHERE number = ?",
+                                       (answer, number))
+        return cur.rowcount > 0
 
     def add_extension(self, number: str, technology: str) -> None:
         with self._writing(f"add extension {number}"):

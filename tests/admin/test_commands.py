@@ -119,6 +119,15 @@ async def test_offline_changes_are_stored(store: Store, tmp_path: Path) -> None:
     assert [(e.number, e.technology) for e in store.extensions()] == [("105", "PJSIP"),
                                                                       ("106", "IAX2")]
     assert "removed" in await run(store, "remove extension 106")
+    assert "NOTIFY Event: talk" in await run(store, "set extension 105 answer talk")
+    assert store.extensions()[0].answer == "talk"
+    assert "talk" in await run(store, "show extensions")
+    assert "acti_answer says (reoffer)" in await run(store, "set extension 105 answer default")
+    assert store.extensions()[0].answer == ""
+    with pytest.raises(CommandError, match="invalid answer mode 'maybe'"):
+        await run(store, "set extension 105 answer maybe")
+    with pytest.raises(CommandError, match="extension 107 is not configured"):
+        await run(store, "set extension 107 answer none")
     text = await run(store, "add tcp 9011 * 10.0.0.5 custom astctirest auth=none")
     assert "opens when astcti starts" in text and "warning:" in text and "auth=none" in text
     assert store.listeners()[0].bind == "*" and store.listeners()[0].auth == "none"

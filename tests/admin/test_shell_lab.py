@@ -157,7 +157,7 @@ async def test_every_command_non_interactively(lab: Lab) -> None:
                                                          "update parameter acti_resume_age 301"))
     ok(shell(lab, "update parameter acti_resume_age 300"))
     exts = ok(shell(lab, "show extensions"))
-    assert "101        PJSIP/101  acti_tlink_01  up" in exts
+    assert "101        PJSIP/101  acti_tlink_01  up     " in exts and "reoffer (default)" in exts
     assert f"{c.ws_port}  127.0.0.1  *      astctiws" in ok(shell(lab, "show tcp"))
     links = ok(shell(lab, "show links"))
     assert "acti_tlink_01" in links and " up " in links and " 22." in links
@@ -173,10 +173,11 @@ async def test_every_command_non_interactively(lab: Lab) -> None:
         # a call in progress shows in show calls
         lab.start_phone("102")
         try:
-            caller = lab.call("102", talk_ms=3000)
-            await cti.expect("established", extension="102")
+            caller = lab.call("102", talk_ms=20000)  # a shell starts slowly on a busy host
+            est = await cti.expect("established", extension="102")
             calls = ok(shell(lab, "show calls"))
             assert "102" in calls and "connected" in calls and "incoming" in calls
+            await cti.request("hangup", extension="102", callid=est["callid"])
             assert await asyncio.to_thread(caller.wait, 30) == 0
         finally:
             lab.stop_phone("102")

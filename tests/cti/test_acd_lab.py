@@ -34,6 +34,7 @@ MEMBER = "Local/101@astcti-agent/n"  # plain Asterisk: agents join through astct
 def member_line(lab: Lab, iface: str = MEMBER) -> str:
     """The member's line of `queue show support` ('' when it is not a member)."""
     text = re.sub(r"\x1b\[[0-9;]*m", "", lab.rx("queue show support"))
+    text = re.sub(r"\d+ secs ago", "N secs ago", text)  # the clock ticks between two reads
     return next((line.strip() for line in text.splitlines()
                  if f"({iface})" in line or f"({iface} from " in line), "")
 

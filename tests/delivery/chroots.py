@@ -15,9 +15,9 @@ from pathlib import Path
 
 from tests.lab import chroot as labchroot
 
-# A fresh Debian 12 server as Ansible expects it (python3, python3-apt); systemd only for
-# `systemd-analyze verify` of the packaged unit (nothing boots it).
-BOOKWORM_PACKAGES = ["python3", "python3-apt", "adduser", "systemd", "ca-certificates"]
+# A fresh Debian 12 server as Ansible expects it (python3, python3-apt), booted with systemd as
+# PID 1 (tests/delivery/machine.py); man-db so `systemd-analyze verify` checks Documentation=.
+BOOKWORM_PACKAGES = ["python3", "python3-apt", "adduser", "systemd", "ca-certificates", "man-db"]
 # The lab's Asterisk plus python3, which Ansible needs on its target.
 SID_PACKAGES = [*labchroot.PACKAGES, "python3"]
 

@@ -13,68 +13,18 @@ from typing import Any
 import pytest
 
 from astcti.client import CtiClient
+from tests.e2e.helpers import (
+    bridge_members as _bridge_members, customer_talking_to as _customer_talking_to,
+    expect as _expect, header as _header, monitor as _monitor, monitor_when_served,
+    stop as _stop,
+)
 from tests.lab import Lab
 from tests.lab.ari import ari, bridges, channels, wait_for
-from tests.lab.sipp import Phone, SippProcess, phone_process
+from tests.lab.sipp import PHONE_TYPES, Phone, SippProcess, phone_process
 
 pytestmark = pytest.mark.lab
 
-AGENT = Phone(answer_after_ms=300, auto_answer=True)  # desk phone honouring auto-answer
-
-
-async def _monitor(cti, *extensions: str) -> CtiClient:
-    client: CtiClient = await cti()
-    for ext in extensions:
-        await client.request("startmonitor", extension=ext)
-    return client
-
-
-async def _expect(client: CtiClient, name: str, extension: str, timeout: float = 20.0,
-                  **match: Any) -> dict[str, Any]:
-    """The extension's next `name` event after the previous one expected for that extension
-    (events of different extensions interleave in any order)."""
-    cursors: dict[str, int] = client.__dict__.setdefault("_ext_cursors", {})
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        for i in range(cursors.get(extension, 0), len(client.events)):
-            e = client.events[i]
-            if e.get("event") == name and e.get("extension") == extension and all(
-                    e.get(k) == v for k, v in match.items()):
-                cursors[extension] = i + 1
-                return e
-        if asyncio.get_running_loop().time() > deadline:
-            seen = [(e.get("event"), e.get("callid")) for e in
-                    client.events[cursors.get(extension, 0):] if e.get("extension") == extension]
-            raise TimeoutError(f"no {name} on {extension} within {timeout} s; after: {seen}")
-        await asyncio.sleep(0.05)
-
-
-def _bridge_members(lab: Lab) -> list[set[str]]:
-    """The channel names in each of Asterisk's bridges."""
-    names = {c["id"]: c["name"].rsplit("-", 1)[0] for c in channels(lab)}
-    return [{names.get(cid, cid) for cid in b["channels"]} for b in bridges(lab)]
-
-
-async def _customer_talking_to(lab: Lab, client: CtiClient, ext: str,
-                               talk_ms: int = 30000) -> tuple[SippProcess, str]:
-    """A customer calls `ext` through the trunk and the agent's phone answers."""
-    customer = lab.call(ext, caller="0912345678", talk_ms=talk_ms)
-    est = await _expect(client, "established", ext)
-    return customer, est["callid"]
-
-
-def _stop(lab: Lab, *procs: SippProcess) -> None:
-    for proc in procs:
-        proc.stop()
-    for ext in list(lab.phones):
-        lab.stop_phone(ext)
-
-
-def _header(invite: str, name: str) -> str:
-    for line in invite.splitlines():
-        if line.lower().startswith(name.lower() + ":"):
-            return line.split(":", 1)[1].strip()
-    return ""
+AGENT = PHONE_TYPES["desk"]  # desk phone honouring auto-answer
 
 
 async def test_makecall_calls_the_agent_with_auto_answer_then_the_destination(
@@ -398,7 +348,7 @@ async def test_bad_requests_fail_cleanly(lab: Lab, cti, clean_asterisk) -> None:
         _stop(lab)
 
 
-async def test_calls_still_work_when_astcti_is_down(lab: Lab, clean_asterisk) -> None:
+async def test_calls_still_work_when_astcti_is_down(lab: Lab, cti, clean_asterisk) -> None:
     """STASISSTATUS=FAILED: the dialplan dials directly."""
     lab.start_phone("101", Phone(answer_after_ms=300))
     lab.stop_astcti()
@@ -409,6 +359,7 @@ async def test_calls_still_work_when_astcti_is_down(lab: Lab, clean_asterisk) ->
         assert not bridges(lab)
     finally:
         lab.start_astcti()
+        await monitor_when_served(cti, "101")  # back in service for the next test
         _stop(lab)
 
 

@@ -221,73 +221,279 @@ Content-Length: 0
 '''
 
 
+def _phone_invite(cseq: int, target: str) -> str:
+    """The phone places a second call of its own (a second dialog: SIPp keeps it in this call
+    because its Call-ID ends with `///` + the first dialog's Call-ID)."""
+    return f'''  <send retrans="500"><![CDATA[
+INVITE sip:{target}@[remote_ip]:[remote_port] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: <sip:[service]@[local_ip]:[local_port]>;tag=[pid]SIPpTag02[call_number]
+To: <sip:{target}@[remote_ip]:[remote_port]>
+Call-ID: atx///[call_id]
+CSeq: {cseq} INVITE
+Contact: <sip:[service]@[local_ip]:[local_port]>
+Max-Forwards: 70
+Content-Type: application/sdp
+Content-Length: [len]
+
+v=0
+o=phone 53655766 2353687650 IN IP[local_ip_type] [local_ip]
+s=-
+c=IN IP[media_ip_type] [media_ip]
+t=0 0
+m=audio [media_port] RTP/AVP 0 101
+a=rtpmap:0 PCMU/8000
+a=rtpmap:101 telephone-event/8000
+a=fmtp:101 0-15
+
+]]></send>
+  <recv response="100" optional="true"/>
+  <recv response="180" optional="true"/>
+  <recv response="183" optional="true"/>
+  <recv response="200">
+    <action><ereg regexp=";tag=([^;> ]+)" search_in="hdr" header="To:" check_it="true"
+                  assign_to="atxjunk,atxtag"/></action>
+  </recv>
+  <send><![CDATA[
+ACK sip:{target}@[remote_ip]:[remote_port] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: <sip:[service]@[local_ip]:[local_port]>;tag=[pid]SIPpTag02[call_number]
+[last_To:]
+Call-ID: atx///[call_id]
+CSeq: {cseq} ACK
+Contact: <sip:[service]@[local_ip]:[local_port]>
+Max-Forwards: 70
+Content-Length: 0
+
+]]></send>
+'''
+
+
+def _phone_refer_replaces(cseq: int, target: str) -> str:
+    """Attended transfer: REFER on the first dialog, replacing the phone's second dialog
+    (RFC 3891: to-tag = the far side's tag of that dialog, from-tag = the phone's)."""
+    replaces = ("atx%2F%2F%2F[call_id]%3Bto-tag%3D[$atxtag]"
+                "%3Bfrom-tag%3D[pid]SIPpTag02[call_number]")
+    return f'''  <send retrans="500"><![CDATA[
+REFER [next_url] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: <sip:[service]@[local_ip]:[local_port]>;tag=[pid]SIPpTag01[call_number]
+To: [$remote_from]
+Call-ID: [call_id]
+CSeq: {cseq} REFER
+Contact: <sip:[service]@[local_ip]:[local_port]>
+Refer-To: <sip:{target}@[remote_ip]:[remote_port]?Replaces={replaces}>
+Referred-By: <sip:[service]@[local_ip]:[local_port]>
+Max-Forwards: 70
+Content-Length: 0
+
+]]></send>
+  <recv response="202"/>
+'''
+
+
+def _after_transfer(rounds: int = 8, wait_ms: int = 4000) -> str:
+    """After a REFER: answer NOTIFYs (transfer progress), re-INVITEs and the BYEs of both
+    dialogs until the PBX stops sending (Asterisk hangs up the transferring phone's legs)."""
+    out = []
+    for i in range(rounds):
+        nxt = f"xfer{i + 1}" if i + 1 < rounds else "end"
+        attrs = f' timeout="{wait_ms}" ontimeout="end"'
+        out.append(f'''  <label id="xfer{i}"/>
+  <recv request="NOTIFY" optional="true"{attrs} next="xferok{i}"/>
+  <recv request="INVITE" optional="true"{attrs} next="xferre{i}"/>
+  <recv request="BYE"{attrs} next="xferok{i}"/>
+  <label id="xferre{i}"/>
+''' + _IN_DIALOG_OK_SDP + f'''  <recv request="ACK" next="{nxt}"/>
+  <label id="xferok{i}"/>
+''' + _IN_DIALOG_OK.format(next=nxt))
+    return "".join(out)
+
+
+_OOB_NOTIFY = """  <recv request="NOTIFY" optional="true" next="oob"><action>
+    <ereg regexp="talk" search_in="hdr" header="Event:" check_it="false" assign_to="istalk"/>
+    <ereg regexp="x-astcti-lift" search_in="hdr" header="Event:" check_it="false"
+          assign_to="islift"/>
+  </action></recv>
+"""
+
+_OUT_OF_DIALOG = """  <label id="oob"/>
+  <nop test="islift" next="lift"/>
+  <nop test="istalk" next="{talk}"/>
+  <label id="refuse"/>
+""" + _REPLY.format(attrs="", status="489 Bad Event").replace("[last_To:];tag=[pid]SIPpTag01[call_number]", "[last_To:];tag=[pid]SIPpTag09[call_number]") + """  <nop next="oobend"/>
+  <label id="lift"/>
+  <nop><action><assign assign_to="lift" value="1"/></action></nop>
+""" + _REPLY.format(attrs="", status="200 OK").replace("[last_To:];tag=[pid]SIPpTag01[call_number]", "[last_To:];tag=[pid]SIPpTag09[call_number]") + """  <label id="oobend"/>
+  <nop next="done"/>
+"""
+
+
 @dataclass(frozen=True)
 class Phone:
-    """How a SIPp desk phone behaves on each incoming call."""
+    """How a SIPp desk phone behaves on each incoming call.
 
-    answer_after_ms: int | None = 1000  # None: ring until cancelled
+    Besides answering, rejecting and ringing, it models what CTI depends on: whether it honours
+    auto-answer headers (`auto_answer`) or a NOTIFY `Event: talk` (`talk`), whether it takes a
+    second call (`single_line`: 486 while one is ringing or up), and its own hold (re-INVITE
+    sendonly) and transfer buttons (REFER: blind, or attended with Replaces). A phone that rings
+    (`answer_after_ms=None`) is answered when the test lifts its handset
+    (`tests.lab.sipp.lift_handset`) and stops ringing on CANCEL.
+    """
+
+    answer_after_ms: int | None = 1000  # None: ring until cancelled or lifted
     reject: int | None = None  # e.g. 486 to answer busy
     hangup_after_ms: int | None = None  # phone hangs up itself after this talk time
     auto_answer: bool = False  # answer at once an INVITE whose Call-Info says answer-after=0
+    talk: bool = False  # a NOTIFY with Event: talk takes the ringing call off-hook
+    single_line: bool = False  # one call at a time: a second INVITE gets 486 Busy Here
     hold_after_ms: int | None = None  # the phone holds the call itself (re-INVITE sendonly)...
     hold_ms: int = 1500  # ... and takes it back (sendrecv) after this long
     refer_to: str | None = None  # the phone blind-transfers the call to this number...
     refer_after_ms: int = 1500  # ... this long after answering, then hangs up
+    attended_to: str | None = None  # attended transfer: hold, call this number, REFER+Replaces
+    attended_after_ms: int = 1000  # ... this long after answering (then talks as long again)
+    sdp_port: int | None = None  # RTP port its SDP announces (a test's own RTP receiver)
+
+    @property
+    def rings(self) -> bool:
+        """Rings until something answers it (the handset, a NOTIFY talk)."""
+        return self.answer_after_ms is None
+
+
+#: The lab's phone types, selectable per extension (`python -m tests.lab up --phone 101=TYPE`).
+PHONE_TYPES: dict[str, Phone] = {
+    # a desk phone honouring auto-answer headers, several lines (the lab's default agent)
+    "desk": Phone(answer_after_ms=300, auto_answer=True),
+    # one call at a time, auto-answer honoured while idle
+    "single-line": Phone(answer_after_ms=300, auto_answer=True, single_line=True),
+    # ignores auto-answer headers: rings until the handset is lifted
+    "no-auto-answer": Phone(answer_after_ms=None),
+    # goes off-hook on NOTIFY Event: talk (Yealink, Snom, Polycom style), single line
+    "talk": Phone(answer_after_ms=None, talk=True, single_line=True),
+    # answered by hand after a second (a user), the lab's plain extension
+    "user": Phone(answer_after_ms=1000),
+}
 
 
 def uas_scenario(phone: Phone) -> str:
     """Generated scenario XML for one phone behaviour."""
     actions = []
-    if phone.hangup_after_ms is not None or phone.hold_after_ms is not None or \
-            phone.refer_to is not None:
-        # the requests the phone sends in the dialog need the caller's From
+    in_dialog = phone.hangup_after_ms is not None or phone.hold_after_ms is not None or \
+        phone.refer_to is not None or phone.attended_to is not None
+    if in_dialog:  # the requests the phone sends in the dialog need the caller's From
         actions.append('<ereg regexp=".*" search_in="hdr" header="From:"'
                        ' assign_to="remote_from"/>')
     if phone.auto_answer:
         actions.append('<ereg regexp="answer-after=0" search_in="hdr" header="Call-Info:"'
                        ' check_it="false" assign_to="autoanswer"/>')
     capture = f"\n    <action>{''.join(actions)}</action>\n  " if actions else ""
-    parts = [_UAS_HEAD.replace("{capture}", capture)]
+    head = _UAS_HEAD.replace("{capture}", capture)
+    globals_ = ["lift"] + (["busy"] if phone.single_line else [])
+    # out-of-dialog NOTIFYs (talk, the test lifting the handset) start a "call" of their own
+    head = head.replace('<scenario name="astcti lab phone">\n',
+                        '<scenario name="astcti lab phone">\n'
+                        f'  <Global variables="{",".join(globals_)}"/>\n'
+                        + _OOB_NOTIFY)
+    parts = [head]
+    if phone.single_line:
+        parts.append('  <nop><action><test assign_to="inuse" variable="busy" compare="equal"'
+                     ' value="1"/></action></nop>\n  <nop test="inuse" next="secondline"/>\n'
+                     '  <nop><action><assign assign_to="busy" value="1"/></action></nop>\n')
     if phone.reject is not None:
         reason = {486: "Busy Here", 480: "Temporarily Unavailable", 603: "Decline"}.get(
             phone.reject, "Rejected")
         parts.append(_REPLY.format(attrs="", status=f"{phone.reject} {reason}"))
         parts.append('  <recv request="ACK" next="end"/>\n')
-        parts.append('  <label id="end"/>\n</scenario>\n')
-        return "".join(parts)
-    parts.append(_REPLY.format(attrs="", status="180 Ringing"))
-    if phone.auto_answer:
-        parts.append('  <nop test="autoanswer" next="answer"/>\n')
-    if phone.answer_after_ms is None:
-        parts.append('  <recv request="CANCEL" next="cancelled"/>\n')
     else:
-        parts.append(f'  <recv request="CANCEL" optional="false" timeout="{max(phone.answer_after_ms, 1)}"'
-                     ' ontimeout="answer" next="cancelled"/>\n')
-    if phone.answer_after_ms is not None or phone.auto_answer:
-        parts.append('  <label id="answer"/>\n')
+        parts.append(_REPLY.format(attrs="", status="180 Ringing"))
+        if phone.auto_answer:
+            parts.append('  <nop test="autoanswer" next="answer"/>\n')
+        if phone.rings:  # poll the handset (and talk) while ringing
+            parts.append('''  <label id="ring"/>
+  <recv request="CANCEL" timeout="100" ontimeout="ringcheck" next="cancelled"/>
+  <label id="ringcheck"/>
+  <nop><action><test assign_to="lifted" variable="lift" compare="equal" value="1"/></action></nop>
+  <nop test="lifted" next="answer"/>
+  <nop next="ring"/>
+''')
+        else:
+            parts.append(f'  <recv request="CANCEL" optional="false"'
+                         f' timeout="{max(phone.answer_after_ms or 1, 1)}"'
+                         ' ontimeout="answer" next="cancelled"/>\n')
+        parts.append('  <label id="answer"/>\n'
+                     '  <nop><action><assign assign_to="lift" value="0"/></action></nop>\n')
         parts.append(_OK_SDP.format(attrs=""))
         parts.append('  <recv request="ACK"/>\n')
-        bye_attrs = ""
-        if phone.hangup_after_ms is not None:
-            bye_attrs = f' timeout="{phone.hangup_after_ms}" ontimeout="hangup"'
-        if phone.hold_after_ms is not None:
-            parts.append(talk_loop(f' timeout="{phone.hold_after_ms}" ontimeout="phonehold"',
-                                   prefix="a"))
-            parts.append('  <label id="phonehold"/>\n' + _phone_reinvite(2, "sendonly"))
-            parts.append(talk_loop(f' timeout="{phone.hold_ms}" ontimeout="phoneunhold"',
-                                   prefix="b"))
-            parts.append('  <label id="phoneunhold"/>\n' + _phone_reinvite(3, "sendrecv"))
-        if phone.refer_to is not None:
-            parts.append(talk_loop(f' timeout="{phone.refer_after_ms}" ontimeout="phonerefer"',
-                                   prefix="r"))
-            parts.append('  <label id="phonerefer"/>\n' + _phone_refer(4, phone.refer_to))
-            bye_attrs = ' timeout="1500" ontimeout="hangup"'  # NOTIFYs, then the phone hangs up
-        parts.append(talk_loop(bye_attrs))
-        if phone.hangup_after_ms is not None or phone.refer_to is not None:
-            parts.append(_HANGUP_BY_PHONE)
-    parts.append(_CANCELLED)
-    parts.append('  <label id="end"/>\n</scenario>\n')
+        parts.append(_in_call(phone))
+        parts.append(_CANCELLED)
+    parts.append('  <label id="end"/>\n')
+    if phone.single_line:
+        parts.append('  <nop><action><assign assign_to="busy" value="0"/></action></nop>\n')
+    parts.append('  <nop next="done"/>\n')
+    if phone.single_line:  # a second call while one is up: busy, the first call untouched
+        parts.append('  <label id="secondline"/>\n'
+                     + _REPLY.format(attrs="", status="486 Busy Here").replace(
+                         "SIPpTag01", "SIPpTag03")
+                     + '  <recv request="ACK" next="done"/>\n')
+    parts.append(_OUT_OF_DIALOG.replace("{talk}", "lift" if phone.talk else "refuse"))
+    if phone.attended_to is not None:
+        parts.append('  <Reference variables="atxjunk"/>\n')
+    parts.append('  <label id="done"/>\n</scenario>\n')
+    xml = "".join(parts)
+    if phone.sdp_port is not None:
+        xml = xml.replace("m=audio [media_port]", f"m=audio {phone.sdp_port}")
+    return xml
+
+
+def _in_call(phone: Phone) -> str:
+    """From the answer to the end of the call: the phone's own actions, then BYE."""
+    parts = []
+    bye_attrs = ""
+    if phone.hangup_after_ms is not None:
+        bye_attrs = f' timeout="{phone.hangup_after_ms}" ontimeout="hangup"'
+    if phone.hold_after_ms is not None:
+        parts.append(talk_loop(f' timeout="{phone.hold_after_ms}" ontimeout="phonehold"',
+                               prefix="a"))
+        parts.append('  <label id="phonehold"/>\n' + _phone_reinvite(2, "sendonly"))
+        parts.append(talk_loop(f' timeout="{phone.hold_ms}" ontimeout="phoneunhold"',
+                               prefix="b"))
+        parts.append('  <label id="phoneunhold"/>\n' + _phone_reinvite(3, "sendrecv"))
+    if phone.refer_to is not None:
+        parts.append(talk_loop(f' timeout="{phone.refer_after_ms}" ontimeout="phonerefer"',
+                               prefix="r"))
+        parts.append('  <label id="phonerefer"/>\n' + _phone_refer(4, phone.refer_to))
+        bye_attrs = ' timeout="1500" ontimeout="hangup"'  # NOTIFYs, then the phone hangs up
+    if phone.attended_to is not None:
+        parts.append(talk_loop(f' timeout="{phone.attended_after_ms}" ontimeout="atxhold"',
+                               prefix="h"))
+        parts.append('  <label id="atxhold"/>\n' + _phone_reinvite(5, "sendonly"))
+        parts.append(_phone_invite(1, phone.attended_to))
+        parts.append(talk_loop(f' timeout="{phone.attended_after_ms}" ontimeout="atxrefer"',
+                               prefix="t"))
+        parts.append('  <label id="atxrefer"/>\n' + _phone_refer_replaces(6, phone.attended_to))
+        parts.append(_after_transfer())
+        return "".join(parts)
+    parts.append(talk_loop(bye_attrs))
+    if phone.hangup_after_ms is not None or phone.refer_to is not None:
+        parts.append(_HANGUP_BY_PHONE)
     return "".join(parts)
+
+
+def lift_handset(port: int, ext: str = "phone") -> None:
+    """The user picks up the ringing phone on `port` (told out of band, as a SIP request the
+    phone understands; Asterisk is not involved)."""
+    import socket
+    import uuid
+
+    tag = uuid.uuid4().hex[:10]
+    msg = (f"NOTIFY sip:{ext}@127.0.0.1:{port} SIP/2.0\r\n"
+           f"Via: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bK{tag}\r\n"
+           f"From: <sip:lab@127.0.0.1:9>;tag={tag}\r\nTo: <sip:{ext}@127.0.0.1:{port}>\r\n"
+           f"Call-ID: lift-{tag}\r\nCSeq: 1 NOTIFY\r\nEvent: x-astcti-lift\r\n"
+           "Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.sendto(msg.encode(), ("127.0.0.1", port))
 
 
 _UAC = """<?xml version="1.0" encoding="ISO-8859-1" ?>

@@ -62,6 +62,30 @@ def test_migration_from_empty_file_and_reopen_is_idempotent(tmp_path: Path) -> N
     store.close()
 
 
+def test_v2_store_gains_the_answer_mode_and_keeps_its_extensions(tmp_path: Path) -> None:
+    from astcti.store.schema import MIGRATIONS
+
+    path = tmp_path / "v2.db"
+    conn = sqlite3.connect(path)
+    import sqlite_utils
+
+    db = sqlite_utils.Database(conn)
+    for migration in MIGRATIONS[:2]:
+        migration(db)
+    conn.execute("PRAGMA user_version=2")
+    conn.execute("INSERT INTO extensions VALUES ('101', 'PJSIP')")
+    conn.commit()
+    conn.close()
+    store = Store.open(path)
+    assert store.schema_version == SCHEMA_VERSION
+    assert [(e.number, e.answer) for e in store.extensions()] == [("101", "")]
+    assert store.get_parameter("acti_answer") == "reoffer"
+    assert store.set_extension_answer("101", "talk")
+    assert not store.set_extension_answer("999", "talk")
+    assert store.extensions()[0].answer == "talk"
+    store.close()
+
+
 def test_typed_accessors_round_trip(tmp_path: Path) -> None:
     store = Store.open(tmp_path / "t.db", create=True)
     store.add_extension("101", "PJSIP")
@@ -141,7 +165,7 @@ def test_v2_keeps_agents_and_call_user_data(tmp_path: Path) -> None:
     store.close()
 
 
-def test_v2_store_migrates_to_v3_keeping_its_agents(tmp_path: Path) -> None:
+def test_v2_store_migrates_to_the_latest_keeping_its_agents(tmp_path: Path) -> None:
     """A store written by the previous release: its logged-in agents survive the upgrade."""
     from astcti.store.schema import MIGRATIONS
     import sqlite_utils
@@ -209,7 +233,7 @@ def _store_at_version(path: Path, version: int) -> None:
     db.conn.close()
 
 
-def test_v5_users_from_before_roles_become_admin_and_say_so(tmp_path: Path) -> None:
+def test_v6_users_from_before_roles_become_admin_and_say_so(tmp_path: Path) -> None:
     """Users could do everything before roles: they stay able to (admin), marked migrated, so
     nothing breaks silently; the administrator's first change clears the mark. An auth=none
     listener open to everyone keeps opening (forced) instead of vanishing at the upgrade."""

@@ -1,4 +1,4 @@
-"""show extensions, add extension, remove extension."""
+"""show extensions, add extension, set extension, remove extension."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from astcti.pbx.ari import AriError
          example="show extensions", group="extensions")
 async def _show_extensions(ctx: Context, args: dict[str, Any]) -> str:
     rows = []
+    default = ctx.store.get_parameter("acti_answer", "reoffer") or "reoffer"
     for ext in ctx.store.extensions():
         row = [ext.number, f"{ext.technology}/{ext.number}"]
         if ctx.daemon is not None:
@@ -25,8 +26,9 @@ async def _show_extensions(ctx: Context, args: dict[str, Any]) -> str:
                     str(monitors)]
         elif ext.link:
             row[1] += f" (pinned to {ext.link})"
-        rows.append(row)
-    header = ["extension", "endpoint"] + (["link", "state", "monitors"] if ctx.daemon else [])
+        rows.append(row + [ext.answer or f"{default} (default)"])
+    header = ["extension", "endpoint"] + (["link", "state", "monitors"] if ctx.daemon else []) \
+        + ["answer"]
     return table(rows, header) or "no extensions: add one with `add extension NUM [TECH]`"
 
 
@@ -90,6 +92,33 @@ async def _unpin_extension(ctx: Context, args: dict[str, Any]) -> str:
     if served:
         return f"extension {number} unpinned: served by {served}"
     return f"extension {number} unpinned; {ctx.daemon.why_unserved(number)}"
+
+
+@command("set extension", Arg("NUM", "extension", doc="a configured extension"),
+         Arg("answer", "answer-word", doc="the setting: answer"),
+         Arg("MODE", "answer", doc="talk (the phone honours SIP NOTIFY Event: talk; re-offer if"
+                                   " it does not go off-hook), reoffer (ring it again with"
+                                   " auto-answer headers), none (answered by hand only), or"
+                                   " default (parameter acti_answer)"),
+         doc="Say how the `answer` request takes this extension's ringing phone off-hook"
+             " (docs/call-control.md lists what each phone honours).",
+         example="set extension 101 answer talk", group="extensions")
+async def _set_extension(ctx: Context, args: dict[str, Any]) -> str:
+    number, mode = args["NUM"], args["MODE"]
+    stored = "" if mode == "default" else mode
+    if not ctx.store.set_extension_answer(number, stored):
+        raise CommandError(f"extension {number} is not configured: see `show extensions`")
+    if ctx.daemon is not None:
+        ctx.daemon.set_extension_answer(number, stored)
+    if mode == "default":
+        default = ctx.store.get_parameter("acti_answer", "reoffer") or "reoffer"
+        return f"extension {number} answers as parameter acti_answer says ({default})"
+    return f"extension {number}: answer by {_ANSWER_WORDS[mode]}"
+
+
+_ANSWER_WORDS = {"talk": "SIP NOTIFY Event: talk (re-offer if the phone stays ringing)",
+                 "reoffer": "re-offering the call with auto-answer headers",
+                 "none": "hand only: the answer request is refused"}
 
 
 @command("remove extension", Arg("NUM", "extension", doc="a configured extension"),

@@ -1,4 +1,4 @@
-"""Third-party call control requests (issue 4); the work is in astcti/cti/control.py."""
+"""Third-party call control requests; the work is in astcti/cti/control/ (services.py)."""
 
 from __future__ import annotations
 
@@ -96,8 +96,11 @@ async def makecall(services: Services, session: Session, args: dict[str, Any]) -
 
 
 @request("answer", EXTENSION, _callid("ringing"), group=GROUP,
-         doc="Answer a call alerting at the extension: astcti offers it again to the phone with"
-             " auto-answer headers (see docs/call-control.md for phone settings).",
+         doc="Answer a call alerting at the extension: as its phone allows (astcti-shell `set"
+             " extension NUM answer talk|reoffer|none`): a SIP NOTIFY Event: talk takes it"
+             " off-hook, or the call is offered again with auto-answer headers; a phone answered"
+             " by hand gets `answer not supported by this phone: ...` and keeps ringing"
+             " (docs/call-control.md).",
          resource=("POST", "/api/v1/extensions/{extension}/calls/{callid}/answer"))
 async def answer(services: Services, session: Session, args: dict[str, Any]) -> None:
     control = _control(services, args["extension"])
@@ -131,8 +134,9 @@ async def retrieve(services: Services, session: Session, args: dict[str, Any]) -
 
 
 @request("consultation", EXTENSION, _callid("active"), DESTINATION, USERDATA, group=GROUP,
-         doc="Hold the active call and call `destination` from the extension (its phone is"
-             " called on a second line with auto-answer, like makecall).",
+         doc="Hold the active call and call `destination` from the extension on the same phone"
+             " call (the phone gets no second call): a new call with its own callid, starting with"
+             " the held call's user data.",
          response={"callid": "the consultation call's id"},
          resource=("POST", "/api/v1/extensions/{extension}/calls/{callid}/consultation"))
 async def consultation(services: Services, session: Session,

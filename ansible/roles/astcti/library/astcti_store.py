@@ -33,7 +33,10 @@ options:
     type: path
     default: /usr/bin/astcti
   links:
-    description: Asterisk links, stored as acti_tlink_NN = ip#port#app,user,token.
+    description:
+      - Asterisk links, stored as acti_tlink_NN = ip#port#app,user,token.
+      - With an ami entry (host, port, user, secret) also acti_amilink_NN = ip#port,user,token
+        (same NN).
     type: list
     elements: dict
     default: []
@@ -67,12 +70,33 @@ options:
 author: astcti developers
 """
 
+RETURN = r"""
+changes:
+  description: What was (or, in check mode, would be) changed; secrets masked.
+  type: list
+  returned: always
+restart:
+  description: Links or parameters changed; the daemon reads them at start (restart it).
+  type: bool
+  returned: always
+reload:
+  description: Only listeners, extensions or users changed; `systemctl reload astcti` applies them.
+  type: bool
+  returned: always
+"""
+
 import os
 import socket
 import subprocess
 
 from ansible.module_utils.basic import AnsibleModule
 
+AMI_SPEC = dict(
+    host=dict(type="str"),
+    port=dict(type="int", default=5038),
+    user=dict(type="str", default="astcti"),
+    secret=dict(type="str", required=True, no_log=True),
+)
 LINK_SPEC = dict(
     id=dict(type="int"),
     host=dict(type="str", required=True),
@@ -80,6 +104,7 @@ LINK_SPEC = dict(
     app=dict(type="str", default="astcti"),
     user=dict(type="str", required=True),
     password=dict(type="str", required=True, no_log=True),
+    ami=dict(type="dict", options=AMI_SPEC),
 )
 EXTENSION_SPEC = dict(
     number=dict(type="str", required=True),
@@ -185,7 +210,7 @@ def main():
     p = module.params
     try:
         from astcti.errors import AstctiError
-        from astcti.pbx.linkconfig import parse_link
+        from astcti.pbx.linkconfig import parse_amilink, parse_link
         from astcti.secrets import load_key
         from astcti.store import Store
         from astcti.store.store import ListenerRow
@@ -211,6 +236,7 @@ def main():
         # -- links ---------------------------------------------------------------------------
         current = store.link_parameters()
         wanted_links = {}
+        wanted_ami = {}
         for index, link in enumerate(p["links"], start=1):
             name = "acti_tlink_%02d" % (link["id"] or index)
             if name in wanted_links:
@@ -229,10 +255,33 @@ def main():
                 changes.append("set %s = %s#%d#%s,%s,<encrypted>"
                                % (name, link["host"], link["port"], link["app"], link["user"]))
                 actions.append(("link", name, link))
+            ami = link["ami"]
+            if ami is not None:
+                ami_name = "acti_amilink_" + name[len("acti_tlink_"):]
+                host = ami["host"] or link["host"]
+                wanted_ami[ami_name] = True
+                same = False
+                stored = store.get_parameter(ami_name)
+                if stored:
+                    try:
+                        have = parse_amilink(ami_name, stored, cipher)
+                        same = (have.host, have.port, have.username, have.secret) == (
+                            host, ami["port"], ami["user"], ami["secret"])
+                    except AstctiError:
+                        same = False
+                if not same:
+                    changes.append("set %s = %s#%d,%s,<encrypted>"
+                                   % (ami_name, host, ami["port"], ami["user"]))
+                    actions.append(("ami", ami_name, dict(ami, host=host)))
         if p["exclusive"]:
             for name in sorted(set(current) - set(wanted_links)):
                 changes.append("delete %s" % name)
                 actions.append(("unlink", name, None))
+            have_ami = [n for n in store.parameters() if n.startswith("acti_amilink_")]
+            for name in sorted(set(have_ami) - set(wanted_ami)):
+                changes.append("delete %s" % name)
+                actions.append(("unlink", name, None))
+        restart = bool(changes)  # links are read when the daemon starts
 
         # -- parameters ----------------------------------------------------------------------
         for name, value in sorted(p["parameters"].items()):
@@ -240,6 +289,7 @@ def main():
             if store.get_parameter(name) != value:
                 changes.append("set %s = %s" % (name, value))
                 actions.append(("param", name, value))
+                restart = True
 
         # -- extensions ----------------------------------------------------------------------
         have_ext = {e.number: e.technology for e in store.extensions()}
@@ -283,6 +333,10 @@ def main():
                     store.set_parameter(a, "%s#%d#%s,%s,%s" % (b["host"], b["port"], b["app"],
                                                               b["user"], token),
                                         "Asterisk %s:%d" % (b["host"], b["port"]))
+                elif kind == "ami":
+                    token = _encrypt(module, p, b["secret"])
+                    store.set_parameter(a, "%s#%d,%s,%s" % (b["host"], b["port"], b["user"], token),
+                                        "Asterisk AMI %s:%d" % (b["host"], b["port"]))
                 elif kind == "unlink":
                     store.delete_parameter(a)
                 elif kind == "param":
@@ -303,7 +357,8 @@ def main():
         store.close()
     _fix_owner(p["db"])
     diff = {"before": "", "after": "".join(c + "\n" for c in changes)}
-    module.exit_json(changed=bool(changes), changes=changes, diff=diff)
+    module.exit_json(changed=bool(changes), changes=changes, diff=diff, restart=restart,
+                     reload=bool(changes) and not restart)
 
 
 def _encrypt(module, p, password):

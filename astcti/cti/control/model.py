@@ -1,0 +1,199 @@
+"""Call control's picture of its calls in Asterisk: legs, conversations, locks. No I/O.
+
+A `Leg` is a channel astcti handles (in its Stasis app, or about to enter it). A `Conversation`
+is one mixing bridge and who talks in it; `holder` is the agent's channel taken out of it to
+hold it (the others hear music on hold). An agent has ONE leg (its phone's SIP dialog): the
+same channel may be a member of one conversation and hold others (a consultation: talking to
+the consulted party, holding the customer), so requests move that channel between bridges and
+never call the phone a second time.
+
+The clean-up rule (`Conversation.verdict`): a conversation reduced to a single party, with
+nobody holding it and nobody being dialled into it, is over. Its last party is hung up unless it
+still has another call (an agent consulting or holding elsewhere): then it only leaves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from astcti.errors import AstctiError
+
+
+class ControlError(AstctiError):
+    """A control request that cannot be carried out: `words` for the client, HTTP `status`."""
+
+    def __init__(self, words: str, status: int) -> None:
+        super().__init__(words)
+        self.words = words
+        self.status = status
+
+
+NOT_CONTROLLABLE = ("call not controllable: it did not pass through astcti's Stasis"
+                    " application (see docs/call-control.md)")
+
+
+@dataclass
+class FarCall:
+    """What to dial once the agent's phone answers a makecall (destination, caller, data)."""
+
+    destination: str
+    extension: str
+    userdata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Leg:
+    """A channel astcti handles."""
+
+    link: str
+    id: str
+    name: str
+    number: str = ""  # caller id number (who this party is, for events)
+    peer: str | None = None  # the leg this one was dialled for (bridged with it on answer)
+    up: bool = False
+    gone: bool = False
+    replaced: bool = False  # `answer` re-offered the call on another leg
+    answering: bool = False  # an `answer` is taking this ringing leg off-hook
+    then: FarCall | None = None  # makecall: dial this when the agent's phone answers
+    extension: str | None = None  # the agent's extension, for its makecall leg
+    answered: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
+
+    def mark_up(self) -> bool:
+        """The channel is answered; False if it already was."""
+        if self.up:
+            return False
+        self.up = True
+        self.answered.set()
+        return True
+
+
+class Verdict(str, Enum):
+    KEEP = "keep"
+    RECALL = "recall"  # a single-step transfer was not taken: ring the agent again
+    OVER = "over"
+
+
+@dataclass
+class Conversation:
+    """One mixing bridge and who talks in it."""
+
+    link: str
+    bridge_id: str
+    members: set[str] = field(default_factory=set)
+    holder: str | None = None  # agent channel out of the bridge while the call is held
+    incoming: set[str] = field(default_factory=set)  # legs being dialled into it
+    moh: bool = False
+    closing: bool = False
+    recall: str | None = None  # single-step transfer: the agent to ring again if it fails
+
+    def parties(self) -> set[str]:
+        """Every leg that belongs to this conversation (members, holder, legs being dialled)."""
+        return self.members | self.incoming | ({self.holder} if self.holder else set())
+
+    def verdict(self, alive: list[str], holder_alive: bool) -> Verdict:
+        """Apply the clean-up rule to the members still alive."""
+        if self.incoming and (alive or holder_alive):
+            return Verdict.KEEP
+        if len(alive) >= 2 or (holder_alive and alive):
+            return Verdict.KEEP
+        if self.recall is not None and len(alive) == 1 and not holder_alive:
+            return Verdict.RECALL
+        return Verdict.OVER
+
+
+class CallState:
+    """Legs and conversations per link (the registry every part of call control shares)."""
+
+    def __init__(self) -> None:
+        self.legs: dict[tuple[str, str], Leg] = {}
+        self.convs: dict[tuple[str, str], Conversation] = {}  # (link, bridge id)
+        self.member_of: dict[tuple[str, str], Conversation] = {}  # (link, channel) -> its bridge
+
+    def leg(self, link: str, channel_id: str) -> Leg | None:
+        return self.legs.get((link, channel_id))
+
+    def add_leg(self, leg: Leg) -> Leg:
+        self.legs[(leg.link, leg.id)] = leg
+        return leg
+
+    def gone(self, link: str, channel_id: str) -> bool:
+        leg = self.legs.get((link, channel_id))
+        return leg is None or leg.gone
+
+    def conv(self, link: str, bridge_id: str | None) -> Conversation | None:
+        return self.convs.get((link, bridge_id)) if bridge_id else None
+
+    def held_by(self, link: str, channel_id: str) -> list[Conversation]:
+        return [c for c in self.convs.values() if c.link == link and c.holder == channel_id]
+
+    def calls_of(self, link: str, channel_id: str) -> list[Conversation]:
+        """The conversations a channel takes part in: the one it is in, those it holds."""
+        out = self.held_by(link, channel_id)
+        member = self.member_of.get((link, channel_id))
+        if member is not None and member not in out:
+            out.insert(0, member)
+        return out
+
+    def incoming_to(self, link: str, channel_id: str) -> Conversation | None:
+        return next((c for c in self.convs.values()
+                     if c.link == link and channel_id in c.incoming), None)
+
+    def closure(self, link: str, channel_ids: Iterable[str]) -> set[str]:
+        """The channels a request on these channels may touch: theirs and those of every
+        conversation they take part in (the set of locks it takes)."""
+        out = set(channel_ids)
+        for channel_id in list(out):
+            for conv in self.calls_of(link, channel_id):
+                out |= conv.parties()
+            incoming = self.incoming_to(link, channel_id)
+            if incoming is not None:
+                out |= incoming.parties()
+            leg = self.legs.get((link, channel_id))
+            if leg is not None and leg.peer:
+                out.add(leg.peer)
+        return out
+
+    def forget_link(self, link: str) -> None:
+        for table in (self.legs, self.convs, self.member_of):
+            for key in [k for k in table if k[0] == link]:
+                del table[key]
+
+
+class Locks:
+    """One lock per channel: requests and reactions on different calls run concurrently, the
+    ones on the same call one after the other. Locks are taken in a fixed order (no deadlock)
+    and dropped when nobody uses them."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._users: dict[str, int] = {}
+
+    @asynccontextmanager
+    async def hold(self, keys: Iterable[str]) -> AsyncIterator[None]:
+        ordered = sorted(set(keys))
+        for key in ordered:
+            self._users[key] = self._users.get(key, 0) + 1
+        taken: list[asyncio.Lock] = []
+        try:
+            for key in ordered:
+                lock = self._locks.setdefault(key, asyncio.Lock())
+                await lock.acquire()
+                taken.append(lock)
+            yield
+        finally:
+            for lock in reversed(taken):
+                lock.release()
+            for key in ordered:
+                self._users[key] -= 1
+                if not self._users[key]:
+                    del self._users[key]
+                    self._locks.pop(key, None)
+
+    def busy(self) -> int:
+        """Locks in use (tests check nothing is left behind)."""
+        return len(self._locks)

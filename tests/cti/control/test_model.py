@@ -1,0 +1,56 @@
+"""The bridge/leg model on its own: the clean-up rule, what a request locks, the locks."""
+
+from __future__ import annotations
+
+import asyncio
+
+from astcti.cti.control.model import CallState, Conversation, Leg, Locks, Verdict
+
+
+def test_clean_up_rule() -> None:
+    conv = Conversation("l1", "b1")
+    assert conv.verdict(["a", "b"], holder_alive=False) is Verdict.KEEP
+    assert conv.verdict(["a"], holder_alive=True) is Verdict.KEEP  # held: the customer waits
+    assert conv.verdict(["a"], holder_alive=False) is Verdict.OVER
+    assert conv.verdict([], holder_alive=True) is Verdict.OVER  # nobody left to hold for
+    conv.incoming.add("c")
+    assert conv.verdict(["a"], holder_alive=False) is Verdict.KEEP  # someone being dialled in
+    conv.incoming.clear()
+    conv.recall = "101"
+    assert conv.verdict(["a"], holder_alive=False) is Verdict.RECALL
+
+
+def test_closure_covers_every_conversation_of_the_agents_one_leg() -> None:
+    """An agent consulting: its leg is in one bridge and holds another; a request on either
+    call locks all of it (and nothing of an unrelated call)."""
+    state = CallState()
+    for leg in ("agent", "customer", "consulted", "other1", "other2"):
+        state.add_leg(Leg("l1", leg, f"PJSIP/{leg}"))
+    held = Conversation("l1", "b1", members={"customer"}, holder="agent")
+    active = Conversation("l1", "b2", members={"agent", "consulted"})
+    unrelated = Conversation("l1", "b3", members={"other1", "other2"})
+    for conv in (held, active, unrelated):
+        state.convs[("l1", conv.bridge_id)] = conv
+        for member in conv.members:
+            state.member_of[("l1", member)] = conv
+    assert state.calls_of("l1", "agent") == [active, held]
+    assert state.closure("l1", ["agent"]) == {"agent", "customer", "consulted"}
+    assert state.closure("l1", ["customer"]) == {"agent", "customer"}
+    assert state.closure("l1", ["other1"]) == {"other1", "other2"}
+
+
+async def test_locks_serialise_one_key_and_free_themselves() -> None:
+    locks = Locks()
+    order: list[str] = []
+
+    async def work(name: str, keys: list[str], pause: float) -> None:
+        async with locks.hold(keys):
+            order.append(f"{name}+")
+            await asyncio.sleep(pause)
+            order.append(f"{name}-")
+
+    await asyncio.gather(work("a", ["x", "y"], 0.02), work("b", ["y", "x"], 0.0),
+                         work("c", ["z"], 0.0))
+    assert order.index("a-") < order.index("b+")  # same keys: one after the other, no deadlock
+    assert order.index("c+") < order.index("a-")  # other keys: at the same time
+    assert locks.busy() == 0

@@ -1,0 +1,340 @@
+"""Every call control request on each kind of agent phone it applies to, with real calls.
+
+The lab's phone types (tests/lab/sipp.py PHONE_TYPES): `desk` (several lines, honours
+auto-answer headers), `single-line` (486 on a second call), `no-auto-answer` (rings until the
+handset is lifted), `talk` (goes off-hook on NOTIFY Event: talk, one line). Whatever the phone,
+the agent's phone keeps ONE call (SIP dialog) through consultation, alternate, reconnect,
+transfer and conference: astcti moves that channel between bridges. Asterisk is clean after
+each test (`clean_asterisk`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from tests.e2e.helpers import (
+    bridge_members, customer_talking_to, dialogs, expect, header, lift, monitor, set_answer,
+    stop,
+)
+from tests.lab import Lab
+from tests.lab.ari import wait_for
+from tests.lab.sipp import PHONE_TYPES, Phone
+
+pytestmark = pytest.mark.lab
+
+CONSULTED = Phone(answer_after_ms=300)
+
+
+async def _agent_answers(lab: Lab, client, phone: str) -> tuple:
+    """A customer calls 101 (this phone type); the agent takes the call as that phone does:
+    by itself after a ring, or `answer` (NOTIFY talk) for the talk phone."""
+    if phone == "talk":
+        await set_answer(lab, "101", "talk")
+        customer = lab.call("101", caller="0912345678", talk_ms=40000)
+        delivered = await expect(client, "delivered", "101")
+        await client.request("answer", extension="101", callid=delivered["callid"])
+        await expect(client, "established", "101")
+        return customer, delivered["callid"]
+    return await customer_talking_to(lab, client, "101", talk_ms=40000)
+
+
+async def _consult(lab: Lab, client, held: str) -> str:
+    reply = await client.request("consultation", extension="101", callid=held,
+                                 destination="102")
+    active = reply["callid"]
+    assert (await expect(client, "held", "101"))["callid"] == held
+    assert (await expect(client, "established", "101"))["callid"] == active
+    await expect(client, "established", "102")
+    return active
+
+
+@pytest.mark.parametrize("phone", ["single-line", "desk", "talk"])
+async def test_consultation_alternate_twice_transfer(lab: Lab, cti, clean_asterisk,
+                                                     phone: str) -> None:
+    client = await monitor(cti, "101", "102")
+    lab.start_phone("101", PHONE_TYPES[phone])
+    lab.start_phone("102", CONSULTED)
+    customer = None
+    try:
+        customer, held = await _agent_answers(lab, client, phone)
+        active = await _consult(lab, client, held)
+        assert sorted(map(sorted, bridge_members(lab))) == [["PJSIP/101", "PJSIP/102"],
+                                                            ["PJSIP/trunk"]]
+        for now_active, now_held in ((held, active), (active, held)):
+            await client.request("alternate", extension="101", activecallid=now_held,
+                                 heldcallid=now_active)
+            assert (await expect(client, "held", "101"))["callid"] == now_held
+            assert (await expect(client, "retrieved", "101"))["callid"] == now_active
+        await client.request("transfer", extension="101", activecallid=active,
+                             heldcallid=held)
+        transferred = await expect(client, "transferred", "101")
+        assert {"0912345678", "102"} <= set(transferred["parties"])
+        assert (await expect(client, "transferred", "102"))["transferring"] == "101"
+        assert (await expect(client, "connectioncleared", "101"))["cause"] == "transferred"
+        wait_for(lambda: bridge_members(lab) == [{"PJSIP/trunk", "PJSIP/102"}],
+                 what="customer bridged with 102")
+        # one call at the agent's phone from start to end: no second INVITE, ever
+        assert len(dialogs(lab.phones["101"])) == 1
+        await client.request("hangup", extension="102", callid=active)
+        assert await asyncio.to_thread(customer.wait, 20) == 0
+    finally:
+        if phone == "talk":
+            await set_answer(lab, "101", "default")
+        stop(lab, *([customer] if customer else []))
+
+
+@pytest.mark.parametrize("phone", ["single-line", "talk"])
+async def test_consultation_conference(lab: Lab, cti, clean_asterisk, phone: str) -> None:
+    client = await monitor(cti, "101", "102")
+    lab.start_phone("101", PHONE_TYPES[phone])
+    lab.start_phone("102", CONSULTED)
+    customer = None
+    try:
+        customer, held = await _agent_answers(lab, client, phone)
+        active = await _consult(lab, client, held)
+        await client.request("conference", extension="101", activecallid=active,
+                             heldcallid=held)
+        conf = await expect(client, "conferenced", "101")
+        assert conf["callid"] == held and {"101", "102", "0912345678"} <= set(conf["parties"])
+        # then the consultation, merged into the call, ends at the agent
+        assert (await expect(client, "connectioncleared", "101"))["callid"] == active
+        wait_for(lambda: bridge_members(lab) == [{"PJSIP/trunk", "PJSIP/101", "PJSIP/102"}],
+                 what="three parties in one bridge")
+        assert len(dialogs(lab.phones["101"])) == 1
+        await client.request("hangup", extension="101", callid=held)
+        wait_for(lambda: bridge_members(lab) == [{"PJSIP/trunk", "PJSIP/102"}],
+                 what="customer and 102 still talking")
+        await client.request("hangup", extension="102", callid=active)
+        assert await asyncio.to_thread(customer.wait, 20) == 0
+    finally:
+        if phone == "talk":
+            await set_answer(lab, "101", "default")
+        stop(lab, *([customer] if customer else []))
+
+
+async def test_consultation_reconnect_single_line(lab: Lab, cti, clean_asterisk) -> None:
+    client = await monitor(cti, "101", "102")
+    lab.start_phone("101", PHONE_TYPES["single-line"])
+    lab.start_phone("102", CONSULTED)
+    customer = None
+    try:
+        customer, held = await customer_talking_to(lab, client, "101", talk_ms=40000)
+        active = await _consult(lab, client, held)
+        await client.request("reconnect", extension="101", activecallid=active,
+                             heldcallid=held)
+        assert (await expect(client, "connectioncleared", "102"))["callid"] == active
+        assert (await expect(client, "retrieved", "101"))["callid"] == held
+        wait_for(lambda: bridge_members(lab) == [{"PJSIP/trunk", "PJSIP/101"}],
+                 what="customer back with 101")
+        assert len(dialogs(lab.phones["101"])) == 1
+        await client.request("hangup", extension="101", callid=held)
+        assert await asyncio.to_thread(customer.wait, 20) == 0
+    finally:
+        stop(lab, *([customer] if customer else []))
+
+
+async def test_consultation_hangup_keeps_the_held_call(lab: Lab, cti, clean_asterisk) -> None:
+    """The agent hangs up the consultation (not the phone): the phone's one call stays, the
+    customer stays held until retrieved."""
+    client = await monitor(cti, "101", "102")
+    lab.start_phone("101", PHONE_TYPES["single-line"])
+    lab.start_phone("102", CONSULTED)
+    customer = None
+    try:
+        customer, held = await customer_talking_to(lab, client, "101", talk_ms=40000)
+        active = await _consult(lab, client, held)
+        await client.request("hangup", extension="101", callid=active)
+        assert (await expect(client, "connectioncleared", "101"))["callid"] == active
+        snap = await client.request("snapshot", extension="101")
+        assert [(c["callid"], c["state"]) for c in snap["calls"]] == [(held, "held")]
+        await client.request("retrieve", extension="101", callid=held)
+        assert (await expect(client, "retrieved", "101"))["callid"] == held
+        assert bridge_members(lab) == [{"PJSIP/trunk", "PJSIP/101"}]
+        assert len(dialogs(lab.phones["101"])) == 1
+        await client.request("hangup", extension="101", callid=held)
+        assert await asyncio.to_thread(customer.wait, 20) == 0
+    finally:
+        stop(lab, *([customer] if customer else []))
+
+
+@pytest.mark.parametrize("phone", ["single-line", "talk"])
+async def test_hold_retrieve_and_single_step_requests(lab: Lab, cti, clean_asterisk,
+                                                      phone: str) -> None:
+    client = await monitor(cti, "101", "102", "103")
+    lab.start_phone("101", PHONE_TYPES[phone])
+    lab.start_phone("102", CONSULTED)
+    lab.start_phone("103", CONSULTED)
+    customer = None
+    try:
+        customer, callid = await _agent_answers(lab, client, phone)
+        await client.request("hold", extension="101", callid=callid)
+        await expect(client, "held", "101", callid=callid)
+        await client.request("retrieve", extension="101", callid=callid)
+        await expect(client, "retrieved", "101", callid=callid)
+        await client.request("conference", extension="101", callid=callid, destination="103")
+        await expect(client, "conferenced", "101", callid=callid)
+        wait_for(lambda: bridge_members(lab) == [{"PJSIP/trunk", "PJSIP/101", "PJSIP/103"}],
+                 what="single-step conference")
+        await client.request("transfer", extension="101", callid=callid, destination="102")
+        await expect(client, "transferred", "101", callid=callid)
+        await expect(client, "established", "102", callid=callid)
+        wait_for(lambda: bridge_members(lab) == [{"PJSIP/trunk", "PJSIP/102", "PJSIP/103"}],
+                 what="101 left, 102 joined")
+        assert len(dialogs(lab.phones["101"])) == 1
+        await client.request("hangup", extension="103", callid=callid)
+        await client.request("hangup", extension="102", callid=callid)
+        assert await asyncio.to_thread(customer.wait, 20) == 0
+    finally:
+        if phone == "talk":
+            await set_answer(lab, "101", "default")
+        stop(lab, *([customer] if customer else []))
+
+
+@pytest.mark.parametrize("phone", ["desk", "single-line", "no-auto-answer", "talk"])
+async def test_makecall_on_each_phone(lab: Lab, cti, clean_asterisk, phone: str) -> None:
+    """The agent's phone is called once; it answers by itself (auto-answer headers), on
+    NOTIFY talk, or when the agent lifts the handset."""
+    client = await monitor(cti, "101", "102")
+    lab.start_phone("101", PHONE_TYPES[phone])
+    lab.start_phone("102", CONSULTED)
+    if phone == "talk":
+        await set_answer(lab, "101", "talk")
+    try:
+        callid = (await client.request("makecall", extension="101",
+                                       destination="102"))["callid"]
+        await expect(client, "serviceinitiated", "101", callid=callid)
+        if phone == "no-auto-answer":
+            wait_for(lambda: lab.phones["101"].received("INVITE"), what="101 rings")
+            await asyncio.sleep(0.5)
+            assert bridge_members(lab) == []  # still ringing: nobody answered
+            lift(lab, "101")
+        await expect(client, "established", "101", callid=callid)
+        assert bridge_members(lab) == [{"PJSIP/101", "PJSIP/102"}]
+        invite = lab.phones["101"].received("INVITE")[0]
+        assert "answer-after=0" in header(invite, "Call-Info")
+        if phone == "talk":
+            notify = lab.phones["101"].received("NOTIFY")
+            assert notify and header(notify[0], "Event") == "talk"
+        assert len(dialogs(lab.phones["101"])) == 1
+        await client.request("hangup", extension="101", callid=callid)
+        await expect(client, "connectioncleared", "102")
+    finally:
+        if phone == "talk":
+            await set_answer(lab, "101", "default")
+        stop(lab)
+
+
+async def test_answer_by_notify_talk_takes_the_ringing_call_off_hook(lab: Lab, cti,
+                                                                     clean_asterisk) -> None:
+    client = await monitor(cti, "101")
+    lab.start_phone("101", PHONE_TYPES["talk"])
+    await set_answer(lab, "101", "talk")
+    customer = None
+    try:
+        customer = lab.call("101", talk_ms=1500)
+        delivered = await expect(client, "delivered", "101")
+        await client.request("answer", extension="101", callid=delivered["callid"])
+        est = await expect(client, "established", "101")
+        assert est["callid"] == delivered["callid"]
+        notify = lab.phones["101"].received("NOTIFY")
+        assert len(notify) == 1 and header(notify[0], "Event") == "talk"
+        assert len(dialogs(lab.phones["101"])) == 1  # taken off-hook, not re-offered
+        assert await asyncio.to_thread(customer.wait, 20) == 0
+        await expect(client, "connectioncleared", "101")
+    finally:
+        await set_answer(lab, "101", "default")
+        stop(lab, *([customer] if customer else []))
+
+
+@pytest.mark.parametrize("phone", ["desk", "single-line"])
+async def test_answer_reoffers_to_auto_answer_phones(lab: Lab, cti, clean_asterisk,
+                                                     phone: str) -> None:
+    client = await monitor(cti, "101")
+    ringing = Phone(answer_after_ms=None, auto_answer=True,
+                    single_line=PHONE_TYPES[phone].single_line)
+    lab.start_phone("101", ringing)
+    customer = None
+    try:
+        customer = lab.call("101", talk_ms=1500)
+        delivered = await expect(client, "delivered", "101")
+        await client.request("answer", extension="101", callid=delivered["callid"])
+        est = await expect(client, "established", "101")
+        assert est["callid"] == delivered["callid"]
+        offers = [i for i in lab.phones["101"].received("INVITE")
+                  if ";tag=" not in header(i, "To")]
+        assert len(offers) == 2  # rung once, cancelled, offered again with auto-answer
+        assert "answer-after=0" in header(offers[-1], "Call-Info")
+        assert await asyncio.to_thread(customer.wait, 20) == 0
+    finally:
+        stop(lab, *([customer] if customer else []))
+
+
+async def test_answer_on_a_phone_answered_by_hand_is_refused_and_the_call_rings_on(
+        lab: Lab, cti, clean_asterisk) -> None:
+    client = await monitor(cti, "101")
+    lab.start_phone("101", PHONE_TYPES["no-auto-answer"])
+    await set_answer(lab, "101", "none")
+    customer = None
+    try:
+        customer = lab.call("101", talk_ms=1500)
+        delivered = await expect(client, "delivered", "101")
+        reply = await client.request("answer", extension="101", callid=delivered["callid"],
+                                     check=False)
+        assert reply["result"] == "error"
+        assert reply["error"].startswith("answer not supported by this phone: extension 101")
+        lift(lab, "101")  # the agent picks up: the call was never dropped
+        await expect(client, "established", "101", callid=delivered["callid"])
+        assert len(dialogs(lab.phones["101"])) == 1
+        assert await asyncio.to_thread(customer.wait, 20) == 0
+    finally:
+        await set_answer(lab, "101", "default")
+        stop(lab, *([customer] if customer else []))
+
+
+async def test_answer_reoffer_on_a_phone_ignoring_auto_answer_rings_it_again(
+        lab: Lab, cti, clean_asterisk) -> None:
+    """A phone set to `reoffer` that in truth ignores the headers rings again; the caller is
+    kept and the agent lifts the handset."""
+    client = await monitor(cti, "101")
+    lab.start_phone("101", PHONE_TYPES["no-auto-answer"])
+    customer = None
+    try:
+        customer = lab.call("101", talk_ms=1500)
+        delivered = await expect(client, "delivered", "101")
+        await client.request("answer", extension="101", callid=delivered["callid"])
+        wait_for(lambda: len(dialogs(lab.phones["101"])) == 2, what="second offer")
+        await asyncio.sleep(0.5)
+        assert customer.alive()
+        lift(lab, "101")
+        await expect(client, "established", "101", callid=delivered["callid"])
+        assert await asyncio.to_thread(customer.wait, 20) == 0
+    finally:
+        stop(lab, *([customer] if customer else []))
+
+
+async def test_phone_hold_button_during_a_consultation_holds_the_consultation(
+        lab: Lab, cti, clean_asterisk) -> None:
+    """The agent presses hold on the phone (re-INVITE sendonly) while consulting: the call
+    the phone carries then (the consultation) is held, and retrieved when released."""
+    client = await monitor(cti, "101", "102")
+    lab.start_phone("101", Phone(answer_after_ms=300, single_line=True, hold_after_ms=5000,
+                                 hold_ms=1500))
+    lab.start_phone("102", CONSULTED)
+    customer = None
+    try:
+        customer, held = await customer_talking_to(lab, client, "101", talk_ms=40000)
+        active = await _consult(lab, client, held)
+        assert (await expect(client, "held", "101", timeout=30))["callid"] == active
+        assert (await expect(client, "retrieved", "101", timeout=30))["callid"] == active
+        snap = await client.request("snapshot", extension="101")
+        assert {c["callid"]: c["state"] for c in snap["calls"]} == {held: "held",
+                                                                   active: "connected"}
+        await client.request("transfer", extension="101", activecallid=active,
+                             heldcallid=held)
+        await expect(client, "transferred", "101")
+        await client.request("hangup", extension="102", callid=active)
+        assert await asyncio.to_thread(customer.wait, 20) == 0
+    finally:
+        stop(lab, *([customer] if customer else []))

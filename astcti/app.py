@@ -80,6 +80,8 @@ class Daemon:
         self.cipher: Fernet | None = None
         self.links: dict[str, AsteriskLink] = {}
         self.link_errors: dict[str, str] = {}  # misconfigured links: parameter -> error line
+        # the parameters as the daemon runs them: a reload applies what the store changed since
+        self.parameters_applied: dict[str, str] = {}
         self.ami_links: dict[str, AmiLink] = {}  # acti_amilink_NN -> its AMI connection
         self.directory = Directory()
         self.tracker = Tracker(self.directory.resolve)
@@ -112,6 +114,7 @@ class Daemon:
         self.store = Store.open(self.db_path)
         self.cipher = load_key(self.key_path)
         params = self.store.parameters()
+        self.parameters_applied = dict(params)
         self.hub.buffer_size = int(params.get("acti_resume_size") or 1000)
         self.hub.buffer_age = float(params.get("acti_resume_age") or 300)
         for ext in self.store.extensions():
@@ -264,39 +267,83 @@ class Daemon:
         return 0
 
     async def reload(self) -> None:
-        """Apply the store's listeners, extensions and users as they are now, without a restart
-        (which would drop every agent's session). Links and parameters still need a restart.
-        Users' roles and extensions apply to live connections at once (monitors they may no
-        longer have end)."""
-        log.info("reloading listeners, extensions and users from the store")
+        """Apply the store as it is now without a restart (which would drop every agent's
+        session): what another process (the Ansible role, an offline astcti-shell) changed in
+        it. Parameters (links included: only a changed link reconnects), then listeners, then
+        extensions and their pins; users' roles and extensions apply to live connections at
+        once (monitors they may no longer have end)."""
+        log.info("reloading parameters, listeners, extensions and users from the store")
         if self.services is not None:
             self.services.auth.forget_verifications()
             self.services.auth.reload_users()
             self._end_monitors(lambda identity: True)
         try:
+            await self.reload_parameters()
             await self.reload_listeners()
             await self.reload_extensions()
         except AstctiError as exc:
             log.error("reload: %s", exc)
 
-    async def reload_extensions(self) -> None:
-        """Watch the extensions the store gained, stop watching those it lost."""
+    async def reload_parameters(self) -> None:
+        """Apply each parameter whose stored value differs from the one the daemon runs with,
+        as `update parameter` does; a bad value costs only itself (one line in the log)."""
         if self.store is None:
             return
-        wanted = {e.number: e.technology for e in self.store.extensions()}
-        have = {n: e.technology for n, e in self.directory.extensions.items()}
-        added = [n for n, tech in wanted.items() if have.get(n) != tech]
+        stored = self.store.parameters()
+        changed = sorted(n for n in set(stored) | set(self.parameters_applied)
+                         if stored.get(n, "") != self.parameters_applied.get(n, ""))
+        for name in changed:
+            value = stored.get(name, "")
+            try:
+                words = await self.apply_parameter(name, value)
+            except (AstctiError, AriError, ValueError) as exc:
+                if LINK_PARAMETER.match(name) or AMI_LINK_PARAMETER.match(name):
+                    self.link_errors[name] = str(exc)
+                log.error("reload: parameter %s: %s", name, exc)
+                continue
+            log.info("reload: parameter %s: %s", name, words)
+
+    async def reload_extensions(self) -> None:
+        """Watch the extensions the store gained, stop watching those it lost, and serve each
+        from the link it is pinned to now (`pin extension` written into the store) with the
+        answer mode it has now."""
+        if self.store is None:
+            return
+        rows = self.store.extensions()
+        wanted = {e.number: (e.technology, e.link) for e in rows}
+        have = {n: (e.technology, e.link) for n, e in self.directory.extensions.items()}
+        added = [n for n, (tech, _) in wanted.items() if n not in have or have[n][0] != tech]
+        repinned = [n for n, row in wanted.items() if n not in added and have[n] != row]
         removed = sorted(set(have) - set(wanted))
         for number in added:
+            tech, link = wanted[number]
             try:
-                await self.watch_extension(number, wanted[number])
+                await self.watch_extension(number, tech, link)
             except (AriError, AstctiError) as exc:
                 log.warning("extension %s: subscribing failed (%s): retried when the link"
                             " reconnects", number, exc)
+        for number in repinned:
+            link = wanted[number][1]
+            try:
+                served = await self.pin_extension(number, link)
+            except (AriError, AstctiError) as exc:
+                log.warning("extension %s: subscribing failed (%s): retried when the link"
+                            " reconnects", number, exc)
+                continue
+            log.info("extension %s %s: %s", number,
+                     f"pinned to {link}" if link else "unpinned",
+                     f"served by {served}" if served else self.why_unserved(number))
         for number in removed:
             await self.unwatch_extension(number, "extension removed by the administrator")
-        if added or removed:
-            log.info("extensions: %d added or changed, %d removed", len(added), len(removed))
+        answers = 0
+        for row in rows:
+            ext = self.directory.extensions.get(row.number)
+            if ext is not None and ext.answer != row.answer:
+                self.set_extension_answer(row.number, row.answer)
+                answers += 1
+        if added or repinned or removed or answers:
+            log.info("extensions: %d added or changed, %d pins changed, %d answer modes"
+                     " changed, %d removed", len(added), len(repinned), answers, len(removed))
 
     async def reload_listeners(self) -> dict[int, str]:
         """Open/close listeners to match the store's rows, without touching unchanged ones."""
@@ -310,6 +357,7 @@ class Daemon:
     # (admin/commands/* write the store themselves, then call these; nothing else reaches in)
     async def apply_parameter(self, name: str, value: str) -> str:
         """Make the running daemon use a parameter's new value now; the words say how."""
+        self.parameters_applied[name] = value
         if LINK_PARAMETER.match(name):
             return await self.reconfigure_link(name, value)
         if AMI_LINK_PARAMETER.match(name):
@@ -404,18 +452,22 @@ class Daemon:
                         self.link_errors.get(name, "")))
         return out
 
-    async def watch_extension(self, number: str, technology: str) -> str | None:
-        """Watch an extension now; the link serving it, or None until an Asterisk has it.
-        AstctiError/AriError when the subscription fails (retried at the next reconnect)."""
-        for link in self.links.values():
-            if link.up:
+    async def watch_extension(self, number: str, technology: str,
+                              link: str | None = None) -> str | None:
+        """Watch an extension now (pinned to `link`; None: as it is); the link serving it, or
+        None until an Asterisk has it. AstctiError/AriError when the subscription fails
+        (retried at the next reconnect)."""
+        for each in self.links.values():
+            if each.up:
                 try:  # the PBX may have gained the endpoint since the link connected
-                    endpoints = await link.call("endpoints", "list") or []
-                    link.endpoints = {f"{e['technology']}/{e['resource']}" for e in endpoints}
+                    endpoints = await each.call("endpoints", "list") or []
+                    each.endpoints = {f"{e['technology']}/{e['resource']}" for e in endpoints}
                 except (AriError, AstctiError) as exc:
-                    log.info("%s: cannot refresh endpoints: %s", link.name, exc)
-        current = self.directory.extensions.get(number)
-        return await self.directory.add(number, technology, current.link if current else "")
+                    log.info("%s: cannot refresh endpoints: %s", each.name, exc)
+        if link is None:
+            current = self.directory.extensions.get(number)
+            link = current.link if current else ""
+        return await self.directory.add(number, technology, link)
 
     async def pin_extension(self, number: str, link: str) -> str | None:
         """Serve an extension from `link` only ("": from wherever its endpoint is). Its

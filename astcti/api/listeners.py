@@ -188,6 +188,7 @@ class Running:
     row: ListenerRow
     stop: Callable[[], object]
     error: str | None = None
+    context: ssl.SSLContext | None = None  # a tls listener's: reloaded with renewed files
 
 
 class Listeners:
@@ -232,7 +233,7 @@ class Listeners:
         except ConfigError as exc:
             self.errors[row.port] = str(exc)
             raise
-        self.running[row.port] = Running(row, stop)
+        self.running[row.port] = Running(row, stop, context=context)
         log.info("listening: %s on %s:%d (auth %s, allow %s)", row.protocol, row.bind, row.port,
                  row.auth, row.allow)
 
@@ -240,6 +241,12 @@ class Listeners:
         """The server TLS context of a `tls` listener, from the cert/key parameters."""
         if not row.tls:
             return None
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        self._load_certificate(row, context)
+        return context
+
+    def _load_certificate(self, row: ListenerRow, context: ssl.SSLContext) -> None:
+        """Load the cert/key parameters' files into `context` (new handshakes use them)."""
         store = self.dispatcher.services.store
         cert = store.get_parameter(TLS_CERT_PARAMETER) or ""
         key = store.get_parameter(TLS_KEY_PARAMETER) or ""
@@ -247,14 +254,12 @@ class Listeners:
             raise ConfigError(f"listener {row.port}: tls needs the parameters"
                               f" {TLS_CERT_PARAMETER} and {TLS_KEY_PARAMETER} (PEM file paths):"
                               f" set them with `update parameter {TLS_CERT_PARAMETER} /path`")
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         try:
             context.load_cert_chain(cert, key)
         except (OSError, ssl.SSLError) as exc:
             raise ConfigError(f"listener {row.port}: cannot load TLS certificate {cert} / key"
                               f" {key}: {getattr(exc, 'strerror', None) or exc}: fix the files"
                               " or the parameters") from None
-        return context
 
     async def _open_stream(self, row: ListenerRow, nets: list[Network] | None,
                            bind: str | None,
@@ -348,6 +353,12 @@ class Listeners:
         for port, row in wanted.items():
             current = self.running.get(port)
             if current is not None and current.row == row:
+                if current.context is not None:  # a renewed certificate, same listener
+                    try:  # checked on a scratch context: a bad pair never reaches the live one
+                        self._tls_context(row)
+                        self._load_certificate(row, current.context)
+                    except ConfigError as exc:
+                        log.error("%s: it keeps the certificate it had", exc)
                 continue
             try:
                 await self.open(row)

@@ -26,6 +26,11 @@ AriEvent = dict[str, Any]
 Resolver = Callable[[str, str], str | None]  # (link, "PJSIP/101") -> extension or None
 QueueLookup = Callable[[str, str], str | None]  # (extension, callid) -> queue name or None
 
+#: How a re-offered leg (`answer`) may fail while its phone is still finishing the cancelled
+#: ring (a single-line phone answers 486 until then): the call is offered again, not ended.
+RETRY_DIAL_STATUSES = frozenset({"BUSY", "CONGESTION"})
+RETRY_CAUSES = frozenset({17, 34, 38, 41, 42})
+
 
 def endpoint_of(channel_name: str) -> str:
     """'PJSIP/101-0000000a' -> 'PJSIP/101'."""
@@ -56,6 +61,7 @@ class Plan:
     replaces: str | None = None  # `answer`: this leg takes over that ringing channel's connection
     via_queue: bool = False  # a queue's call reaching the agent through the astcti-agent shim
     callid: str = ""  # a line (consultation) opened on an existing channel: its call id
+    retry: bool = False  # with `replaces`: refused busy, the call is offered again (parked)
 
 
 @dataclass
@@ -94,6 +100,11 @@ class Tracker:
         self.intents: dict[tuple[str, str], Intent] = {}  # (link, trigger channel) -> intent
         # ARI `dial` reports no caller: the channel each astcti-dialled leg was dialled for
         self.dialled_for: dict[tuple[str, str], str] = {}
+        #: channels that took a connection over (`answer` re-offered the call on them)
+        self.reoffers: set[tuple[str, str]] = set()
+        #: re-offered channels the phone refused busy: their connection waits for the next
+        #: offer (`Plan.replaces`) or ends with the caller (value: the caller's channel)
+        self.parked: dict[tuple[str, str], str | None] = {}
         #: party fields of the events, `partycleared` and `idle` (astcti/cti/parties.py)
         self.parties = Parties(self)
         self._handlers: dict[str, Callable[[str, AriEvent], list[CtiEvent]]] = {
@@ -215,7 +226,7 @@ class Tracker:
             return None
         plan = self.plans.pop((link, channel["id"]), None)
         if plan is not None and plan.replaces is not None:
-            return self._replace(link, plan.replaces, channel)
+            return self._replace(link, plan.replaces, channel, plan.retry)
         state = channel.get("state", "")
         dialplan = channel.get("dialplan") or {}
         if dialplan.get("app_name") == "Stasis":  # astcti's: Stasis(app,dial,...) = a caller
@@ -248,11 +259,16 @@ class Tracker:
         self._add(conn)
         return conn
 
-    def _replace(self, link: str, old_id: str, channel: dict[str, Any]) -> Connection | None:
+    def _replace(self, link: str, old_id: str, channel: dict[str, Any],
+                 retry: bool = False) -> Connection | None:
         """`answer` re-offered the call on a new channel: the connection moves to it."""
         conn = self.connections.get((link, old_id))
+        self.parked.pop((link, old_id), None)
+        self.reoffers.discard((link, old_id))
         if conn is None:
             return None
+        if retry:
+            self.reoffers.add((link, channel["id"]))
         self._forget(conn)
         call = self.calls.get(conn.callid)
         if call is not None:
@@ -348,6 +364,13 @@ class Tracker:
         return []
 
     def _on_dial(self, link: str, event: AriEvent) -> list[CtiEvent]:
+        peer_id = (event.get("peer") or {}).get("id", "")
+        if (link, peer_id) in self.parked:
+            return []
+        if (link, peer_id) in self.reoffers and \
+                event.get("dialstatus", "") in RETRY_DIAL_STATUSES:
+            self._park(link, peer_id)
+            return []
         # astcti says which connection it dialled a leg for (Dial names a caller channel,
         # which may carry several lines, or none at all)
         caller = event.get("caller")
@@ -410,20 +433,50 @@ class Tracker:
         return []
 
     def _on_destroyed(self, link: str, event: AriEvent) -> list[CtiEvent]:
-        channel_id = (event.get("channel") or {}).get("id", "")
+        channel = event.get("channel") or {}
+        channel_id = channel.get("id", "")
         self.plans.pop((link, channel_id), None)
+        if (link, channel_id) in self.reoffers:
+            self.reoffers.discard((link, channel_id))
+            if channel.get("state") != "Up" and event.get("cause") is not None and \
+                    int(event["cause"]) in RETRY_CAUSES:
+                self._park(link, channel_id)
+        if (link, channel_id) in self.parked:
+            return []  # the connection waits for the next offer
+        out = self._caller_gone(link, channel_id, event)
         gone = set(self.lines.get((link, channel_id), ())) | {channel_id}
         for key in [k for k, v in self.dialled_for.items() if v in gone and k[0] == link]:
             del self.dialled_for[key]  # the caller is gone (its far leg's Dial may come late)
         for key in [k for k in self.line_plans if k[0] == link and k[1] == channel_id]:
             del self.line_plans[key]
-        out = self._far_leg_failed(link, event)
+        out += self._far_leg_failed(link, event)
         conns = self._lines_of(link, channel_id)
         if conns:
             out += self._fire(link, channel_id, event.get("timestamp", ""))
         for conn in conns:
             out += self._on_destroyed_conn(link, event, conn)
         self.in_bridge.pop((link, channel_id), None)
+        return out
+
+    def _park(self, link: str, channel_id: str) -> None:
+        """The phone refused a re-offered call busy: astcti offers it again (its `answer`
+        keeps the caller), so the connection outlives this channel."""
+        if (link, channel_id) not in self.parked:
+            self.parked[(link, channel_id)] = self.dialled_for.pop((link, channel_id), None)
+
+    def is_parked(self, link: str, channel_id: str) -> bool:
+        """Call control asks: is the connection of this re-offered channel waiting for the
+        next offer (then astcti must offer it again, or end the caller)?"""
+        return (link, channel_id) in self.parked
+
+    def _caller_gone(self, link: str, channel_id: str, event: AriEvent) -> list[CtiEvent]:
+        """The caller of a parked connection left (or astcti gave up and ended it): the
+        connection ends with the caller's cause."""
+        out: list[CtiEvent] = []
+        for key, caller in list(self.parked.items()):
+            if key[0] == link and caller == channel_id:
+                del self.parked[key]
+                out += self._on_destroyed_conn(link, event, self.connections.get(key))
         return out
 
     def _far_leg_failed(self, link: str, event: AriEvent) -> list[CtiEvent]:
@@ -726,6 +779,9 @@ class Tracker:
         self.parties.leaving([c for (conn_link, _), c in self.connections.items()
                               if conn_link == link])
         out: list[CtiEvent] = []
+        # an offer in flight ends with the gap (its connection is cleared below)
+        self.reoffers = {k for k in self.reoffers if k[0] != link or k[1] in current}
+        self.parked = {k: v for k, v in self.parked.items() if k[0] != link or k[1] in current}
         for (conn_link, _key), conn in list(self.connections.items()):
             if conn_link == link and conn.channel_id not in current:
                 out += self._clear(conn, ts, "normal", resync=True)

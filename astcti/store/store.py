@@ -14,6 +14,7 @@ import os
 import re
 import secrets
 import sqlite3
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -21,10 +22,21 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import sqlite_utils
+# sqlite-utils imports numpy whenever it is installed (to store numpy values): 15 MB of
+# libraries in the daemon, which never has a numpy value. Hidden during that import only.
+_hide_numpy = "numpy" not in sys.modules
+if _hide_numpy:
+    sys.modules["numpy"] = None  # type: ignore[assignment]
+try:
+    import sqlite_utils
+finally:
+    if _hide_numpy:
+        del sys.modules["numpy"]
 
-from astcti.errors import StoreError
-from astcti.store.schema import MIGRATIONS, SCHEMA_VERSION, ensure_feature_parameters
+from astcti.errors import StoreError  # noqa: E402
+from astcti.store.schema import (  # noqa: E402
+    MIGRATIONS, SCHEMA_VERSION, ensure_feature_parameters,
+)
 
 DEFAULT_DB_PATH = Path(os.environ.get("ASTCTI_DB", "/var/lib/astcti/astcti.db"))
 BUSY_TIMEOUT_MS = 15000

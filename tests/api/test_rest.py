@@ -91,6 +91,15 @@ async def test_resource_api_status_codes(local_daemon: LocalDaemon) -> None:
                              ) as resp:
             assert resp.status == 400
             assert (await resp.json())["error"].startswith("malformed JSON")
+        async with http.post(f"{api}/requests/directory",  # \v is no JSON whitespace
+                             headers={**h, "Content-Type": "application/json"},
+                             data=b"\x0b") as resp:
+            assert resp.status == 400
+            assert (await resp.json())["error"].startswith("malformed JSON")
+        async with http.post(f"{api}/requests/directory",
+                             headers={**h, "Content-Type": "application/json"},
+                             data=b" \r\n") as resp:
+            assert resp.status == 200, await resp.text()
         async with http.post(f"{api}/requests/snapshot", headers=h, json=[1, 2]) as resp:
             assert (await resp.json())["error"] == "a request must be a JSON object"
         big = json.dumps({"extension": "101", "pad": "x" * (MAX_REQUEST_BYTES + 10)})

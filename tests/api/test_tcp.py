@@ -149,3 +149,72 @@ async def test_tls_listener(local_daemon: LocalDaemon, tmp_path: Path) -> None:
         writer.close()
         if not data:
             raise ConnectionError("closed: plain text on a TLS port")
+
+
+async def test_reload_serves_a_renewed_certificate(local_daemon: LocalDaemon,
+                                                    tmp_path: Path, caplog) -> None:
+    """Certificates are renewed in place (same paths) and the service reloaded: new
+    connections get the new certificate, connected clients stay; a broken renewal keeps the
+    one that works."""
+    d = local_daemon
+    port = free_port()
+    first_dir, second_dir, third_dir = tmp_path / "1", tmp_path / "2", tmp_path / "3"
+    for directory in (first_dir, second_dir, third_dir):
+        directory.mkdir()
+    cert, key = _self_signed(first_dir)
+    d.daemon.store.set_parameter("acti_tls_cert", str(cert))
+    d.daemon.store.set_parameter("acti_tls_key", str(key))
+    d.daemon.store.add_listener(ListenerRow(port, "127.0.0.1", "*", "astctiapi", "token",
+                                            tls=True))
+    await d.daemon.reload()
+    old_ca = ssl.create_default_context(cafile=str(cert))
+    old_ca.check_hostname = False
+    async with await CtiClient.tcp("127.0.0.1", port, d.user, d.password, ssl=old_ca) as early:
+        new_cert, new_key = _self_signed(second_dir)
+        new_ca = ssl.create_default_context(cafile=str(new_cert))
+        new_ca.check_hostname = False
+        cert.write_bytes(new_cert.read_bytes())  # renewed where the parameters point
+        key.write_bytes(new_key.read_bytes())
+        await d.daemon.reload()
+        async with await CtiClient.tcp("127.0.0.1", port, d.user, d.password, ssl=new_ca) as cti:
+            with pytest.raises(CtiError, match="not monitored"):
+                await cti.request("stopmonitor", extension="101")
+        with pytest.raises(ssl.SSLCertVerificationError):
+            await CtiClient.tcp("127.0.0.1", port, d.user, d.password, ssl=old_ca)
+        with pytest.raises(CtiError, match="not monitored"):  # still connected, still served
+            await early.request("stopmonitor", extension="101")
+        third_cert, _ = _self_signed(third_dir)
+        cert.write_bytes(third_cert.read_bytes())  # a certificate with the key of another
+        key.write_bytes(_self_signed(third_dir)[1].read_bytes())
+        await d.daemon.reload()
+        assert f"listener {port}: cannot load TLS certificate" in caplog.text
+        assert "it keeps the certificate it had" in caplog.text
+        async with await CtiClient.tcp("127.0.0.1", port, d.user, d.password, ssl=new_ca) as cti:
+            with pytest.raises(CtiError, match="not monitored"):
+                await cti.request("stopmonitor", extension="101")
+
+
+async def test_auth_none_tcp_clients_are_known_by_their_address(
+        local_daemon: LocalDaemon) -> None:
+    """No login on an auth=none listener: the ipextnmap seats the address, and that seat is
+    all such a client may act on."""
+    d = local_daemon
+    port = free_port()
+    await d.daemon.listeners.open(ListenerRow(port, "127.0.0.1", "127.0.0.1/32", "astctiapi",
+                                              "none"))
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        reply = await _ask(reader, writer, b'{"id":0,"request":"myextension"}\n')
+        assert (reply["result"], reply["id"]) == ("error", 0)
+        assert "add ipextnmap 127.0.0.1 EXT" in reply["error"]
+        d.daemon.seat("127.0.0.1", "101")
+        reply = await _ask(reader, writer, b'{"id":0,"request":"myextension"}\n')
+        assert (reply["result"], reply["extension"]) == ("success", "101")
+        reply = await _ask(reader, writer, b'{"id":1,"request":"stopmonitor","extension":"101"}\n')
+        assert reply["error"] == "extension 101 is not monitored by this connection"
+        reply = await _ask(reader, writer, b'{"id":1,"request":"startmonitor","extension":"102"}\n')
+        assert reply["result"] == "error" and "address 127.0.0.1 sits at extension 101" in \
+            reply["error"]
+    finally:
+        writer.close()
+        d.daemon.unseat("127.0.0.1")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from fnmatch import fnmatchcase
 from pathlib import Path
 
@@ -16,19 +15,7 @@ from astcti.cti.queuefeed import AmiQueueFeed
 from astcti.cti.queuestats import QueueStatsService
 from astcti.cti.tracker import Tracker
 from astcti.store import Store
-from astcti.wire import Frame
-
-
-class Sink:
-    def __init__(self) -> None:
-        self.events: list[dict] = []
-
-    def deliver(self, frame: Frame) -> None:
-        self.events.append(json.loads(frame.data))
-
-    def deliver_many(self, frames: list[Frame]) -> None:
-        for frame in frames:
-            self.deliver(frame)
+from tests.cti.sink import Sink
 
 
 class FakeAmi:

@@ -9,12 +9,16 @@ about until it is pinned to one link.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+import os
+import signal
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 
 import pytest
 
 from astcti.client import CtiClient, CtiError
 from astcti.secrets import load_key
+from astcti.store.store import Store
 from tests.admin.conftest import run_shell
 from tests.lab import Lab
 from tests.lab.ari import force_clean
@@ -264,5 +268,119 @@ async def test_same_number_on_both_pbxs_is_refused_until_pinned(
         shown = shell(lab, "show extensions")
         line = next(l for l in shown.splitlines() if l.startswith("150 "))
         assert "acti_tlink_02" in line and "pinned" in line
+    finally:
+        await client.close()
+
+
+def in_store(lab: Lab, change: Callable[[Store], object]) -> None:
+    """Change the running daemon's store from outside it, as the Ansible role or an offline
+    astcti-shell does (the daemon learns of it only from a reload)."""
+    store = Store.open(lab.config.db)
+    try:
+        change(store)
+    finally:
+        store.close()
+
+
+async def reload_daemon(lab: Lab, *lines: str, timeout: float = 30.0) -> None:
+    """`systemctl reload astcti` (SIGHUP), then wait until the daemon logged these lines."""
+    log = Path(lab.config.astcti_log)
+    start = log.stat().st_size
+    os.kill(lab.config.pids["astcti"], signal.SIGHUP)
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        with log.open("rb") as f:
+            f.seek(start)
+            text = f.read().decode(errors="replace")
+        if all(line in text for line in lines):
+            return
+        if asyncio.get_running_loop().time() > deadline:
+            raise TimeoutError(f"reload: {lines} not logged within {timeout} s:\n{text}")
+        await asyncio.sleep(0.1)
+
+
+async def calls_on_150(lab: Lab, pbx2: Lab, client: CtiClient, served_by: Lab,
+                       callers: tuple[str, str]) -> None:
+    """A real call to 150 on each PBX at once: only the one on `served_by` is seen."""
+    on1 = lab.call("150", caller=callers[0], talk_ms=500)
+    on2 = pbx2.call("150", caller=callers[1], talk_ms=500)
+    seen_caller, unseen = callers if served_by is lab else callers[::-1]
+    await call_sequence(client, "150", seen_caller)
+    assert await asyncio.to_thread(on1.wait, 30) == 0
+    assert await asyncio.to_thread(on2.wait, 30) == 0
+    await asyncio.sleep(0.5)
+    assert not [e for e in client.events if e.get("calling") == unseen]
+
+
+async def test_reload_applies_pins_written_into_the_store(both: tuple[Lab, Lab]) -> None:
+    """A pin changed in the store (not through the running daemon's console) is applied by
+    `systemctl reload astcti`: the extension moves to the newly pinned PBX without a restart,
+    and its monitoring clients stay connected (linkdown, then linkup on the new link)."""
+    lab, pbx2 = both
+
+    def pin(link: str) -> Callable[[Store], object]:
+        def change(store: Store) -> None:
+            if "150" not in {e.number for e in store.extensions()}:
+                store.add_extension("150", "PJSIP")
+            assert store.pin_extension("150", link)
+        return change
+
+    in_store(lab, pin("acti_tlink_01"))
+    await reload_daemon(lab, "reloading parameters, listeners, extensions")
+    client = await monitor(lab, "150")
+    try:
+        assert (await client.request("snapshot", extension="150"))["result"] == "success"
+        lab.start_phone("150", Phone(answer_after_ms=300))
+        pbx2.start_phone("150", Phone(answer_after_ms=300))
+        await calls_on_150(lab, pbx2, client, lab, ("0912121212", "0921212121"))
+
+        in_store(lab, pin("acti_tlink_02"))
+        await reload_daemon(lab, "extension 150 pinned to acti_tlink_02: served by acti_tlink_02")
+        down = await seen(client, "linkdown", extension="150")
+        assert down["link"] == "acti_tlink_01" and "acti_tlink_02" in down["reason"]
+        await seen(client, "linkup", extension="150", link="acti_tlink_02")
+        lab.start_phone("150", Phone(answer_after_ms=300))
+        pbx2.start_phone("150", Phone(answer_after_ms=300))
+        await calls_on_150(lab, pbx2, client, pbx2, ("0913131313", "0931313131"))
+        shown = shell(lab, "show extensions")
+        line = next(l for l in shown.splitlines() if l.startswith("150 "))
+        assert "acti_tlink_02" in line and "pinned" in line
+    finally:
+        await client.close()
+
+
+async def test_reload_applies_a_link_changed_in_the_store(both: tuple[Lab, Lab]) -> None:
+    """An Asterisk link removed from and put back into the store is stopped and started by a
+    reload; the other link and its clients are left alone."""
+    lab, pbx2 = both
+    value = {}
+
+    def unlink(store: Store) -> None:
+        value["ari"] = store.get_parameter("acti_tlink_02")
+        store.set_parameter("acti_tlink_02", "")
+
+    client = await monitor(lab, "101", "201")
+    try:
+        in_store(lab, unlink)
+        assert value["ari"]
+        await reload_daemon(lab, "reload: parameter acti_tlink_02: link stopped")
+        down = await seen(client, "linkdown", extension="201")
+        assert down["link"] == "acti_tlink_02"
+        refused = await client.request("makecall", extension="201", destination="202",
+                                       check=False)
+        assert refused["result"] != "success"
+        in_store(lab, lambda store: store.set_parameter("acti_tlink_02", value["ari"]))
+        await reload_daemon(lab, "reload: parameter acti_tlink_02: link started: connected")
+        await seen(client, "linkup", extension="201", link="acti_tlink_02")
+        pbx2.start_phone("201", Phone(answer_after_ms=300))
+        lab.start_phone("101", Phone(answer_after_ms=300))
+        two = pbx2.call("201", caller="0914141414", talk_ms=500)
+        one = lab.call("101", caller="0941414141", talk_ms=500)
+        await call_sequence(client, "201", "0914141414")
+        await call_sequence(client, "101", "0941414141")
+        assert await asyncio.to_thread(two.wait, 30) == 0
+        assert await asyncio.to_thread(one.wait, 30) == 0
+        assert not [e for e in client.events if e.get("event") in ("linkdown", "linkup")
+                    and e["extension"] != "201"]
     finally:
         await client.close()

@@ -354,6 +354,7 @@ class Phone:
     attended_to: str | None = None  # attended transfer: hold, call this number, REFER+Replaces
     attended_after_ms: int = 1000  # ... this long after answering (then talks as long again)
     sdp_port: int | None = None  # RTP port its SDP announces (a test's own RTP receiver)
+    idle_after_ms: int = 0  # single-line: still busy (486) this long after a cancelled ring
 
     @property
     def rings(self) -> bool:
@@ -426,7 +427,13 @@ def uas_scenario(phone: Phone) -> str:
         parts.append(_OK_SDP.format(attrs=""))
         parts.append('  <recv request="ACK"/>\n')
         parts.append(_in_call(phone))
-        parts.append(_CANCELLED)
+        cancelled = _CANCELLED
+        if phone.idle_after_ms:  # some phones take a moment to be idle again
+            cancelled = cancelled.replace(
+                '<recv request="ACK" next="end"/>',
+                f'<recv request="ACK"/>\n  <pause milliseconds="{phone.idle_after_ms}"/>'
+                '\n  <nop next="end"/>')
+        parts.append(cancelled)
     parts.append('  <label id="end"/>\n')
     if phone.single_line:
         parts.append('  <nop><action><assign assign_to="busy" value="0"/></action></nop>\n')
@@ -645,6 +652,16 @@ class SippProcess:
             return self.message_file.read_text(errors="replace")
         except FileNotFoundError:
             return ""
+
+    def sent(self, start: str) -> list[str]:
+        """Messages SIPp sent that start with `start` (e.g. "SIP/2.0 486")."""
+        out = []
+        for block in self.messages().split("----------------------------------------------- ")[1:]:
+            _head, _, body = block.partition("\n")
+            kind, _, body = body.partition("\n")
+            if "message sent" in kind and body.lstrip().startswith(start):
+                out.append(body.lstrip())
+        return out
 
     def received(self, method: str) -> list[str]:
         """Messages (requests or responses, e.g. "INVITE" or "SIP/2.0 200") SIPp received."""

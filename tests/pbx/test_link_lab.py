@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from pathlib import Path
 
@@ -50,6 +51,57 @@ async def test_link_receives_the_events_of_a_real_call(lab: Lab) -> None:
         states = [e["channel"]["state"] for e in events if e["type"] == "ChannelStateChange"]
         assert "Up" in states
         assert lab.phones["102"].received("INVITE")
+    finally:
+        lab.stop_phone("102")
+        await link.stop()
+
+
+async def test_unknown_source_costs_only_itself_when_the_link_comes_up(lab: Lab, caplog) -> None:
+    """Asterisk refuses a whole subscription request for one endpoint it does not have: the
+    sources kept across a (re)connect are subscribed anyway, the unknown one named in the log."""
+    events: list[dict] = []
+    link = AsteriskLink(_config(lab), heartbeat=2, on_event=lambda _l, e: events.append(e))
+    kept = ["endpoint:PJSIP/102", "deviceState:PJSIP/102"]
+    kept += [f"endpoint:PJSIP/gone{i}" for i in range(3)]
+    await link.subscribe(kept)  # kept while down, subscribed by the connect
+    link.start()
+    try:
+        assert await link.wait_up(20), link.last_error
+        for i in range(3):
+            assert f"cannot subscribe endpoint:PJSIP/gone{i}" in caplog.text
+        lab.start_phone("102")
+        caller = lab.call("102", talk_ms=500)
+        assert await asyncio.to_thread(caller.wait, 30) == 0
+        await _until(lambda: any(e["type"] == "ChannelDestroyed"
+                                 and e["channel"]["name"].startswith("PJSIP/102-")
+                                 for e in events))
+        assert any(e["type"] == "DeviceStateChanged"
+                   and e["device_state"]["name"] == "PJSIP/102" for e in events)
+    finally:
+        lab.stop_phone("102")
+        await link.stop()
+
+
+async def test_thousands_of_sources_in_one_subscribe(lab: Lab) -> None:
+    """More sources than one request body may carry (Asterisk's HTTP server answers 413 over
+    40,960 bytes): split into requests it takes, the link stays up and the events come."""
+    events: list[dict] = []
+    link = AsteriskLink(_config(lab), heartbeat=2, on_event=lambda _l, e: events.append(e))
+    link.start()
+    try:
+        assert await link.wait_up(20), link.last_error
+        many = [f"deviceState:PJSIP/x{i:05d}" for i in range(3000)]
+        many += ["endpoint:PJSIP/102", "deviceState:PJSIP/102"]
+        assert len(json.dumps({"eventSource": many})) > 40960
+        await link.subscribe(many)
+        assert link.up
+        lab.start_phone("102")
+        caller = lab.call("102", talk_ms=500)
+        assert await asyncio.to_thread(caller.wait, 30) == 0
+        await _until(lambda: any(e["type"] == "ChannelDestroyed"
+                                 and e["channel"]["name"].startswith("PJSIP/102-")
+                                 for e in events))
+        assert link.up
     finally:
         lab.stop_phone("102")
         await link.stop()

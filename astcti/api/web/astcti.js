@@ -61,6 +61,35 @@
       return reply;
     }
 
+    /** Log in, then run the page's `start(reply)`; a refused login or a failed start stops the
+     * event stream again and throws, so the page only shows the error. */
+    async signIn(username, password, start) {
+      const reply = await this.login(username, password);
+      if (reply.result !== "success") throw new Error(reply.error);
+      try {
+        await start(reply);
+      } catch (err) {
+        this.stopEvents();
+        throw err;
+      }
+      return reply;
+    }
+
+    /** A page reload keeps the session: log in again with the token kept in sessionStorage
+     * under `key`; resolves with the login reply, or null when there is none or it expired. */
+    async resume(key) {
+      const token = sessionStorage.getItem(key);
+      if (!token) return null;
+      const reply = await this.request("login", {token});
+      if (reply.result !== "success") {
+        sessionStorage.removeItem(key);
+        return null;
+      }
+      this.token = reply.token;
+      this.startEvents();
+      return reply;
+    }
+
     async logout() {
       const reply = await this.request("logout", {});
       this.stopEvents();

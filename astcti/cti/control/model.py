@@ -60,8 +60,11 @@ class Leg:
     replaced: bool = False  # `answer` re-offered the call on another leg
     answering: bool = False  # an `answer` is taking this ringing leg off-hook
     then: FarCall | None = None  # makecall: dial this when the agent's phone answers
-    extension: str | None = None  # the agent's extension, for its makecall leg
+    extension: str | None = None  # the agent's extension (its makecall leg, a re-offer)
+    offers: int = 0  # `answer` offered the call again on this leg: how many times so far
+    first_offer: float = 0.0  # when `answer` first offered it again (loop time)
     answered: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
+    ended: asyncio.Event = field(default_factory=asyncio.Event, repr=False)  # Asterisk: gone
 
     def mark_up(self) -> bool:
         """The channel is answered; False if it already was."""

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 NOTIFY_TIMEOUT = 5.0
+STASIS_ENTRY_TIMEOUT = 10.0  # a created channel not in Stasis by then will not get there
 
 
 def new_id() -> str:
@@ -36,6 +37,8 @@ class ControlPbx:
     def __init__(self, directory: Directory) -> None:
         self.directory = directory
         self._notify: dict[str, asyncio.Future[str]] = {}
+        # channels made by `create`, not dialled yet: set once in Stasis (or gone)
+        self._entering: dict[str, asyncio.Event] = {}
 
     def link(self, name: str) -> AsteriskLink:
         return self.directory.links[name]
@@ -69,11 +72,16 @@ class ControlPbx:
                  "channelId": channel_id}
         if originator:
             query["originator"] = originator
+        self._entering[channel_id] = asyncio.Event()
         try:
             await self.link(link).rest.send_json(
                 "POST", f"channels/create?{urlencode(query)}", {"variables": variables or {}})
         except AriError as exc:
+            self._entering.pop(channel_id, None)
             raise AriError(exc.status, f"channels.create {endpoint}: {exc.message}") from None
+        except BaseException:
+            self._entering.pop(channel_id, None)
+            raise
 
     async def originate(self, link: str, endpoint: str, channel_id: str, *, app_args: str,
                         timeout: int, variables: dict[str, str] | None = None,
@@ -93,15 +101,27 @@ class ControlPbx:
                 from None
 
     async def dial(self, link: str, channel_id: str, caller: str | None, timeout: int) -> None:
-        for attempt in range(50):  # `create` returns before the channel is in Stasis
+        """Dial a channel made by `create`. Asterisk answers `create` before the channel's own
+        thread has put it in Stasis; a dial in between gets 409 'not in Stasis' (seen on a busy
+        host): then wait for the channel's StasisStart and dial again."""
+        entering = self._entering.get(channel_id)
+        try:
             try:
                 await self.call(link, "channels", "dial", channelId=channel_id, caller=caller,
                                 timeout=timeout)
                 return
             except AriError as exc:
-                if exc.status != 409 or "not in Stasis" not in exc.message or attempt == 49:
+                if entering is None or exc.status != 409 or "not in Stasis" not in exc.message:
                     raise
-                await asyncio.sleep(0.02)
+            try:
+                await asyncio.wait_for(entering.wait(), STASIS_ENTRY_TIMEOUT)
+            except asyncio.TimeoutError:
+                raise AriError(409, f"channels.dial: {channel_id} not in Stasis after"
+                                    f" {STASIS_ENTRY_TIMEOUT:.0f} s") from None
+            await self.call(link, "channels", "dial", channelId=channel_id, caller=caller,
+                            timeout=timeout)
+        finally:
+            self._entering.pop(channel_id, None)
 
     async def hangup(self, link: str, channel_id: str, reason: str = "normal") -> None:
         await self.quiet(link, "channels", "hangup", channelId=channel_id, reason=reason)
@@ -194,8 +214,15 @@ class ControlPbx:
             self._notify.pop(token, None)
 
     def on_event(self, event: AriEvent) -> bool:
-        """Resolve the helper call this ChannelUserevent answers; True if it was ours."""
-        if event.get("type") != "ChannelUserevent" or event.get("eventname") != NOTIFY_USEREVENT:
+        """Note a created channel's entry into Stasis (or its end); resolve the helper call
+        this ChannelUserevent answers. True if the event was only ours."""
+        kind = event.get("type")
+        if kind in ("StasisStart", "ChannelDestroyed") and self._entering:
+            entering = self._entering.get((event.get("channel") or {}).get("id", ""))
+            if entering is not None:
+                entering.set()
+            return False
+        if kind != "ChannelUserevent" or event.get("eventname") != NOTIFY_USEREVENT:
             return False
         body = event.get("userevent") or {}
         future = self._notify.pop(str(body.get("token", "")), None)

@@ -34,6 +34,10 @@ log = logging.getLogger(__name__)
 
 DTMF_RE = re.compile(r"^[0-9*#A-Da-d,wW]{1,64}$")
 AGENT_RING_SECONDS = 30
+#: How long a re-offered call keeps being offered again while the phone answers busy.
+REOFFER_WINDOW = 8.0
+#: How long to wait for a cancelled leg to be gone before the phone is offered the call again.
+OFFER_GONE_WAIT = 2.0
 
 
 class ControlServices:
@@ -158,10 +162,13 @@ class ControlServices:
         """Take the ringing phone off-hook: NOTIFY talk where the phone honours it, else ring
         it again with auto-answer headers; refused for phones answered by hand."""
         conn = self.connection(extension, callid)
-        if conn.direction is not Direction.INCOMING or conn.state is not ConnectionState.ALERTING:
-            raise ControlError("no alerting call", 409)
         link = conn.link
         leg = self.state.leg(link, conn.channel_id)
+        if conn.direction is Direction.INCOMING and conn.state is ConnectionState.CONNECTED \
+                and leg is not None and leg.answering:
+            return  # another client's `answer` took it off-hook a moment ago: done
+        if conn.direction is not Direction.INCOMING or conn.state is not ConnectionState.ALERTING:
+            raise ControlError("no alerting call", 409)
         if leg is None or leg.peer is None:
             raise ControlError(NOT_CONTROLLABLE, 409)
         ext = self.directory.extensions[extension]
@@ -190,27 +197,73 @@ class ControlServices:
             await self._reoffer(leg, ext)
 
     async def _reoffer(self, leg: Leg, ext) -> None:
-        """Cancel the ringing leg and call the same phone again with auto-answer headers."""
+        """Cancel the ringing leg and call the same phone again with auto-answer headers,
+        once the cancelled leg is gone (a phone taking one call at a time is free again)."""
         link = leg.link
         variables = auto_answer_variables(ext)
         peer = self.state.leg(link, leg.peer) if leg.peer else None
         if peer is not None:
             variables["CONNECTEDLINE(num,i)"] = peer.number
-        leg.replaced = True
-        new = await self.b.create(link, ext.endpoint, originator=leg.peer, variables=variables,
-                                  plan=Plan(replaces=leg.id), peer=leg.peer,
-                                  dialled_for=leg.peer)
-        new.answering = True  # it IS the answer: a later `answer` finds the call answered
         target = self.state.incoming_to(link, leg.id)
+        # a call from the dialplan may be offered again if the phone refuses it busy (the
+        # caller keeps ringing); one dialled into a conversation fails as any dialled leg
+        new = await self.b.create(link, ext.endpoint, originator=leg.peer, variables=variables,
+                                  plan=Plan(replaces=leg.id, retry=target is None),
+                                  peer=leg.peer, dialled_for=leg.peer)
+        leg.replaced = True
+        new.answering = True  # it IS the answer: a later `answer` finds the call answered
+        new.extension = ext.number
+        new.offers = leg.offers + 1
+        new.first_offer = leg.first_offer or asyncio.get_running_loop().time()
         if target is not None:  # it was being dialled into a conversation: the new one is
             target.incoming.discard(leg.id)
             target.incoming.add(new.id)
-        await self.pbx.hangup(link, leg.id)
+        if not leg.gone:
+            await self.pbx.hangup(link, leg.id)
+        try:
+            await asyncio.wait_for(leg.ended.wait(), OFFER_GONE_WAIT)
+        except TimeoutError:
+            log.info("%s still up %.0f s after it was hung up: offering %s again anyway",
+                     leg.name, OFFER_GONE_WAIT, ext.number)
         try:
             await self.pbx.dial(link, new.id, leg.peer, AGENT_RING_SECONDS)
         except BaseException:
             await self.pbx.hangup(link, new.id)
             raise
+
+    async def offer_again(self, leg: Leg) -> None:
+        """The phone refused a re-offered call busy: a single-line phone may still be ending
+        the ring it was just cancelled (486 until the 487 is acknowledged). Offer the call
+        again, a little later each time, while the caller rings on; after REOFFER_WINDOW
+        seconds the caller gets busy, as from any busy phone."""
+        link = leg.link
+        if not leg.gone:
+            await self.pbx.hangup(link, leg.id)
+        try:
+            await asyncio.wait_for(leg.ended.wait(), OFFER_GONE_WAIT)
+        except TimeoutError:
+            pass
+        ext = self.directory.extensions.get(leg.extension or "")
+        elapsed = asyncio.get_running_loop().time() - leg.first_offer
+        peer_id = leg.peer or ""
+        if ext is not None and elapsed < REOFFER_WINDOW:
+            await asyncio.sleep(min(0.1 * 2 ** leg.offers, 1.0))
+        async with self.b.locked(link, lambda: [peer_id]):
+            peer = self.state.leg(link, peer_id)
+            if peer is None or peer.gone:
+                return  # the caller left: its end clears the connection
+            if ext is None or elapsed >= REOFFER_WINDOW:
+                log.info("%s refused the call offered again %d times: the caller gets busy",
+                         leg.name, leg.offers)
+                await self.pbx.hangup(link, peer_id, "busy")
+                return
+            log.info("%s refused the call offered again (busy): offering it again",
+                     leg.name)
+            try:
+                await self._reoffer(leg, ext)
+            except Exception as exc:
+                log.info("offering the call to %s again failed: %s", ext.number, exc)
+                await self.pbx.hangup(link, peer_id, "busy")
 
     # -- one call -------------------------------------------------------------------------------
     async def hangup(self, extension: str, callid: str) -> None:

@@ -48,8 +48,7 @@ class StasisReactions:
     # -- dispatch -------------------------------------------------------------------------------
     def on_event(self, link: str, event: AriEvent) -> None:
         kind = event.get("type")
-        if kind == "ChannelUserevent":
-            self.pbx.on_event(event)
+        if self.pbx.on_event(event) or kind == "ChannelUserevent":
             return
         channel = event.get("channel") or {}
         leg = self.state.leg(link, channel.get("id", ""))
@@ -66,7 +65,9 @@ class StasisReactions:
                 self._spawn(link, [leg.id], self.services.agent_answered, leg)
         elif kind == "Dial":
             peer = self.state.leg(link, (event.get("peer") or {}).get("id", ""))
-            if peer is not None and peer.peer is not None:
+            if peer is not None and self.b.tracker.is_parked(link, peer.id):
+                self._offer_again(peer)  # refused busy: not the caller's failure
+            elif peer is not None and peer.peer is not None:
                 self._spawn(link, [peer.id, peer.peer], self._dial_progress, peer, event)
         elif kind == "ChannelStateChange" and leg is not None:
             state = channel.get("state")
@@ -92,7 +93,19 @@ class StasisReactions:
             if kind == "ChannelDestroyed" or leg.up:
                 leg.gone = True
                 leg.answered.set()  # nobody waits for an answer any more
+                if kind == "ChannelDestroyed":
+                    leg.ended.set()
+                if self.b.tracker.is_parked(link, leg.id):
+                    self._offer_again(leg)
                 self._spawn(link, [leg.id], self._gone, leg, event)
+
+    def _offer_again(self, leg: Leg) -> None:
+        """A re-offered leg was refused busy (the tracker keeps its connection): offer the
+        call again (once per leg, whichever of Dial and ChannelDestroyed tells first)."""
+        if leg.replaced:
+            return
+        leg.replaced = True  # its end is not the call's end
+        self._spawn(leg.link, [], self.services.offer_again, leg)
 
     def _spawn(self, link: str, seeds: list[str], handler: Any, *args: Any) -> None:
         async def run() -> None:

@@ -248,6 +248,89 @@ async def test_an_answer_after_the_reoffer_does_not_offer_the_call_again() -> No
     assert rig.pbx.op_names().count("create") == creates + 1
 
 
+async def _reoffered(rig: Rig) -> tuple[str, str, str]:
+    """A customer's call ringing at 101, `answer` re-offered it: (callid, customer, new leg)."""
+    customer = rig.pbx.phone_call("PJSIP/trunk", "0912345678",
+                                  app_args="dial,PJSIP/101,30", state="Ring")
+    await rig.pump()
+    callid = rig.events("delivered", "101")[0].callid
+    await rig.control.answer("101", callid)
+    await rig.pump()
+    return callid, customer.id, [op for op in rig.pbx.ops if op[0] == "create"][-1][2]
+
+
+async def test_the_reoffer_waits_for_the_cancelled_ring_to_end() -> None:
+    """A phone taking one call at a time must be done with the ringing call first: the new
+    leg is dialled only once Asterisk reports the cancelled one gone."""
+    rig = await Rig().start(("101", "reoffer"))
+    customer = rig.pbx.phone_call("PJSIP/trunk", "0912345678",
+                                  app_args="dial,PJSIP/101,30", state="Ring")
+    await rig.pump()
+    ringing = rig.pbx.channel("PJSIP/101")
+    callid = rig.events("delivered", "101")[0].callid
+    hung_up: list[str] = []
+
+    async def slow_hangup(link: str, channel_id: str, reason: str = "normal") -> None:
+        hung_up.append(channel_id)  # Asterisk takes its time to end the ringing channel
+
+    rig.pbx.hangup = slow_hangup  # type: ignore[method-assign]
+    answering = asyncio.ensure_future(rig.control.answer("101", callid))
+    for _ in range(50):
+        await asyncio.sleep(0.002)
+    assert hung_up == [ringing.id]
+    assert rig.pbx.op_names().count("dial") == 1  # only the first offer so far
+    rig.pbx._destroy(ringing, 16)
+    await answering
+    await rig.pump()
+    assert rig.pbx.op_names().count("dial") == 2
+    assert customer.id in rig.pbx.channels
+
+
+async def test_a_reoffer_refused_busy_is_offered_again_and_the_caller_rings_on() -> None:
+    """A single-line phone answers 486 while it ends the cancelled ring: astcti offers the
+    call again; the caller is kept and the client sees one call, answered."""
+    rig = await Rig().start(("101", "reoffer"))
+    callid, customer, first = await _reoffered(rig)
+    rig.pbx.reject_phone(first)  # 486: Dial BUSY, then the channel ends with cause 17
+    await rig.pump()
+    creates = [op for op in rig.pbx.ops if op[0] == "create"]
+    again = creates[-1][2]
+    assert again != first and creates[-1][1] == "PJSIP/101"
+    assert "PJSIP_HEADER(add,Call-Info)" in creates[-1][4]
+    assert customer in rig.pbx.channels  # still ringing
+    rig.pbx.answer_phone(again)
+    await rig.pump()
+    assert rig.names("101") == ["delivered", "established"]
+    assert rig.events("established", "101")[0].callid == callid
+    assert rig.pbx.members() == [{"PJSIP/trunk", "PJSIP/101"}]
+
+
+async def test_a_phone_refusing_every_reoffer_gives_the_caller_busy(monkeypatch) -> None:
+    monkeypatch.setattr(services_module, "REOFFER_WINDOW", 0.0)
+    rig = await Rig().start(("101", "reoffer"))
+    callid, customer, first = await _reoffered(rig)
+    rig.pbx.reject_phone(first)
+    await rig.pump()
+    assert customer not in rig.pbx.channels
+    assert ("hangup", customer) in rig.pbx.ops
+    assert rig.names("101") == ["delivered", "connectioncleared", "callcleared", "idle"]
+    assert rig.control.tracker.parked == {}
+
+
+async def test_the_caller_leaving_between_two_offers_ends_the_connection() -> None:
+    rig = await Rig().start(("101", "reoffer"))
+    callid, customer, first = await _reoffered(rig)
+    rig.pbx.gates["create"] = asyncio.Event()  # the next offer is slow to come
+    rig.pbx.reject_phone(first)
+    rig._deliver()
+    rig.pbx.hang_up_phone(customer)
+    rig._deliver()
+    assert rig.names("101")[-3:] == ["connectioncleared", "callcleared", "idle"]
+    rig.pbx.gates["create"].set()
+    await rig.pump()
+    assert not [c for c in rig.pbx.channels.values() if c.name.startswith("PJSIP/101-")]
+
+
 async def test_requests_on_two_agents_calls_run_concurrently() -> None:
     rig = await Rig().start()
     call1, _, _ = await rig.customer_with("101")
@@ -329,3 +412,22 @@ async def test_consulted_party_hanging_up_is_reported_on_the_consultation() -> N
     assert [(e.callid, e.releasing) for e in left] == [(active, "102")]
     assert rig.tracker.find("101", held).state.value == "held"
     assert agent in rig.pbx.channels
+
+
+async def test_an_answer_arriving_once_the_call_is_answered_by_another_answer_succeeds() -> None:
+    """Two clients answer at once; the second request is read after the phone already took
+    the re-offered call: it is done, not an error."""
+    rig = await Rig().start(("101", "reoffer"))
+    callid, _customer, new = await _reoffered(rig)
+    rig.pbx.answer_phone(new)
+    await rig.pump()
+    creates = rig.pbx.op_names().count("create")
+    await rig.control.answer("101", callid)
+    assert rig.pbx.op_names().count("create") == creates
+
+
+async def test_answer_on_a_call_the_agent_answered_by_hand_is_refused() -> None:
+    rig = await Rig().start(("101", "reoffer"))
+    held, _customer, _agent = await rig.customer_with("101")
+    with pytest.raises(ControlError, match="^no alerting call$"):
+        await rig.control.answer("101", held)

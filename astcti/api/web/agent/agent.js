@@ -527,25 +527,18 @@
     }
     $("login").disabled = true;
     try {
-      const reply = await cti.login($("username").value, $("password").value);
-      if (reply.result !== "success") throw new Error(reply.error);
+      await cti.signIn($("username").value, $("password").value, start);
       $("password").value = "";
-      await start(reply);
     } catch (err) {
       showError("login-error", err.message);
-      cti.stopEvents();
     } finally {
       $("login").disabled = false;
     }
   }
 
   async function resumeSession() {
-    const token = sessionStorage.getItem("astcti.agent.token");
-    if (!token) return;
-    const reply = await cti.request("login", {token});
-    if (reply.result !== "success") { sessionStorage.removeItem("astcti.agent.token"); return; }
-    cti.token = reply.token;
-    cti.startEvents();
+    const reply = await cti.resume("astcti.agent.token");
+    if (!reply) return;
     try { await start(reply); } catch (err) { showError("login-error", err.message); }
   }
 

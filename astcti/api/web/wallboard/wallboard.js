@@ -196,25 +196,18 @@
     $("login-error").textContent = "";
     $("login").disabled = true;
     try {
-      const reply = await cti.login($("username").value, $("password").value);
-      if (reply.result !== "success") throw new Error(reply.error);
+      await cti.signIn($("username").value, $("password").value, start);
       $("password").value = "";
-      await start(reply);
     } catch (err) {
       $("login-error").textContent = err.message;
-      cti.stopEvents();
     } finally {
       $("login").disabled = false;
     }
   }
 
   async function resumeSession() {
-    const token = sessionStorage.getItem("astcti.wallboard.token");
-    if (!token) return;
-    const reply = await cti.request("login", {token});
-    if (reply.result !== "success") { sessionStorage.removeItem("astcti.wallboard.token"); return; }
-    cti.token = reply.token;
-    cti.startEvents();
+    const reply = await cti.resume("astcti.wallboard.token");
+    if (!reply) return;
     try { await start(reply); } catch (err) { $("login-error").textContent = err.message; }
   }
 

@@ -133,14 +133,15 @@ def _v5(db: sqlite_utils.Database) -> None:
 
 #: Parameters added by v6 (who may do what, hardened transports).
 V6_PARAMETERS: dict[str, tuple[str, str]] = {
-    "acti_dial_agent": ("internal,_0[1-7]X.", "Numbers users of role agent may dial"
-                        " (makecall, consultation, single-step transfer/conference): comma list"
-                        " of `internal` (configured extensions) and Asterisk patterns (_0[1-7]X."
+    "acti_dial_agent": ("internal,_0[1-7]X.", "Numbers users of role agent (and clients of"
+                        " auth=none listeners, known by their address) may dial (makecall,"
+                        " consultation, single-step transfer/conference): comma list of"
+                        " `internal` (configured extensions) and Asterisk patterns (_0[1-7]X."
                         " national, _00X. international...)"),
     "acti_dial_supervisor": ("internal,_0[1-7]X.", "Numbers users of role supervisor may dial"
                              " (same syntax as acti_dial_agent)"),
-    "acti_dial_admin": ("internal,_0[1-7]X.", "Numbers users of role admin (and auth=none"
-                        " clients) may dial (same syntax as acti_dial_agent)"),
+    "acti_dial_admin": ("internal,_0[1-7]X.", "Numbers users of role admin may dial (same"
+                        " syntax as acti_dial_agent)"),
     "acti_origins": ("", "Web origins (https://crm.example.com) whose pages may use astcti from"
                          " a browser, besides astcti's own pages; comma list, * for any"),
     "acti_ari_cafile": ("", "PEM file of the CA(s) that sign Asterisk's certificate, for"

@@ -361,8 +361,12 @@ class AriEventSocket(asyncio.Protocol):
                 f"{config.base_url.split('//', 1)[1]}", target, self._key,
                 {"Authorization": _auth_header(config)}))
             await asyncio.wait_for(asyncio.shield(self._opened), self.CONNECT_TIMEOUT)
+        except TimeoutError:  # an OSError too: first, or a silence reads "cannot reach ()"
+            self._give_up()
+            raise AriError(503, f"{config.name}: ARI at {config.base_url} did not answer"
+                                f" within {self.CONNECT_TIMEOUT:g} s") from None
         except wsproto.HandshakeError as exc:
-            self._abort()
+            self._give_up()
             if exc.status == 401:
                 raise AriError(401, f"{config.name}: Asterisk rejected ARI user"
                                     f" {config.username!r}: check the user in ari.conf and the"
@@ -370,22 +374,18 @@ class AriEventSocket(asyncio.Protocol):
             raise AriError(exc.status, f"{config.name}: ARI events websocket refused:"
                                        f" {exc.text}") from None
         except ssl.SSLCertVerificationError as exc:
-            self._abort()
+            self._give_up()
             raise AriError(503, untrusted(config, exc.verify_message or str(exc))) from None
         except ssl.SSLError as exc:
-            self._abort()
+            self._give_up()
             raise AriError(503, f"{config.name}: TLS with {config.base_url} failed ({exc}): is"
                                 " that port Asterisk's tlsbindaddr (http.conf tlsenable=yes)?"
                            ) from None
         except OSError as exc:
-            self._abort()
+            self._give_up()
             raise AriError(503, f"{config.name}: cannot reach Asterisk ARI at"
                                 f" {config.base_url} ({exc.strerror or exc}): is Asterisk"
                                 " running with http.conf enabled on that address?") from None
-        except TimeoutError:
-            self._abort()
-            raise AriError(503, f"{config.name}: ARI at {config.base_url} did not answer"
-                                f" within {self.CONNECT_TIMEOUT:g} s") from None
         self._seen = loop.time()
         self._timer = loop.call_later(self.heartbeat, self._check)
 
@@ -579,6 +579,13 @@ class AriEventSocket(asyncio.Protocol):
     def _fail_open(self, error: wsproto.HandshakeError) -> None:
         if self._opened is not None and not self._opened.done():
             self._opened.set_exception(error)
+        self._abort()
+
+    def _give_up(self) -> None:
+        """Opening failed and no one awaits the opening any more: abort, and settle it first
+        (else its failure from connection_lost is an unobserved error in the log)."""
+        if self._opened is not None and not self._opened.done():
+            self._opened.cancel()
         self._abort()
 
     def _abort(self) -> None:

@@ -380,12 +380,21 @@ async def test_without_ami_the_poller_keeps_one_probe_channel(lab: Lab, tmp_path
         async with ChannelWatch(lab) as watch:
             await client.request("acdlogin", extension="102", agentid="7102", groups="support")
             await client.expect("agentnotready")
-            logins = len(watch.probes())  # acdlogin's own (throw-away) reads of the queue
             callers.append(lab.call("600", talk_ms=1000, local_port=c.trunk_ports[4]))
             await client.expect("queued", extension="102", position=1)
             callers.append(lab.call("600", talk_ms=1000, local_port=c.trunk_ports[5]))
             await client.expect("queued", extension="102", position=2)  # a later poll
-            assert len(watch.probes()) == logins + 1
+            # acdlogin's own reads are throw-away channels, hung up at once; the poller's
+            # probe stays: ONE alive, and no poll since it created another (a channel per
+            # poll would make the last one created a newer one)
+            def alive() -> list[str]:
+                return [ch["name"] for ch in channels(lab)
+                        if ch["name"].startswith("Local/read@") and ch["name"].endswith(";1")]
+
+            kept = wait_for(lambda: len(found := alive()) == 1 and found,
+                            what="exactly one probe channel alive (the poller's)")
+            wait_for(lambda: kept[0] in watch.probes(), what="the probe's ChannelCreated")
+            assert watch.probes()[-1] == kept[0], watch.probes()
             await client.request("acdlogout", extension="102", agentid="7102")
             wait_for(lambda: not [ch for ch in channels(lab)
                                   if ch["name"].startswith("Local/read@")],

@@ -565,7 +565,11 @@ class AcdService:
         removers = [ami.on(name, self._on_ami_caller) for name in self.AMI_EVENTS]
 
         async def resync(source: AmiLink) -> None:
-            await self._ami_resync(link, source)
+            try:
+                await self._ami_resync(link, source)
+            except AstctiError as exc:  # app_queue not loaded yet, AMI down again, no answer
+                log.warning("%s: cannot read the waiting callers (the ACD polls the queues"
+                            " meanwhile): %s", source.name, exc)
 
         ami.up_hooks.append(resync)
 

@@ -1,17 +1,7 @@
 from astcti.cti.events import Delivered
 from astcti.cti.hub import Hub
 from astcti.wire import Frame
-
-
-class Sink:
-    def __init__(self) -> None:
-        self.texts: list[str] = []
-
-    def deliver(self, frame: Frame) -> None:
-        self.texts.append(frame.text)
-
-    def deliver_many(self, frames: list[Frame]) -> None:
-        self.texts += [f.text for f in frames]
+from tests.cti.sink import Sink
 
 
 def ev(ext: str, n: int = 0) -> Delivered:

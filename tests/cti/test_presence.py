@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 
 from astcti.cti.directory import Directory, Extension
 from astcti.cti.events import EXTENSIONS_TOPIC, AgentNotReady, AgentReady
 from astcti.cti.hub import Hub
 from astcti.cti.presence import PresenceService
-from astcti.wire import Frame
+from tests.cti.sink import Sink
 
 
 class FakeLink:
@@ -18,18 +17,6 @@ class FakeLink:
         assert (resource, operation) == ("deviceStates", "list")
         return [{"name": "PJSIP/101", "state": "INUSE"}, {"name": "PJSIP/102", "state": "UNKNOWN"},
                 {"name": "Queue:support_avail", "state": "NOT_INUSE"}]
-
-
-class Sink:
-    def __init__(self) -> None:
-        self.events: list[dict] = []
-
-    def deliver(self, frame: Frame) -> None:
-        self.events.append(json.loads(frame.data))
-
-    def deliver_many(self, frames: list[Frame]) -> None:
-        for frame in frames:
-            self.deliver(frame)
 
 
 def _setup():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -16,7 +15,7 @@ from astcti.cti.hub import Hub
 from astcti.cti.queuestats import QueueBoard, QueueStatsService, agent_line, count_agents
 from astcti.cti.tracker import Tracker
 from astcti.store import Store
-from astcti.wire import Frame
+from tests.cti.sink import Sink
 
 
 class Clock:
@@ -95,18 +94,6 @@ def test_an_agent_line_shows_the_call_before_the_acd_state() -> None:
     counts = count_agents([idle, talking, ringing, paused], "support")
     assert counts == {"ready": 1, "notready": 1, "acw": 0, "oncall": 2, "loggedin": 4}
     assert count_agents([idle, paused], "sales")["loggedin"] == 1
-
-
-class Sink:
-    def __init__(self) -> None:
-        self.events: list[dict] = []
-
-    def deliver(self, frame: Frame) -> None:
-        self.events.append(json.loads(frame.data))
-
-    def deliver_many(self, frames: list[Frame]) -> None:
-        for frame in frames:
-            self.deliver(frame)
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import socket
 import subprocess
 import time
 from collections.abc import Callable
@@ -18,6 +19,11 @@ WORK = Path(os.environ.get("ASTCTI_DELIVERY_DIR", REPO / ".delivery"))
 #: shifts every port of the delivery tests (default: the engineer's lab offset)
 OFFSET = int(os.environ.get("ASTCTI_DELIVERY_PORT_OFFSET",
                             os.environ.get("ASTCTI_LAB_PORT_OFFSET", "0")))
+#: the channel variables astcti needs, as the template the roles and the lab share names them
+#: (a test that spelled them out went stale when ASTCTI_CALLID joined)
+CHANNELVARS = re.search(r"^channelvars\s*=\s*(.*)$",
+                        (REPO / "asterisk-conf/asterisk/ari_channelvars.conf.j2").read_text(),
+                        re.M).group(1).strip()
 
 
 def playbook(name: str, inventory: Path, mounts: list[Path], *args: str,
@@ -75,3 +81,18 @@ def wait_for(what: str, predicate: Callable[[], bool], timeout: float) -> None:
             return
         time.sleep(0.3)
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def ami_login(port: int, user: str, secret: str) -> str:
+    """The Response of an AMI Login on 127.0.0.1:`port` ("Success"/"Error"): proves which
+    manager users an installed Asterisk really accepts."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        f = s.makefile("rwb")
+        f.readline()  # banner
+        f.write(f"Action: Login\r\nUsername: {user}\r\nSecret: {secret}\r\n\r\n".encode())
+        f.flush()
+        reply = {}
+        while (line := f.readline().decode().strip()):
+            k, _, v = line.partition(":")
+            reply[k.strip()] = v.strip()
+        return reply.get("Response", "")

@@ -19,7 +19,6 @@ import re
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import urllib.request
 from collections.abc import Iterator
@@ -29,8 +28,8 @@ from pathlib import Path
 import pytest
 
 from tests.delivery import chroots
-from tests.delivery.common import (OFFSET, REPO, WORK, changed_tasks, failure_text, playbook,
-                                   recap, wait_for)
+from tests.delivery.common import (CHANNELVARS, OFFSET, REPO, WORK, ami_login, changed_tasks,
+                                   failure_text, playbook, recap, wait_for)
 from tests.lab import chroot as labchroot
 from tests.lab.harness import port_in_use
 
@@ -177,7 +176,7 @@ def test_first_run_configures_freepbx_the_way_its_pages_show(fpbx: Fpbx) -> None
 def test_custom_files_hold_only_what_freepbx_has_no_page_for(fpbx: Fpbx) -> None:
     etc = fpbx.root / "etc/asterisk"
     general = (etc / "ari_general_custom.conf").read_text()
-    assert re.search(r"^channelvars = CHANNEL\(linkedid\),ASTCTI_USERDATA$", general, re.M), general
+    assert re.search(rf"^channelvars = {re.escape(CHANNELVARS)}$", general, re.M), general
     assert "[general]" not in general  # included inside ari.conf's [general]
     dialplan = (etc / "extensions_custom.conf").read_text()
     assert f"Stasis({APP},dial," in dialplan
@@ -185,7 +184,7 @@ def test_custom_files_hold_only_what_freepbx_has_no_page_for(fpbx: Fpbx) -> None
     assert "astcti" not in http_custom and "sessionlimit = 500" in http_custom
     manager = (etc / "manager_custom.conf").read_text()
     assert "[astcti]" in manager and "read = agent" in manager and "write = call" in manager
-    assert _ami_login("astcti", fpbx.ami_secret) == "Success"
+    assert ami_login(AMI_PORT, "astcti", fpbx.ami_secret) == "Success"
 
 
 def test_second_run_changes_nothing_and_reloads_nothing(fpbx: Fpbx) -> None:
@@ -240,15 +239,3 @@ def _ari_status(user: str, password: str) -> int:
     except urllib.error.HTTPError as exc:
         return exc.code
 
-
-def _ami_login(user: str, secret: str) -> str:
-    with socket.create_connection(("127.0.0.1", AMI_PORT), timeout=10) as s:
-        f = s.makefile("rwb")
-        f.readline()
-        f.write(f"Action: Login\r\nUsername: {user}\r\nSecret: {secret}\r\n\r\n".encode())
-        f.flush()
-        reply = {}
-        while (line := f.readline().decode().strip()):
-            k, _, v = line.partition(":")
-            reply[k.strip()] = v.strip()
-        return reply.get("Response", "")

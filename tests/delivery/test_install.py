@@ -36,8 +36,8 @@ from pathlib import Path
 import pytest
 
 from tests.delivery import chroots, packages
-from tests.delivery.common import (OFFSET, REPO, WORK, changed_tasks, failure_text, recap,
-                                   wait_for)
+from tests.delivery.common import (CHANNELVARS, OFFSET, REPO, WORK, ami_login, changed_tasks,
+                                   failure_text, recap, wait_for)
 from tests.delivery.common import playbook as run_playbook
 from tests.delivery.machine import Machine
 from tests.lab import chroot as labchroot
@@ -102,7 +102,8 @@ class World:
             "astcti_extensions": [{"number": "101", "technology": "PJSIP"}],
             "astcti_listeners": [{"port": WS_PORT, "bind": "127.0.0.1", "allow": "*",
                                   "protocol": "astctiws", "auth": "token"}],
-            "astcti_users": [{"username": "agent", "password": self.agent_password},
+            "astcti_users": [{"username": "agent", "password": self.agent_password,
+                              "role": "agent", "extensions": ["101", "102"]},
                              {"username": "admin", "password": self.admin_password,
                               "role": "admin"}],
             "astcti_parameters": {"acti_heartbeat": "2"},
@@ -329,7 +330,7 @@ def test_site_settings_survive_next_to_astctis(world: World) -> None:
         assert line in http, http
     ari = (etc / "ari.conf").read_text()
     assert "[otherapp]" in ari and "[astcti]" in ari and ari.count(world.ari_password) == 1
-    assert re.search(r"^channelvars = SITE_VAR,CHANNEL\(linkedid\),ASTCTI_USERDATA$", ari, re.M), ari
+    assert re.search(rf"^channelvars = SITE_VAR,{re.escape(CHANNELVARS)}$", ari, re.M), ari
     assert oct((etc / "ari.conf").stat().st_mode & 0o777) == "0o640"
     assert _ari_status("otherapp", world.other_password) == 200
     assert _ari_status("astcti", world.ari_password) == 200
@@ -441,20 +442,8 @@ def test_store_holds_the_ami_link_next_to_the_ari_link(world: World) -> None:
     # ...and Asterisk has that AMI user, least privilege, on the port the link names.
     manager = (world.pbx / "etc/asterisk/manager.conf").read_text()
     assert "[astcti]" in manager and "read = agent" in manager and "write = call" in manager
-    assert _ami_login("astcti", world.ami_secret) == "Success"
+    assert ami_login(AMI_PORT, "astcti", world.ami_secret) == "Success"
 
-
-def _ami_login(user: str, secret: str) -> str:
-    with socket.create_connection(("127.0.0.1", AMI_PORT), timeout=10) as s:
-        f = s.makefile("rwb")
-        f.readline()  # banner
-        f.write(f"Action: Login\r\nUsername: {user}\r\nSecret: {secret}\r\n\r\n".encode())
-        f.flush()
-        reply = {}
-        while (line := f.readline().decode().strip()):
-            k, _, v = line.partition(":")
-            reply[k.strip()] = v.strip()
-        return reply.get("Response", "")
 
 
 def test_second_run_changes_nothing(world: World) -> None:
@@ -597,7 +586,7 @@ def test_listener_and_extension_changes_reload_without_dropping_sessions(world: 
     before, after = asyncio.run(_reload_keeps_sessions(world, inv))
     assert before == after, "the daemon was restarted: every agent's session dropped"
     journal = world.machine.journal("astcti.service")[since:]
-    assert "Reloading astcti.service" in journal and "reloading listeners" in journal, journal
+    assert "Reloading astcti.service" in journal and "reloading parameters, listeners" in journal, journal
     (WORK / "inventory.json").write_text((WORK / "inv-reload.json").read_text())
 
 

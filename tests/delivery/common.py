@@ -11,6 +11,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from astcti.pbx.dialplan import CALLID_VAR, LINKEDID_VAR, USERDATA_VAR
+
 from tests.delivery import chroots
 
 REPO = Path(__file__).resolve().parents[2]
@@ -91,3 +93,7 @@ def ami_login(port: int, user: str, secret: str) -> str:
             k, _, v = line.partition(":")
             reply[k.strip()] = v.strip()
         return reply.get("Response", "")
+
+
+#: What the roles must put in ari.conf's `channelvars` (after a site's own variables).
+CHANNELVARS = ",".join((LINKEDID_VAR, USERDATA_VAR, CALLID_VAR))

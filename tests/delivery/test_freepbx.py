@@ -28,8 +28,8 @@ from pathlib import Path
 import pytest
 
 from tests.delivery import chroots
-from tests.delivery.common import (OFFSET, REPO, WORK, ami_login, changed_tasks, failure_text,
-                                   playbook, recap, wait_for)
+from tests.delivery.common import (CHANNELVARS, OFFSET, REPO, WORK, ami_login, changed_tasks,
+                                   failure_text, playbook, recap, wait_for)
 from tests.lab import chroot as labchroot
 from tests.lab.harness import port_in_use
 
@@ -176,7 +176,7 @@ def test_first_run_configures_freepbx_the_way_its_pages_show(fpbx: Fpbx) -> None
 def test_custom_files_hold_only_what_freepbx_has_no_page_for(fpbx: Fpbx) -> None:
     etc = fpbx.root / "etc/asterisk"
     general = (etc / "ari_general_custom.conf").read_text()
-    assert re.search(r"^channelvars = CHANNEL\(linkedid\),ASTCTI_USERDATA$", general, re.M), general
+    assert re.search(rf"^channelvars = {re.escape(CHANNELVARS)}$", general, re.M), general
     assert "[general]" not in general  # included inside ari.conf's [general]
     dialplan = (etc / "extensions_custom.conf").read_text()
     assert f"Stasis({APP},dial," in dialplan

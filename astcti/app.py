@@ -10,6 +10,7 @@ import asyncio
 import logging
 import os
 import signal
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,8 @@ from cryptography.fernet import Fernet
 
 from astcti import __version__, heap
 from astcti.admin.trace import TraceBus
-from astcti.api.auth import Auth
+from astcti.api.auth import Auth, address_identity
+from astcti.api.authz import Identity, may_watch
 from astcti.api.dispatch import Dispatcher
 from astcti.api.listeners import Listeners
 from astcti.api.services import Services
@@ -46,6 +48,8 @@ from astcti.pbx.linkconfig import (
 from astcti.secrets import load_key
 from astcti.store import Store
 from astcti.store.store import AMI_LINK_PARAMETER, LINK_PARAMETER, ListenerRow
+from astcti.store.writer import StoreWriter
+from astcti.tasks import Tasks
 
 log = logging.getLogger("astcti")
 
@@ -100,6 +104,9 @@ class Daemon:
         self.hub.tap = self.trace.on_cti
         self.admin = None  # astcti.admin.server.AdminServer once started
         self._stopping = asyncio.Event()
+        self.tasks = Tasks("daemon")
+        self._ami_detach: dict[str, Callable[[], None]] = {}  # AMI link -> detach its services
+        self.writer: StoreWriter | None = None  # saves services' state off the event path
 
     # -- lifecycle --------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -123,7 +130,7 @@ class Daemon:
         self.dispatcher = Dispatcher(self.services)
         self.dispatcher.tap = self.trace.on_client  # client requests, for `trace on client`
         self._start_links()
-        self.listeners = Listeners(self.dispatcher)
+        self.listeners = Listeners(self.dispatcher, params.get("acti_origins") or "")
         for row in self.store.listeners():
             try:
                 await self.listeners.open(row)
@@ -147,7 +154,7 @@ class Daemon:
             self.make_ami_link(ami_config, heartbeat).start()
         for name, value in self.store.link_parameters().items():
             try:
-                config = parse_link(name, value, self.cipher)
+                config = parse_link(name, value, self.cipher, self._cafile())
             except AstctiError as exc:
                 self.link_errors[name] = str(exc)
                 log.error("%s", exc)
@@ -156,6 +163,10 @@ class Daemon:
         if not self.links:
             log.warning("no usable Asterisk link: set one with `astcti-shell -c \"update parameter"
                         " acti_tlink_01 IP#PORT#APP,USER,ENCRYPTEDPASSWORD\"`")
+
+    def _cafile(self) -> str:
+        """Parameter acti_ari_cafile: the CA(s) that sign https/wss links' certificates."""
+        return (self.store.get_parameter("acti_ari_cafile") or "") if self.store else ""
 
     def make_link(self, config: LinkConfig, heartbeat: float | None = None) -> AsteriskLink:
         """A link wired to the daemon's flows and registered (not started): startup and the
@@ -185,11 +196,16 @@ class Daemon:
         sibling = self.links.get(config.sibling)
         if sibling is not None:
             sibling.ami = ami
+        if self.acd is not None:  # waiting callers from app_queue's events, no polling
+            self._ami_detach[config.name] = self.acd.attach_ami(ami)
         return ami
 
     def forget_ami_link(self, name: str) -> AmiLink | None:
         """Unregister an AMI connection (the caller stops it); its ARI sibling loses it."""
         ami = self.ami_links.pop(name, None)
+        detach = self._ami_detach.pop(name, None)
+        if detach is not None:
+            detach()
         if self.queuefeed is not None:
             self.queuefeed.detach(name)
         for link in self.links.values():
@@ -225,6 +241,10 @@ class Daemon:
         for ami in self.ami_links.values():
             await ami.stop()
         self.ami_links.clear()
+        await self.tasks.cancel_all()
+        if self.writer is not None:
+            await self.writer.stop()
+            self.writer = None
         if self.store is not None:
             self.store.close()
             self.store = None
@@ -233,8 +253,9 @@ class Daemon:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stopping.set)
-        # SIGHUP (`systemctl reload astcti`) re-reads listeners and extensions from the store
-        loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self.reload()))
+        # SIGHUP (`systemctl reload astcti`) re-reads listeners, extensions and users
+        loop.add_signal_handler(signal.SIGHUP, lambda: self.tasks.spawn(
+            self.reload(), name="sighup-reload"))
         try:
             await self.start()
         except AstctiError:
@@ -249,10 +270,13 @@ class Daemon:
         """Apply the store as it is now without a restart (which would drop every agent's
         session): what another process (the Ansible role, an offline astcti-shell) changed in
         it. Parameters (links included: only a changed link reconnects), then listeners, then
-        extensions and their pins; users are read at each login."""
+        extensions and their pins; users' roles and extensions apply to live connections at
+        once (monitors they may no longer have end)."""
         log.info("reloading parameters, listeners, extensions and users from the store")
         if self.services is not None:
             self.services.auth.forget_verifications()
+            self.services.auth.reload_users()
+            self._end_monitors(lambda identity: True)
         try:
             await self.reload_parameters()
             await self.reload_listeners()
@@ -350,6 +374,17 @@ class Daemon:
             return "applied to the resume buffers"
         if name == "acti_defaultexttype":
             return "used by the next `add extension` without a technology"
+        if name == "acti_ari_cafile":
+            restarted = [n for n, link in list(self.links.items()) if link.config.tls]
+            for link_name in restarted:
+                assert self.store is not None
+                await self.reconfigure_link(link_name, self.store.get_parameter(link_name) or "")
+            return (f"TLS link(s) {', '.join(restarted)} restarted with it" if restarted
+                    else "used by https/wss links when they connect")
+        if name == "acti_origins":
+            if self.listeners is not None:
+                self.listeners.origins.set(value)
+            return "applied to every HTTP and WebSocket listener"
         if name == "acti_dial_context":
             self.control.dial_context = value or "from-internal"
             return "used by the next call control request"
@@ -378,7 +413,7 @@ class Daemon:
                                           reason="link reconfigured by the administrator"))
         if not value:
             return "link stopped" if old is not None else "no link to stop"
-        config = parse_link(name, value, self.cipher)
+        config = parse_link(name, value, self.cipher, self._cafile())
         link = self.make_link(config)
         link.start()
         up = await link.wait_up(5)
@@ -527,38 +562,89 @@ class Daemon:
         """Logged-in ACD agents (None: this daemon runs no ACD service)."""
         return None if self.acd is None else self.acd.agents_view()
 
-    def seat(self, address: str, extension: str) -> None:
-        """Free seating: the address sits at the extension from now on (stored too)."""
+    def seat(self, address: str, extension: str) -> int:
+        """Free seating: the address sits at the extension from now on (stored too); its
+        auth=none connections' monitors of another extension end. Returns how many ended."""
         assert self.seating is not None
         self.seating.map(address, extension)
+        return self._end_monitors(lambda i: i.address == address)
 
     def unseat(self, address: str) -> bool:
         assert self.seating is not None
-        return self.seating.unmap(address)
+        gone = self.seating.unmap(address)
+        self._end_monitors(lambda i: i.address == address)
+        return gone
 
     def revoke_user(self, username: str) -> int:
-        """After a password change or removal: the user's tokens and cached logins end now.
-        Returns how many tokens were live."""
+        """After a password change or removal: the user's tokens and cached logins end now
+        (and, removed, its connections' monitors). Returns how many tokens were live."""
         if self.services is None:
             return 0
-        return self.services.auth.forget_user(username)
+        revoked = self.services.auth.forget_user(username)
+        self.refresh_user(username)
+        return revoked
+
+    def refresh_user(self, username: str) -> int:
+        """A user's role or extensions changed (or it was removed): its connections act with
+        the new rights from now on, and the monitors they may no longer have end now.
+        Returns how many monitors ended."""
+        if self.services is None:
+            return 0
+        self.services.auth.reload_users()
+        return self._end_monitors(lambda i: i.user and i.username == username)
+
+    def _end_monitors(self, whose: Callable[[Identity], bool]) -> int:
+        """The connections of `whose` identities act with their rights as they are now; the
+        monitors they may no longer have end. Returns how many ended."""
+        assert self.services is not None
+        ended = 0
+        for topic, subscribers in list(self.hub.monitors.items()):
+            for sub in list(subscribers):
+                identity = getattr(sub, "identity", None)
+                if identity is None or not whose(identity):
+                    continue
+                if identity.address:
+                    current = address_identity(self.seating, identity.address)
+                else:
+                    current = self.services.auth.current(identity)
+                sub.identity = current
+                if current is None or not may_watch(current, topic):
+                    self.hub.detach(sub, topic)
+                    ended += 1
+        if ended:
+            log.info("%d monitor(s) ended: rights changed by an administrator", ended)
+        return ended
 
     # -- the event flow -------------------------------------------------------------------------
     def _tracked(self, link_name: str, channel: dict[str, Any]) -> bool:
         return self.directory.resolve(link_name, endpoint_of(channel["name"])) is not None
 
     def _on_ari_event(self, link: AsteriskLink, event: AriEvent) -> None:
+        """Every consumer sees every event: one that fails is logged and the others still run
+        (none of them writes to the store here: see astcti/store/writer.py)."""
         self.trace.on_ari(link.name, event)  # no-op unless someone traces
-        cti_events = self.tracker.handle(link.name, event)
+        kind = str(event.get("type", "?"))
+        consume = self._consume
+        cti_events = consume("tracker", kind, self.tracker.handle, link.name, event) or []
         if self.userdata is not None and cti_events:  # the call's user data on its events
-            cti_events = self.userdata.decorate(cti_events)
+            cti_events = consume("user data", kind, self.userdata.decorate, cti_events) \
+                or cti_events
         if cti_events:
-            self.hub.publish_all(cti_events)
-        self.control.on_event(link, event)
+            consume("hub", kind, self.hub.publish_all, cti_events)
+        consume("call control", kind, self.control.on_event, link, event)
         if self.acd is not None:  # queue helper replies, pause changes, queue calls
-            self.acd.on_event(link, event, cti_events)
+            consume("ACD", kind, self.acd.on_event, link, event, cti_events)
         if self.presence is not None:
-            self.presence.on_ari_event(link, event)
+            consume("presence", kind, self.presence.on_ari_event, link, event)
+
+    @staticmethod
+    def _consume(consumer: str, kind: str, handler: Callable[..., Any], *args: Any) -> Any:
+        try:
+            return handler(*args)
+        except Exception:
+            log.exception("%s failed on ARI event %s (the other consumers still got it)",
+                          consumer, kind)
+            return None
 
     def _check_system_names(self, link: AsteriskLink) -> None:
         """Two Asterisks with the same `systemname` (none, by default) make the same uniqueids
@@ -615,8 +701,10 @@ class Daemon:
     def _start_acd(self) -> None:
         assert self.store is not None
         grace = float(self.store.get_parameter("acti_userdata_grace", "60") or 60)
-        self.userdata = UserDataService(self.store, grace=grace)
-        self.acd = AcdService(self.store, self.directory, self.hub)
+        self.writer = StoreWriter(self.db_path)
+        self.writer.start()
+        self.userdata = UserDataService(self.store, grace=grace, writer=self.writer)
+        self.acd = AcdService(self.store, self.directory, self.hub, writer=self.writer)
         self.tracker.queue_of = self.acd.queue_of
         self.tracker.queue_offer = self.acd.queue_offered
         self.control.userdata = self.userdata

@@ -16,6 +16,8 @@ from typing import Any
 
 import aiohttp
 
+from astcti.tasks import cancel_and_wait
+
 
 class CtiError(Exception):
     """A request answered `error` (when `check=True`)."""
@@ -166,12 +168,9 @@ class CtiClient:
     async def close(self) -> None:
         await self._close()
         if self._reader is not None:
-            try:
-                await asyncio.wait_for(self._reader, 5)
-            except (asyncio.TimeoutError, asyncio.CancelledError):
-                self._reader.cancel()
-            except Exception:  # noqa: BLE001  (the connection is gone either way)
-                pass
+            done, _pending = await asyncio.wait([self._reader], timeout=5)
+            if not done:
+                await cancel_and_wait(self._reader)
 
     # -- messages ---------------------------------------------------------------------------------
     def _received(self, text: str) -> None:
@@ -205,6 +204,20 @@ class CtiClient:
         if check and reply.get("result") != "success":
             raise CtiError(reply)
         return reply
+
+    async def request_until_ok(self, name: str, timeout: float = 20.0,
+                               **fields: Any) -> dict[str, Any]:
+        """Repeat a request until it succeeds (e.g. `startmonitor` while astcti's link to
+        Asterisk comes up after a restart); TimeoutError with the last error after `timeout`."""
+        deadline = time.monotonic() + timeout
+        while True:
+            reply = await self.request(name, check=False, **fields)
+            if reply.get("result") == "success":
+                return reply
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{name} {fields} still failing after {timeout} s:"
+                                   f" {reply.get('error')}")
+            await asyncio.sleep(0.1)
 
     async def send_raw(self, text: str) -> None:
         await self._send(text)

@@ -22,7 +22,12 @@ WEIRD_VALUES: list[Any] = [
 ]
 
 
-def _valid_value(field: Any, rng: random.Random) -> Any:
+#: extension/destination values: the lab's agents (a daemon linked nowhere), or what a fuzz run
+#: against the lab's Asterisk passes (tests.lab.harness.FUZZ_ENDPOINTS, which ring nobody)
+NUMBERS = ("101", "102", "199", "0912345678", "x1")
+
+
+def _valid_value(field: Any, rng: random.Random, numbers: tuple[str, ...] = NUMBERS) -> Any:
     if field.type == "integer":
         return rng.randint(0, 100)
     if field.type == "object":
@@ -31,10 +36,11 @@ def _valid_value(field: Any, rng: random.Random) -> Any:
         return rng.choice([True, False])
     if field.choices:
         return rng.choice(field.choices)
-    return rng.choice(["101", "102", "199", "0912345678", "x1"])
+    return rng.choice(numbers)
 
 
-def bad_requests(count: int, seed: int = 1234, *, allow_login: bool = True) -> Iterator[str]:
+def bad_requests(count: int, seed: int = 1234, *, allow_login: bool = True,
+                 numbers: tuple[str, ...] = NUMBERS) -> Iterator[str]:
     rng = random.Random(seed)
     names = [n for n in REQUESTS if allow_login or n not in ("login", "logout")]
     for i in range(count):
@@ -43,7 +49,7 @@ def bad_requests(count: int, seed: int = 1234, *, allow_login: bool = True) -> I
         msg: dict[str, Any] = {"id": str(i), "request": name}
         for f in spec.fields:
             if rng.random() < 0.7:
-                msg[f.name] = _valid_value(f, rng)
+                msg[f.name] = _valid_value(f, rng, numbers)
         mutation = rng.randrange(10)
         if mutation == 0 and spec.fields:
             msg[rng.choice(spec.fields).name] = rng.choice(WEIRD_VALUES)

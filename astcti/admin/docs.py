@@ -54,6 +54,52 @@ streams until interrupted (Ctrl-C / SIGTERM). Channels:
 
 """ + "\n".join(f"- `{c}`: {d}" for c, d in CHANNEL_DOCS.items()) + """
 
+## Users: roles, extensions, dial policy
+
+Each client login has a role and the extensions it acts on; one check in the daemon applies them
+to every request on every transport (docs/protocol.md, "Who may do what"):
+
+| role | may |
+| --- | --- |
+| `agent` | monitor and control its own extensions only |
+| `supervisor` | monitor any extension and read queue/agent state (wallboard); control its own |
+| `admin` | everything |
+
+    add user alice agent 101,102        # prompts for the password
+    add user sam supervisor 110
+    update user alice extensions 103    # or: update user alice role supervisor
+    show users
+
+A change applies to the user's live connections at their next request, and the monitors it may
+no longer have end at once; `remove user` ends its tokens and connections. **Upgrading**: users
+made before roles existed could do everything, so the upgrade makes them `admin` and
+`show users` says so in its note column (`from before roles, so admin: narrow it with ...`)
+until you set their role or extensions.
+
+The numbers a role may dial (makecall, consultation, single-step transfer and conference) are
+the parameters `acti_dial_agent`, `acti_dial_supervisor` and `acti_dial_admin`: a comma list of
+`internal` (configured extensions) and Asterisk patterns. The default `internal,_0[1-7]X.`
+allows extensions and national numbers of trunk-prefix-0 plans and refuses international
+(`00`, `+`) and special/premium ranges (`08`, `09`); a refusal names the pattern to add, e.g.
+`update parameter acti_dial_agent internal,_0[1-7]X.,_0044X.`. North American plans:
+`internal,_NXXNXXXXXX,_1[2-8]XXNXXXXXX` (1-9XX, where the 900 premium range lives, stays refused).
+
+## Listeners without login, browsers, Asterisk on another host
+
+- `add tcp PORT BIND ALLOW custom PROTOCOL auth=none` (legacy CRMs that cannot log in) needs
+  ALLOW to name the hosts that may use it, e.g. `10.0.0.5/32`; `*` is refused (any web page a
+  user opens could otherwise place calls through the user's browser) unless you add `--force`.
+  Browser pages of other sites are refused on every HTTP and WebSocket listener unless their
+  origin is in `acti_origins` (docs/frontends.md, "Listener rules").
+- ARI to an Asterisk on another host goes over TLS: write the link
+  `update parameter acti_tlink_01 https://pbx.example.com#8089#astcti,astcti,ENCRYPTED` (its
+  http.conf: `tlsenable=yes`, `tlsbindaddr=0.0.0.0:8089`, `tlscertfile`, `tlsprivatekey`). The
+  certificate is verified, host name included, against the system's CAs or the PEM file of
+  `update parameter acti_ari_cafile /etc/astcti/pbx-ca.pem` (the TLS links restart with it). A
+  certificate astcti cannot trust is one line in `show links` (`... is not trusted ...: give the
+  CA that signed it with update parameter acti_ari_cafile ...`); astcti never falls back to
+  clear text.
+
 Unknown commands get the nearest known one suggested (`shwo links` -> `show links`); wrong
 arity prints the usage and an example.
 """

@@ -27,6 +27,7 @@ from astcti.api.protocol import EXTENSION_RE
 from astcti.cti.directory import TECHNOLOGIES
 from astcti.errors import AstctiError
 from astcti.store.schema import ANSWER_MODES
+from astcti.store.store import USER_ROLES
 
 if TYPE_CHECKING:
     from cryptography.fernet import Fernet
@@ -34,7 +35,8 @@ if TYPE_CHECKING:
     from astcti.app import Daemon
     from astcti.store import Store
 
-ROLES = ("client", "supervisor", "admin")
+ROLES = USER_ROLES
+USER_FIELDS = ("role", "extensions")
 USERNAME_RE = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
 PARAMETER_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 
@@ -111,6 +113,18 @@ def _auth(text: str) -> str:
     return value.lower()
 
 
+def _extensions(text: str) -> str:
+    """A comma list of extensions (`101,102`), or `none` for no extension."""
+    if text.lower() == "none":
+        return ""
+    numbers = [n.strip() for n in text.split(",") if n.strip()]
+    if not numbers:
+        raise CommandError("no extension given: use a comma list such as 101,102 (or none)")
+    for number in numbers:
+        _extension(number)
+    return ",".join(dict.fromkeys(numbers))
+
+
 def _username(text: str) -> str:
     if not USERNAME_RE.match(text):
         raise CommandError(f"invalid user name {text!r}: use 1-64 letters, digits or _.@-")
@@ -152,6 +166,8 @@ VALIDATORS: dict[str, Callable[[str], Any]] = {
     "user": _username,
     "new-user": _username,
     "role": _choice(ROLES, "role"),
+    "extensions": _extensions,
+    "user-field": _choice(USER_FIELDS, "user setting"),
     "parameter": _parameter,
     "value": str,
     "onoff": _choice(("on", "off"), "switch"),
@@ -170,6 +186,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "protocol": PROTOCOLS,
     "auth": ("auth=token", "auth=none"),
     "role": ROLES,
+    "user-field": USER_FIELDS,
     "onoff": ("on", "off"),
     "channel": CHANNELS,
     "bind": ("127.0.0.1", "::1", "*"),

@@ -165,8 +165,8 @@ class AdminServer:
                     continue
                 send(await self._handle(request, uid, trace_sink))
                 await writer.drain()
-        except (ConnectionError, asyncio.CancelledError):
-            pass
+        except ConnectionError:
+            pass  # the shell went away
         finally:
             self.daemon.trace.unsubscribe_all(trace_sink)
             self._connections.discard(task)

@@ -30,6 +30,20 @@ def _field_line(f) -> str:
     return text
 
 
+def _access_line(spec) -> str:
+    from astcti.api.authz import ACCESS_DOCS, CONTROL, MONITOR
+
+    if callable(spec.access):
+        reads, writes = ACCESS_DOCS[MONITOR], ACCESS_DOCS[CONTROL]
+        text = f"reading: {reads}; changing: {writes}"
+    else:
+        text = ACCESS_DOCS[spec.access]
+    if spec.dials:
+        text += (f"; `{'`, `'.join(spec.dials)}` must pass the dial policy of the user's role"
+                 " (parameter `acti_dial_<role>`)")
+    return text
+
+
 #: The astCTI author's request words next to astcti's own: (author's request, its fields,
 #: astcti's request, its fields, note). Both are declared requests (or fields of one): the
 #: generator checks every name below against the declarations.
@@ -96,7 +110,8 @@ def _vocabulary() -> list[str]:
     out += ["", "Which listeners accept which: every listener (WebSocket `astctiws`, TCP"
                 " `astctiapi`, REST `astctirest` in both its forms) accepts both vocabularies,"
                 " through the one dispatcher. A `token` listener (the default) needs a login"
-                " first, then the user acts on any configured extension. An `auth=none`"
+                " first, then the user acts on the extensions its role allows (see \"Who may do"
+                " what\"). An `auth=none`"
                 " listener takes no login: it admits the addresses of its `allow` list and"
                 " knows each client by its address, seated at one extension by the ipextnmap;"
                 " such a client acts on that extension only.", ""]
@@ -121,6 +136,8 @@ def render() -> str:
             out += [f"#### `{spec.name}`", "", spec.doc, ""]
             if not spec.login:
                 out += ["Allowed before login.", ""]
+            else:
+                out += [f"Who may: {_access_line(spec)}.", ""]
             if spec.fields:
                 out += ["| field | type | | meaning | limits |", "| --- | --- | --- | --- | --- |"]
                 out += [_field_line(f) for f in spec.fields]

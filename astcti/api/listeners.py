@@ -2,6 +2,16 @@
 
 Protocols (the seed's names): `astctiws` (WebSocket), `astctirest` (REST), `astctiapi` (raw TCP).
 Each listener checks its `allow` list (CIDRs or `*`) and its `auth` mode (token | none).
+
+Rules that keep a browser from being used against astcti (CSRF, cross-site WebSocket):
+- an `auth=none` listener must name the hosts allowed to use it without login (`allow` is not
+  `*`, unless the row is `forced`): any web page a user opens could otherwise fire its
+  `GET /makecall`;
+- HTTP and WebSocket requests a browser sends from another site are refused (403) unless that
+  site's origin is in parameter `acti_origins`: the `Origin` header (or, when a browser sends
+  none, the origin of `Referer`; `Sec-Fetch-Site: cross-site` without either is refused too).
+  astcti's own pages (the REST listeners' origins) are always allowed; clients that are not
+  browsers send none of these headers and are not affected.
 """
 
 from __future__ import annotations
@@ -10,13 +20,14 @@ import errno
 import ipaddress
 import logging
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from aiohttp import web
 
 from astcti.api.dispatch import Dispatcher
-from astcti.api.protocol import MAX_REQUEST_BYTES
+from astcti.api.protocol import MAX_REQUEST_BYTES, response
 from astcti.errors import ConfigError
 from astcti.store.store import ListenerRow
 
@@ -71,8 +82,12 @@ def allowed(nets: list[Network] | None, peer: str | None) -> bool:
     return any(addr in net for net in nets)
 
 
+class OpenToEveryone(ConfigError):
+    """An auth=none listener whose allow list is `*` and that was not forced."""
+
+
 def validate(row: ListenerRow) -> None:
-    """A clear ConfigError for a row that cannot work."""
+    """A clear ConfigError for a row that cannot work (or must not, unless forced)."""
     if not 1 <= row.port <= 65535:
         raise ConfigError(f"listener port {row.port} is not between 1 and 65535")
     if row.protocol not in PROTOCOLS:
@@ -85,7 +100,87 @@ def validate(row: ListenerRow) -> None:
     except ValueError:
         if row.bind not in ("*", "localhost"):
             raise ConfigError(f"listener {row.port}: bind {row.bind!r} is not an IP address")
+    if row.auth == "none" and parse_allow(row.allow) is None and not row.forced:
+        raise OpenToEveryone(
+            f"listener {row.port}: auth=none needs an allow list naming the hosts that may use"
+            " it without login (e.g. 10.0.0.5/32 for the CRM server): with * any web page a"
+            " user opens could place calls; add --force to open it to everyone anyway")
     parse_allow(row.allow)
+
+
+def origin_of(url: str) -> str:
+    """`scheme://host[:port]` of a URL (as browsers write origins), or ''."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return ""
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        return ""
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}".lower()
+
+
+class Origins:
+    """Which browser origins may use astcti: its own pages and parameter `acti_origins`."""
+
+    def __init__(self, text: str = "") -> None:
+        self.allowed: set[str] = set()
+        self.everyone = False
+        self.own_ports: Callable[[], set[int]] = lambda: set()
+        self.set(text)
+
+    def set(self, text: str) -> None:
+        origins = {o.strip().rstrip("/").lower() for o in text.split(",") if o.strip()}
+        self.everyone = "*" in origins
+        self.allowed = origins - {"*"}
+
+    @staticmethod
+    def browser_origin(origin: str | None, referer: str | None,
+                       fetch_site: str | None) -> str | None:
+        """The origin of the page that made a request; None when no browser says so."""
+        if origin is not None:
+            return origin.strip().lower() or "null"
+        if referer:
+            return origin_of(referer) or "null"
+        if (fetch_site or "").lower() in ("cross-site", "same-site"):
+            return "null"  # a browser request from another site that does not say which
+        return None
+
+    def refuses(self, headers: Mapping[str, str], scheme: str, host: str) -> str | None:
+        """The refusal words for a browser request from a foreign origin, else None.
+        `headers` are looked up by lower-case name; `scheme://host` is where it was sent."""
+        origin = self.browser_origin(headers.get("origin"), headers.get("referer"),
+                                     headers.get("sec-fetch-site"))
+        if origin is None or self.everyone or origin in self.allowed:
+            return None
+        own = f"{scheme}://{host}".lower()
+        if origin == own:
+            return None
+        parts = urlsplit(origin)
+        try:
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+        except ValueError:
+            port = 0
+        if parts.hostname and parts.hostname == urlsplit(own).hostname and \
+                port in self.own_ports():
+            return None  # a page of one of astcti's REST listeners (toolbar, desktop)
+        shown = origin if origin != "null" else "another site (no origin given)"
+        return (f"browser request from {shown[:80]} refused: add its origin to parameter"
+                " acti_origins if its pages may use astcti")
+
+
+def _lower(headers: Mapping[str, str]) -> dict[str, str]:
+    return {name: headers[name] for name in ("origin", "referer", "sec-fetch-site")
+            if name in headers}
+
+
+def _cors(origin: str, preflight: bool = False) -> dict[str, str]:
+    """What lets an allowed page of another origin read astcti's answers."""
+    headers = {"Access-Control-Allow-Origin": origin, "Vary": "Origin"}
+    if preflight:
+        headers.update({"Access-Control-Allow-Methods": "GET, POST, PUT, DELETE",
+                        "Access-Control-Allow-Headers": "Authorization, Content-Type",
+                        "Access-Control-Max-Age": "600"})
+    return headers
 
 
 @dataclass
@@ -99,10 +194,13 @@ class Running:
 class Listeners:
     """The open client listeners of the daemon."""
 
-    def __init__(self, dispatcher: Dispatcher) -> None:
+    def __init__(self, dispatcher: Dispatcher, origins: str = "") -> None:
         self.dispatcher = dispatcher
         self.running: dict[int, Running] = {}
         self.errors: dict[int, str] = {}
+        self.origins = Origins(origins)
+        self.origins.own_ports = lambda: {p for p, r in self.running.items()
+                                          if r.row.protocol == "astctirest"}
 
     async def open(self, row: ListenerRow) -> None:
         """Open one listener; ConfigError with one line if it cannot (port in use...)."""
@@ -112,7 +210,12 @@ class Listeners:
         self.errors.pop(row.port, None)
         nets = parse_allow(row.allow)
         bind = None if row.bind == "*" else row.bind
-        if row.auth == "none" and bind not in ("127.0.0.1", "::1", "localhost"):
+        if row.auth == "none" and nets is None:
+            log.warning("listener %d (%s) has auth=none for every address (forced): any web page"
+                        " or host that reaches %s can place calls; restrict it with `add tcp %d"
+                        " %s <ALLOW> custom %s auth=none`", row.port, row.protocol, row.bind,
+                        row.port, row.bind, row.protocol)
+        elif row.auth == "none" and bind not in ("127.0.0.1", "::1", "localhost"):
             log.warning("listener %d (%s) has auth=none on %s: anyone allowed by %r can use it",
                         row.port, row.protocol, row.bind, row.allow)
         try:
@@ -171,9 +274,14 @@ class Listeners:
             log.warning("listener %d: refused %s (not in allow %s)", row.port, peer, row.allow)
             return False
 
-        kind = WsServer if row.protocol == "astctiws" else TcpServer
-        server = kind(self.dispatcher, auth_required=row.auth != "none", admit=admit,
-                      name=f"listener {row.port}")
+        server: WsServer | TcpServer
+        if row.protocol == "astctiws":
+            server = WsServer(self.dispatcher, auth_required=row.auth != "none", admit=admit,
+                              name=f"listener {row.port}", origins=self.origins,
+                              tls=context is not None)
+        else:
+            server = TcpServer(self.dispatcher, auth_required=row.auth != "none", admit=admit,
+                               name=f"listener {row.port}")
         await server.start(bind, row.port, context)
         return server.stop
 
@@ -183,13 +291,27 @@ class Listeners:
         factory = HTTP_PROTOCOLS[row.protocol]
         app = factory(self.dispatcher, row.auth != "none")
 
+        origins = self.origins
+
         @web.middleware
         async def allow_list(request: web.Request, handler):
             if not allowed(nets, request.remote):
                 log.warning("listener %d: refused %s (not in allow %s)", row.port,
                             request.remote, row.allow)
                 raise web.HTTPForbidden(text="address not allowed\n")
-            return await handler(request)
+            refusal = origins.refuses(_lower(request.headers), request.scheme, request.host)
+            if refusal is not None:
+                log.warning("listener %d: %s (client %s, %s %s)", row.port, refusal,
+                            request.remote, request.method, request.path[:60])
+                return web.json_response(response("", refusal), status=403)
+            origin = request.headers.get("Origin")
+            if request.method == "OPTIONS" and origin:  # CORS preflight of an allowed page
+                return web.Response(status=204, headers=_cors(origin, preflight=True))
+            reply = await handler(request)
+            if origin and not reply.prepared and origin_of(origin) != \
+                    f"{request.scheme}://{request.host}".lower():
+                reply.headers.update(_cors(origin))
+            return reply
 
         app.middlewares.insert(0, allow_list)
         # a GET in the astCTI form carries a whole request in its URL (up to MAX_REQUEST_BYTES,

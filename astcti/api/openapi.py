@@ -26,12 +26,14 @@ STATUSES = {
     "200": "success: `result` is `success`",
     "400": "bad input: `error` names the field or the JSON problem",
     "401": "not logged in, or wrong credentials/token",
-    "403": "the listener's allow list refuses this address",
+    "403": "not allowed: the user may not act on this extension or dial this number, or the"
+           " listener refuses this address or browser origin",
     "404": "unknown extension, call or path",
     "409": "the request does not fit the current state (e.g. no active call)",
     "413": "request body too large",
     "429": "too many failed logins from this address",
     "500": "internal error (see the astcti log)",
+    "502": "Asterisk refused the operation (`Asterisk refused hold: ...`)",
     "503": "Asterisk link down or store unavailable",
 }
 
@@ -50,8 +52,9 @@ def field_schema(f: Field, *, in_query: bool = False) -> dict[str, Any]:
         schema = {"type": "integer"}
         schema["minimum"] = f.minimum if f.minimum is not None else -(10 ** 17)
         schema["maximum"] = f.maximum if f.maximum is not None else 10 ** 17
-    elif f.type == "boolean":
-        schema = {"type": "boolean"}
+    elif f.type == "boolean":  # the astCTI form sends its fields as text: "true", "0"...
+        schema = {"oneOf": [{"type": "boolean"},
+                            {"type": "string", "enum": ["true", "false", "1", "0"]}]}
     elif in_query:  # an object in a query string travels as JSON text
         schema = {"type": "string", "description": "a JSON object", "example": "{}"}
     else:

@@ -63,8 +63,14 @@ class Outbox:
             reason = f"client too slow: more than {self._limit // 1024} KiB of events unsent"
             log.warning("%s: disconnected: %s", self._name, reason)
             self._overflow = asyncio.get_running_loop().create_task(self._on_overflow(reason))
+            self._overflow.add_done_callback(self._overflow_done)
             return
         transport.write(data)
+
+    def _overflow_done(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            log.error("%s: closing a too slow client failed", self._name,
+                      exc_info=task.exception())
 
     def close(self) -> None:
         """Write nothing more (the connection is ending)."""

@@ -102,6 +102,9 @@ class Field:
 
 
 Handler = Callable[["Services", "Session", dict[str, Any]], Awaitable[dict[str, Any] | None]]
+#: what a request needs (astcti/api/authz.py): session, monitor, control, supervise or admin;
+#: a function of the request's fields when that depends on them (userdata reads and writes)
+Access = str | Callable[[dict[str, Any]], str]
 
 
 @dataclass(frozen=True)
@@ -115,6 +118,10 @@ class RequestSpec:
     response: dict[str, str] = field(default_factory=dict)  # extra response fields -> doc
     # REST resource form (method, path) for the /api/v1 front end
     resource: tuple[str, str] | None = None
+    access: Access = "control"
+    subject: str | None = None  # the field naming the extension acted on
+    served: bool = True  # the subject must be served by a connected Asterisk
+    dials: tuple[str, ...] = ()  # fields holding numbers that will be dialled (dial policy)
 
     def validate(self, message: dict[str, Any]) -> dict[str, Any]:
         args: dict[str, Any] = {}
@@ -134,14 +141,25 @@ ENVELOPE_KEYS = {"id", "request"}
 
 def request(name: str, *fields: Field, doc: str, login: bool = True, group: str = "monitoring",
             response: dict[str, str] | None = None,
-            resource: tuple[str, str] | None = None) -> Callable[[Handler], Handler]:
-    """Declare a request and register its handler."""
+            resource: tuple[str, str] | None = None, access: Access = "control",
+            subject: str | None = "extension", served: bool = True,
+            dials: tuple[str, ...] = ("destination",)) -> Callable[[Handler], Handler]:
+    """Declare a request and register its handler.
+
+    `access` is what the caller's role must allow (default: control of the `subject`
+    extension); `dials` names the fields whose numbers pass the dial policy; `served`: the
+    subject must be an extension a connected Asterisk serves. The dispatcher checks all three
+    before the handler runs (astcti/api/authz.py), never the handler.
+    """
 
     def register(handler: Handler) -> Handler:
         if name in REQUESTS:
             raise ValueError(f"request {name} declared twice")
-        REQUESTS[name] = RequestSpec(name, tuple(fields), doc.strip(), handler, login, group,
-                                     response or {}, resource)
+        names = {f.name for f in fields}
+        REQUESTS[name] = RequestSpec(
+            name, tuple(fields), doc.strip(), handler, login, group, response or {}, resource,
+            access, subject if subject in names else None, served,
+            tuple(d for d in dials if d in names))
         return handler
 
     return register

@@ -32,6 +32,7 @@ from aiohttp import web
 from astcti.api.auth import Identity, address_identity
 from astcti.api.dispatch import Dispatcher
 from astcti.api.session import Session
+from astcti.tasks import Tasks
 from astcti.api.openapi import (
     API_PREFIX,
     EVENTS_PATH,
@@ -89,6 +90,7 @@ class RestFrontEnd:
         self.sessions: dict[str, RestSession] = {}
         self.closing = asyncio.Event()
         self._sweeper: asyncio.Task[None] | None = None
+        self.tasks = Tasks("rest listener")
 
     # -- sessions -------------------------------------------------------------------------------
     def _session(self, key: str, peer: str, identity: Identity | None) -> RestSession:
@@ -121,7 +123,9 @@ class RestFrontEnd:
             identity = auth.check_token(token)
             if identity is None:
                 return None, None, RequestError("invalid or expired token: log in again", 401)
-            return self._session(f"token:{token}", peer, identity), None, None
+            rs = self._session(f"token:{token}", peer, identity)
+            rs.session.tokens.add(token)
+            return rs, None, None
         if scheme.lower() == "basic" and value:
             try:
                 user, sep, password = base64.b64decode(value, validate=True).decode() \
@@ -160,7 +164,7 @@ class RestFrontEnd:
                     self.end(rs)
 
     async def on_startup(self, app: web.Application) -> None:
-        self._sweeper = asyncio.create_task(self.sweep(), name="rest-sweeper")
+        self._sweeper = self.tasks.spawn(self.sweep(), name="rest-sweeper")
 
     async def on_shutdown(self, app: web.Application) -> None:
         self.closing.set()
@@ -168,8 +172,7 @@ class RestFrontEnd:
             rs.wakeup.set()
 
     async def on_cleanup(self, app: web.Application) -> None:
-        if self._sweeper is not None:
-            self._sweeper.cancel()
+        await self.tasks.cancel_all()
         for rs in list(self.sessions.values()):
             self.end(rs)
 
@@ -316,8 +319,8 @@ class RestFrontEnd:
                     await asyncio.wait_for(rs.wakeup.wait(), KEEPALIVE)
                 except TimeoutError:
                     await stream.write(b": keepalive\n\n")
-        except (ConnectionError, asyncio.CancelledError):
-            pass
+        except ConnectionError:
+            pass  # the client went away (aiohttp cancels the handler otherwise)
         finally:
             rs.streams -= 1
             rs.last_used = time.monotonic()

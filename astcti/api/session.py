@@ -28,6 +28,7 @@ class Session:
         self.transport = transport
         self.peer = peer
         self.identity: Identity | None = None
+        self.tokens: set[str] = set()  # tokens this connection logged in with or was given
         self._sink = sink
         self._sink_many = sink_many
 

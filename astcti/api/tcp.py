@@ -72,8 +72,6 @@ class TcpServer:
         self.connections.add(task)
         try:
             await self._serve(reader, writer)
-        except asyncio.CancelledError:
-            pass
         finally:
             self.connections.discard(task)
             writer.close()

@@ -7,7 +7,10 @@ request is being handled, and one sweeper per listener pings idle clients and dr
 An idle connected client costs a few KiB, not the ~15 KiB of a general-purpose HTTP
 framework's WebSocket, and no task.
 
-The upgrade may carry `Authorization: Bearer <token>` or `Basic` to log the session in.
+The upgrade may carry `Authorization: Bearer <token>` or `Basic` to log the session in; a
+browser's upgrade from a foreign `Origin` is refused (403, api/listeners.py `Origins`); a
+connection that has not logged in within LOGIN_TIMEOUT seconds is told so and closed (1008),
+like raw TCP's.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import logging
 import ssl
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from astcti import wsproto
 from astcti.api.auth import address_identity
@@ -26,11 +30,16 @@ from astcti.api.session import Session
 from astcti.api.outbox import Outbox
 from astcti.api.protocol import MAX_REQUEST_BYTES, RequestError, response
 from astcti.wire import Frame, dumpb, ws_text_frame
+from astcti.tasks import watch
+
+if TYPE_CHECKING:
+    from astcti.api.listeners import Origins
 
 log = logging.getLogger(__name__)
 
 HEARTBEAT = 30.0  # ping a client silent this long; drop it if the pong is HEARTBEAT/2 late
 HANDSHAKE_TIMEOUT = 15.0  # from connect to a complete upgrade request (slowloris)
+LOGIN_TIMEOUT = 30.0  # from connect to a successful login (auth=token listeners)
 SWEEP_EVERY = 5.0
 PATHS = ("/", "/ws")
 MAX_PENDING = 64  # requests read ahead of their handling before reading pauses
@@ -44,11 +53,14 @@ class WsServer:
     """One `astctiws` listener: the asyncio server, its connections and their sweeper."""
 
     def __init__(self, dispatcher: Dispatcher, *, auth_required: bool,
-                 admit: Callable[[str], bool], name: str) -> None:
+                 admit: Callable[[str], bool], name: str, origins: Origins | None = None,
+                 tls: bool = False) -> None:
         self.dispatcher = dispatcher
         self.auth_required = auth_required
         self.admit = admit
         self.name = name
+        self.origins = origins
+        self.scheme = "https" if tls else "http"  # what a browser calls this origin
         self.connections: set[WsConnection] = set()
         self.server: asyncio.AbstractServer | None = None
         self._sweeper: asyncio.Task[None] | None = None
@@ -58,7 +70,8 @@ class WsServer:
         loop = asyncio.get_running_loop()
         self.server = await loop.create_server(lambda: WsConnection(self), host, port,
                                                ssl=ssl_context, reuse_address=True)
-        self._sweeper = asyncio.create_task(self._sweep(), name=f"ws-sweep-{self.name}")
+        self._sweeper = watch(asyncio.create_task(self._sweep(), name=f"ws-sweep-{self.name}"),
+                             self.name)
 
     async def stop(self) -> None:
         """Stop listening; tell every client (close 1001) and close its connection."""
@@ -167,6 +180,13 @@ class WsConnection(asyncio.Protocol):
             if handshake.path not in PATHS:
                 raise wsproto.HandshakeError(404, "Not Found", f"no WebSocket at"
                                              f" {handshake.path[:60]}: use /")
+            origins = self.server.origins
+            refusal = origins.refuses(handshake.headers, self.server.scheme,
+                                      handshake.headers.get("host", "")) if origins else None
+            if refusal is not None:
+                log.warning("%s: %s (client %s, WebSocket)", self.server.name, refusal,
+                            self.peer)
+                raise wsproto.HandshakeError(403, "Forbidden", refusal)
         except wsproto.HandshakeError as exc:
             self._refuse(exc)
             return
@@ -176,8 +196,8 @@ class WsConnection(asyncio.Protocol):
         if authorization:  # a credential check may take a while (scrypt): read nothing meanwhile
             assert self.transport is not None
             self.transport.pause_reading()
-            self.worker = asyncio.get_running_loop().create_task(
-                self._login_then_open(handshake, authorization, rest))
+            self.worker = watch(asyncio.get_running_loop().create_task(
+                self._login_then_open(handshake, authorization, rest)), f"ws {self.peer}")
         else:
             self._open(handshake, None, rest)
 
@@ -224,7 +244,8 @@ class WsConnection(asyncio.Protocol):
     def _request(self, text: str) -> None:
         self.pending.append(text)
         if self.worker is None:
-            self.worker = asyncio.get_running_loop().create_task(self._work())
+            self.worker = watch(asyncio.get_running_loop().create_task(self._work()),
+                                f"ws {self.peer}")
         if len(self.pending) >= MAX_PENDING and self.transport is not None:
             self.transport.pause_reading()
 
@@ -261,6 +282,14 @@ class WsConnection(asyncio.Protocol):
         if self.closing:
             if now - self.seen > HEARTBEAT / 2:
                 self.abort()  # no close frame back: stop waiting
+            return
+        session = self.session
+        if session is not None and session.identity is None and self.worker is None and \
+                now - self.opened > LOGIN_TIMEOUT:
+            why = f"login timeout: send a login request within {LOGIN_TIMEOUT:g} s"
+            log.info("ws %s: closed: login timeout", self.peer)
+            self._reply(response("", why))
+            self.close(wsproto.POLICY_VIOLATION, "login timeout")
             return
         if self.ping_sent:
             if now - self.ping_sent > HEARTBEAT / 2:
@@ -299,6 +328,7 @@ async def _header_login(dispatcher: Dispatcher, session: Session,
     try:
         if scheme.lower() == "bearer":
             session.identity = await auth.login(session.peer, None, None, value.strip())
+            session.tokens.add(value.strip())
         elif scheme.lower() == "basic":
             user, _, password = base64.b64decode(value.strip()).decode().partition(":")
             session.identity = await auth.login(session.peer, user, password, None)

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 from datetime import datetime, timezone
+from typing import TYPE_CHECKING
 
 from astcti.cti.directory import Directory
 from astcti.cti.events import (
@@ -31,6 +32,11 @@ from astcti.pbx.link import AsteriskLink
 from astcti.pbx.queues import SUCCESS, QueueControl, QueueError
 from astcti.store import Store
 from astcti.store.store import AgentRow
+from astcti.store.writer import ImmediateWriter, StoreWriter
+from astcti.tasks import Tasks
+
+if TYPE_CHECKING:
+    from astcti.pbx.ami import AmiLink
 
 log = logging.getLogger(__name__)
 
@@ -100,8 +106,11 @@ class AcdService:
     """Agents per extension, their queue membership through the link, and their events."""
 
     def __init__(self, store: Store, directory: Directory, hub: Hub,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 writer: StoreWriter | ImmediateWriter | None = None) -> None:
         self.store = store
+        self.writer = writer or ImmediateWriter(store)  # saves agents off the event path
+        self.tasks = Tasks("ACD")
         self.directory = directory
         self.hub = hub
         self.clock = clock
@@ -112,10 +121,14 @@ class AcdService:
         self._names: dict[str, tuple[str, str]] = {}  # waiting channel name -> (callid, number)
         self._locks: dict[str, asyncio.Lock] = {}
         self._busy: set[str] = set()  # extensions with a queue change in flight
+        self._claims: dict[str, str] = {}  # agent id -> extension of a login in progress
         self._acw_tasks: dict[str, asyncio.Task[None]] = {}
         self._poller: asyncio.Task[None] | None = None
         # queue statistics: each read of a queue's callers, (callid, number) by position
         self.on_waiting: Callable[[str, list[tuple[str, str]]], None] | None = None
+        # (link, queue) -> callers by position: (caller key, callid, number)
+        self._queues: dict[tuple[str, str], list[tuple[str, str, str]]] = {}
+        self._fed: set[str] = set()  # links whose waiting callers come from AMI events
         for row in store.agents():
             self.agents[row.extension] = Agent(row.extension, row.agentid, list(row.groups),
                                                row.state, row.reason, row.since, row.acw_until,
@@ -195,50 +208,62 @@ class AcdService:
                 if other.agentid == agentid:
                     raise AcdError(f"agent {agentid} is already logged in on extension"
                                    f" {other.extension}: acdlogout there first")
-            groups = groups or self.default_groups(agentid)
-            if not groups:
-                raise AcdError("no queue to join: pass groups or set parameter"
-                               f" acti_agentgroups (or acti_agentgroups_{agentid})", 400)
-            control = self._control(extension)
-            exists = await control.exists(groups)
-            missing = [q for q, ok in exists.items() if not ok]
-            if missing:
-                raise AcdError(f"queue {', '.join(missing)} does not exist on Asterisk: check"
-                               " the name or create it in queues.conf", 404)
-            iface, state_iface = self.interfaces(extension)
-            state = READY if self._param("acti_loginstate", "notready").lower() in (
-                "ready", "auto", "manual") else NOTREADY
-            members = await control.membership(groups, iface)
-            joined: list[str] = []
-            self._busy.add(extension)
+            claimed = self._claims.get(agentid)
+            if claimed is not None:  # the same agent id logging in elsewhere at this moment
+                raise AcdError(f"agent {agentid} is logging in on extension {claimed} right"
+                               " now: only one extension per agent", 409)
+            self._claims[agentid] = extension  # held until this login is done, either way
             try:
-                for queue in groups:
-                    if members[queue] is not None:  # already a member (e.g. a feature code)
-                        await self._apply_pause(control, queue, iface, state, "")
-                        continue
-                    status = await control.add(queue, iface, state_iface, f"{agentid}",
-                                               paused=state != READY)
-                    if status not in SUCCESS["add"]:
-                        raise QueueError(f"cannot join queue {queue}: Asterisk said {status}")
-                    joined.append(queue)
-            except (QueueError, AriError) as exc:
-                for queue in joined:  # nothing half done
-                    try:
-                        await control.remove(queue, iface)
-                    except (QueueError, AriError):
-                        log.warning("could not undo join of %s to %s", iface, queue)
-                raise AcdError(str(exc) if isinstance(exc, QueueError) else exc.message, 502)
+                return await self._login(extension, agentid, groups)
             finally:
-                self._busy.discard(extension)
-            agent = Agent(extension, agentid, groups, state, "", _iso(),
-                          mode=AUTO_IN if state == READY else "")
-            self.agents[extension] = agent
-            self.store.save_agent(agent.row())
-            await control.link.subscribe(self._pause_sources(agent))
-            self._publish(AgentLoggedOn, agent)
-            self._publish_state(agent)
-            self._ensure_poller()
-            return agent
+                self._claims.pop(agentid, None)
+
+    async def _login(self, extension: str, agentid: str, groups: list[str] | None) -> Agent:
+        """acdlogin's work (under the extension's lock, the agent id claimed)."""
+        groups = groups or self.default_groups(agentid)
+        if not groups:
+            raise AcdError("no queue to join: pass groups or set parameter"
+                           f" acti_agentgroups (or acti_agentgroups_{agentid})", 400)
+        control = self._control(extension)
+        exists = await control.exists(groups)
+        missing = [q for q, ok in exists.items() if not ok]
+        if missing:
+            raise AcdError(f"queue {', '.join(missing)} does not exist on Asterisk: check"
+                           " the name or create it in queues.conf", 404)
+        iface, state_iface = self.interfaces(extension)
+        state = READY if self._param("acti_loginstate", "notready").lower() in (
+            "ready", "auto", "manual") else NOTREADY
+        members = await control.membership(groups, iface)
+        joined: list[str] = []
+        self._busy.add(extension)
+        try:
+            for queue in groups:
+                if members[queue] is not None:  # already a member (e.g. a feature code)
+                    await self._apply_pause(control, queue, iface, state, "")
+                    continue
+                status = await control.add(queue, iface, state_iface, f"{agentid}",
+                                           paused=state != READY)
+                if status not in SUCCESS["add"]:
+                    raise QueueError(f"cannot join queue {queue}: Asterisk said {status}")
+                joined.append(queue)
+        except (QueueError, AriError) as exc:
+            for queue in joined:  # nothing half done
+                try:
+                    await control.remove(queue, iface)
+                except (QueueError, AriError):
+                    log.warning("could not undo join of %s to %s", iface, queue)
+            raise AcdError(str(exc) if isinstance(exc, QueueError) else exc.message, 502)
+        finally:
+            self._busy.discard(extension)
+        agent = Agent(extension, agentid, groups, state, "", _iso(),
+                      mode=AUTO_IN if state == READY else "")
+        self.agents[extension] = agent
+        self._save(agent)
+        await control.link.subscribe(self._pause_sources(agent))
+        self._publish(AgentLoggedOn, agent)
+        self._publish_state(agent)
+        self._ensure_poller()
+        return agent
 
     async def logout(self, extension: str, agentid: str, groups: list[str] | None) -> Agent:
         async with self._lock(extension):
@@ -271,13 +296,18 @@ class AcdService:
             return
         self._publish(AgentLoggedOff, replace_groups(agent, gone), reason="request")
         if agent.groups:
-            self.store.save_agent(agent.row())
+            self._save(agent)
         else:
             self._forget(agent)
 
+    def _save(self, agent: Agent) -> None:
+        row = agent.row()
+        self.writer.put(f"agent:{row.extension}", lambda store: store.save_agent(row))
+
     def _forget(self, agent: Agent) -> None:
         self.agents.pop(agent.extension, None)
-        self.store.remove_agent(agent.extension)
+        ext = agent.extension
+        self.writer.put(f"agent:{ext}", lambda store: store.remove_agent(ext))
         task = self._acw_tasks.pop(agent.extension, None)
         if task is not None:
             task.cancel()
@@ -329,7 +359,7 @@ class AcdService:
             if timeout > 0:
                 agent.acw_until = self.clock() + timeout
                 self._start_acw_timer(agent)
-        self.store.save_agent(agent.row())
+        self._save(agent)
         self._publish_state(agent)
 
     @staticmethod
@@ -366,7 +396,7 @@ class AcdService:
         old = self._acw_tasks.pop(agent.extension, None)
         if old is not None:
             old.cancel()
-        self._acw_tasks[agent.extension] = asyncio.create_task(
+        self._acw_tasks[agent.extension] = self.tasks.spawn(
             end_acw(), name=f"acw-{agent.extension}")
 
     def _auto_acw(self, agent: Agent) -> None:
@@ -385,7 +415,7 @@ class AcdService:
                         log.warning("automatic after-call work for agent %s failed: %s",
                                     agent.agentid, exc)
 
-        asyncio.get_running_loop().create_task(start(), name=f"autoacw-{agent.extension}")
+        self.tasks.spawn(start(), name=f"autoacw-{agent.extension}")
 
     # -- events ---------------------------------------------------------------------------------
     def _publish(self, cls: type[AgentEvent], agent: Agent, **extra: object) -> None:
@@ -471,12 +501,15 @@ class AcdService:
                 agent.state, agent.reason, agent.since, agent.acw_until = READY, "", _iso(), None
             else:
                 continue
-            self.store.save_agent(agent.row())
+            self._save(agent)
             self._publish_state(agent)
 
     # -- Asterisk is the truth --------------------------------------------------------------------
     async def on_link_up(self, link: AsteriskLink) -> None:
         """Re-read every stored agent this Asterisk serves; correct and announce any drift."""
+        old = self.controls.get(link.name)
+        if old is not None:
+            await old.close_probe()  # of the previous connection, if Asterisk still has it
         self.controls[link.name] = QueueControl(link)
         for agent in list(self.agents.values()):
             if self.directory.serving.get(agent.extension) != link.name:
@@ -516,39 +549,114 @@ class AcdService:
             self._publish_state(agent)
         if agent.state == ACW and agent.acw_until:
             self._start_acw_timer(agent)
-        self.store.save_agent(agent.row())
+        self._save(agent)
 
-    # -- callers waiting in the queues --------------------------------------------------------------
+    # -- callers waiting in the queues ---------------------------------------------------------
+    # app_queue tells AMI (QueueCallerJoin/Leave/Abandon) who waits; where an Asterisk has an
+    # AMI link those events feed the lists as they happen (no polling, no channel). Without AMI
+    # the poller reads QUEUE_WAITING_COUNT/QUEUE_GET_CHANNEL once a second while agents are
+    # logged in, on ONE probe channel per Asterisk kept for as long as it polls (ARI evaluates
+    # dialplan functions only on a channel).
+    AMI_EVENTS = ("QueueCallerJoin", "QueueCallerLeave", "QueueCallerAbandon")
+
+    def attach_ami(self, ami: AmiLink) -> Callable[[], None]:
+        """Follow the waiting callers of `ami`'s Asterisk from its events; returns the detach."""
+        link = ami.config.sibling
+        removers = [ami.on(name, self._on_ami_caller) for name in self.AMI_EVENTS]
+
+        async def resync(source: AmiLink) -> None:
+            try:
+                await self._ami_resync(link, source)
+            except AstctiError as exc:  # app_queue not loaded yet, AMI down again, no answer
+                log.warning("%s: cannot read the waiting callers (the ACD polls the queues"
+                            " meanwhile): %s", source.name, exc)
+
+        ami.up_hooks.append(resync)
+
+        def detach() -> None:
+            for remove in removers:
+                remove()
+            if resync in ami.up_hooks:
+                ami.up_hooks.remove(resync)
+            self._fed.discard(link)
+        return detach
+
+    def _fed_by_ami(self, link: AsteriskLink) -> bool:
+        ami = getattr(link, "ami", None)
+        return ami is not None and ami.up and link.name in self._fed
+
+    def _on_ami_caller(self, ami: AmiLink, event: dict[str, object]) -> None:
+        link, queue = ami.config.sibling, str(event.get("Queue", ""))
+        uniqueid = str(event.get("Uniqueid", ""))
+        if not queue or not uniqueid or link not in self._fed:
+            return
+        callers = [c for c in self._queues.get((link, queue), []) if c[0] != uniqueid]
+        if event.get("Event") == "QueueCallerJoin":
+            callid = str(event.get("Linkedid") or uniqueid)
+            position = _int(event.get("Position"), len(callers) + 1)
+            callers.insert(max(0, min(position - 1, len(callers))),
+                           (uniqueid, callid, str(event.get("CallerIDNum", ""))))
+        self._set_queue(link, queue, callers)
+
+    async def _ami_resync(self, link: str, ami: AmiLink) -> None:
+        """After an AMI (re)connect: every queue's callers as Asterisk has them now."""
+        lists: dict[str, list[tuple[int, tuple[str, str, str]]]] = {}
+        for message in await ami.queue_status():
+            queue = str(message.get("Queue", ""))
+            if message.get("Event") == "QueueParams" and queue:
+                lists.setdefault(queue, [])
+            elif message.get("Event") == "QueueEntry" and queue:
+                uniqueid = str(message.get("Uniqueid", ""))
+                lists.setdefault(queue, []).append((
+                    _int(message.get("Position")),
+                    (uniqueid, str(message.get("Linkedid") or uniqueid),
+                     str(message.get("CallerIDNum", "")))))
+        self._fed.add(link)
+        for (name, queue) in [k for k in self._queues if k[0] == link and k[1] not in lists]:
+            self._set_queue(name, queue, [])
+        for queue, entries in lists.items():
+            self._set_queue(link, queue, [caller for _pos, caller in sorted(entries)])
+
+    def _set_queue(self, link: str, queue: str, callers: list[tuple[str, str, str]]) -> None:
+        """A queue's callers now, first first: announce new positions, update `waiting`."""
+        if callers:
+            self._queues[(link, queue)] = callers
+        else:
+            self._queues.pop((link, queue), None)
+        for position, (_uid, callid, number) in enumerate(callers, 1):
+            if self.waiting.get(callid) != (queue, position):
+                self._announce(callid, queue, position, number)
+        self.waiting = {callid: (q, position) for (_l, q), entries in self._queues.items()
+                        for position, (_uid, callid, _n) in enumerate(entries, 1)}
+        if self.on_waiting is not None:
+            self.on_waiting(queue, [(callid, number) for _uid, callid, number in callers])
+
     def _ensure_poller(self) -> None:
         if self.agents and (self._poller is None or self._poller.done()):
-            self._poller = asyncio.get_running_loop().create_task(self._poll(), name="acd-poll")
+            self._poller = self.tasks.spawn(self._poll(), name="acd-poll")
 
     async def stop(self) -> None:
-        tasks = [t for t in [self._poller, *self._acw_tasks.values()] if t is not None]
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            try:
-                await task
-            except (asyncio.CancelledError, Exception):
-                pass
+        await self.tasks.cancel_all()
+        self._poller = None
+        self._acw_tasks.clear()
+        for control in self.controls.values():
+            await control.close_probe()
 
     async def _poll(self) -> None:
-        """Announce callers waiting in an agent's queues (`queued`, with their position).
-
-        app_queue publishes caller joins to AMI only, so the waiting list is read with
-        QUEUE_WAITING_COUNT/QUEUE_GET_CHANNEL while agents are logged in.
-        """
-        while self.agents:
-            try:
-                await self._poll_once()
-            except asyncio.CancelledError:
-                raise
-            except (AstctiError, AriError) as exc:
-                log.debug("queue poll: %s", getattr(exc, "message", exc))
-            except Exception:
-                log.exception("queue poll failed")
-            await asyncio.sleep(POLL_INTERVAL)
+        """Announce callers waiting in an agent's queues (`queued`, with their position) on the
+        Asterisks that have no AMI link, while agents are logged in."""
+        try:
+            while self.agents:
+                try:
+                    await self._poll_once()
+                except (AstctiError, AriError) as exc:
+                    log.debug("queue poll: %s", getattr(exc, "message", exc))
+                except Exception:
+                    log.exception("queue poll failed")
+                await asyncio.sleep(POLL_INTERVAL)
+        finally:
+            for control in self.controls.values():
+                await control.close_probe()
 
     async def _poll_once(self) -> None:
         by_link: dict[str, set[str]] = {}
@@ -556,31 +664,26 @@ class AcdService:
             name = self.directory.serving.get(agent.extension)
             if name:
                 by_link.setdefault(name, set()).update(agent.groups)
-        seen: dict[str, tuple[str, int]] = {}
         for name, queues in by_link.items():
             control = self.controls.get(name)
             if control is None or not control.link.up:
                 continue
+            if self._fed_by_ami(control.link):
+                await control.close_probe()
+                continue
             for queue in sorted(queues):
-                channels = await control.waiting(queue)
+                channels = await control.waiting(queue, keep=True)
                 unknown = [c for c in channels if c and c not in self._names]
                 if unknown:
                     for ch in await control.link.call("channels", "list") or []:
                         linkedid = (ch.get("channelvars") or {}).get("CHANNEL(linkedid)")
                         self._names[ch["name"]] = (linkedid or ch["id"],
                                                    (ch.get("caller") or {}).get("number", ""))
-                listed: list[tuple[str, str]] = []
-                for position, channel in enumerate(channels, 1):
-                    if channel in self._names:
-                        callid, number = self._names[channel]
-                        listed.append((callid, number))
-                        seen[callid] = (queue, position)
-                        if self.waiting.get(callid) != (queue, position):
-                            self._announce(callid, queue, position, number)
-                if self.on_waiting is not None:
-                    self.on_waiting(queue, listed)
-        self.waiting = seen
-        live = {callid for callid, _ in self._names.values() if callid in seen}
+                self._set_queue(name, queue, [(channel, *self._names[channel])
+                                              for channel in channels if channel in self._names])
+            for key in [k for k in self._queues if k[0] == name and k[1] not in queues]:
+                self._set_queue(name, key[1], [])
+        live = set(self.waiting)
         self._names = {n: v for n, v in self._names.items() if v[0] in live}
 
     def _announce(self, callid: str, queue: str, position: int, number: str) -> None:
@@ -588,6 +691,13 @@ class AcdService:
             if queue in agent.groups and callid not in agent.queue_calls:
                 self.hub.publish(Queued(agent.extension, callid, _iso(), queue=queue,
                                         position=position, calling=number))
+
+
+def _int(value: object, default: int = 0) -> int:
+    try:
+        return int(str(value))
+    except ValueError:
+        return default
 
 
 def replace_groups(agent: Agent, groups: list[str]) -> Agent:

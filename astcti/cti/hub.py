@@ -8,6 +8,7 @@ behind.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -15,6 +16,8 @@ from typing import NamedTuple, Protocol
 
 from astcti.cti.events import CtiEvent
 from astcti.wire import Frame
+
+log = logging.getLogger(__name__)
 
 
 class Subscriber(Protocol):
@@ -113,8 +116,8 @@ class Hub:
         if subs:
             for sub in tuple(subs):
                 sub.deliver(frame)
-        for observe in self.observers:
-            observe(event)
+        if self.observers:
+            self._observe(event)
 
     def publish_all(self, events: Iterable[CtiEvent]) -> None:
         """Events of one moment (e.g. from one ARI event): a client monitoring several of them
@@ -138,9 +141,17 @@ class Hub:
                 sub.deliver(frames[0])
             else:
                 sub.deliver_many(frames)
-        for event in events:
-            for observe in self.observers:
+        if self.observers:
+            for event in events:
+                self._observe(event)
+
+    def _observe(self, event: CtiEvent) -> None:
+        for observe in self.observers:
+            try:  # one observer's bug must not cost the others (or the next events) this event
                 observe(event)
+            except Exception:
+                log.exception("hub observer %s failed on %s", getattr(observe, "__qualname__",
+                                                                      observe), event.NAME)
 
     def missed(self, extension: str, lastseq: int) -> list[Frame] | None:
         """Events after `lastseq`, or None if some of them are no longer buffered."""

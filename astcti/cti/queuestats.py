@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from astcti.cti.acd import AcdService
     from astcti.cti.tracker import Tracker
     from astcti.store import Store
+from astcti.tasks import cancel_and_wait, watch
 
 log = logging.getLogger(__name__)
 
@@ -557,7 +558,8 @@ class QueueStatsService:
             return
         self._flush = loop.call_later(FLUSH_DELAY, self.flush)
         if self._ticker is None or self._ticker.done():
-            self._ticker = loop.create_task(self._tick(), name="queuestats-day")
+            self._ticker = watch(loop.create_task(self._tick(), name="queuestats-day"),
+                                 "queue statistics")
 
     def flush(self) -> None:
         """Publish the lines that changed since they were last shown."""
@@ -600,9 +602,5 @@ class QueueStatsService:
         if self._flush is not None:
             self._flush.cancel()
             self._flush = None
-        if self._ticker is not None:
-            self._ticker.cancel()
-            try:
-                await self._ticker
-            except (asyncio.CancelledError, Exception):
-                pass
+        await cancel_and_wait(self._ticker)
+        self._ticker = None

@@ -1,8 +1,8 @@
 """User data attached to a call: merged by clients and the dialplan, delivered with its events.
 
 A call's data (callid = Asterisk linkedid) lives here while the call lives, plus a grace period
-for late readers, and is written to the store on every change so a daemon restart during the
-call loses nothing. Data the dialplan set (`ASTCTI_USERDATA`, see the tracker) is folded in
+for late readers, and is saved on every change (by the background writer, astcti/store/writer.py,
+never on the event path) so a daemon restart during the call loses nothing. Data the dialplan set (`ASTCTI_USERDATA`, see the tracker) is folded in
 when the tracker reports it, so IVR-collected data follows the call like client data does.
 """
 
@@ -18,6 +18,7 @@ from astcti.cti.events import (
     CallCleared, ConnectionCleared, CtiEvent, Delivered, Established, Originated, Transferred,
 )
 from astcti.store import Store
+from astcti.store.writer import ImmediateWriter, StoreWriter
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +59,10 @@ class UserDataService:
     """Per-call user data: client merges, dialplan data, persistence, hand-over, expiry."""
 
     def __init__(self, store: Store, grace: float = 60.0,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 writer: StoreWriter | ImmediateWriter | None = None) -> None:
         self.store = store
+        self.writer = writer or ImmediateWriter(store)
         self.grace = grace
         self.clock = clock
         self.calls: dict[str, dict[str, Any]] = {}
@@ -81,7 +84,7 @@ class UserDataService:
             self.calls[callid] = data if isinstance(data, dict) else {}
             if expires is not None:
                 self.expires[callid] = expires
-        self.store.remove_userdata(stale)
+        self._forget_saved(stale)
         if self.calls:
             log.info("recovered user data of %d call(s)", len(self.calls))
 
@@ -116,8 +119,15 @@ class UserDataService:
         return dict(merged)
 
     def _save(self, callid: str, data: dict[str, Any]) -> None:
-        self.store.save_userdata(callid, json.dumps(data), self.expires.get(callid))
+        text, expires = json.dumps(data), self.expires.get(callid)
+        self.writer.put(f"userdata:{callid}",
+                        lambda store: store.save_userdata(callid, text, expires))
         self.calls[callid] = data
+
+    def _forget_saved(self, callids: list[str]) -> None:
+        for callid in callids:
+            self.writer.put(f"userdata:{callid}",
+                            lambda store, c=callid: store.remove_userdata([c]))
 
     # -- the event side ---------------------------------------------------------------------------
     def decorate(self, events: Iterable[CtiEvent]) -> list[CtiEvent]:
@@ -163,4 +173,4 @@ class UserDataService:
         for callid in gone:
             del self.expires[callid]
             self.calls.pop(callid, None)
-        self.store.remove_userdata(gone)
+        self._forget_saved(gone)

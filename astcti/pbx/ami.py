@@ -32,11 +32,13 @@ from panoramisk.message import Message
 
 from astcti.errors import AstctiError
 from astcti.pbx.linkconfig import AmiLinkConfig
+from astcti.tasks import cancel_and_wait, watch
 
 log = logging.getLogger(__name__)
 
 BACKOFF_FIRST = 0.5
 BACKOFF_MAX = 15.0
+STABLE_AFTER = 30.0  # a connection that lasted this long resets the backoff (see pbx/link.py)
 ACTION_TIMEOUT = 5.0
 CONNECT_TIMEOUT = 5.0
 
@@ -164,16 +166,12 @@ class AmiLink:
 
     # -- lifecycle ------------------------------------------------------------------------------
     def start(self) -> None:
-        self._task = asyncio.create_task(self._supervise(), name=f"ami-{self.name}")
+        self._task = watch(asyncio.create_task(self._supervise(), name=f"ami-{self.name}"),
+                           self.name)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
         self._close()
         self.up = False
         self._up_event.clear()
@@ -187,10 +185,12 @@ class AmiLink:
 
     async def _supervise(self) -> None:
         delay = BACKOFF_FIRST
+        loop = asyncio.get_running_loop()
         while True:
+            connected_at: float | None = None
             try:
                 await self._connect()
-                delay = BACKOFF_FIRST
+                connected_at = loop.time()
                 reason = await self._watch()
             except asyncio.CancelledError:
                 self._close()
@@ -200,6 +200,8 @@ class AmiLink:
             except Exception as exc:  # a bug must not end the supervision for good
                 log.exception("%s: unexpected AMI error", self.name)
                 reason = f"internal error: {type(exc).__name__}"
+            if connected_at is not None and loop.time() - connected_at >= STABLE_AFTER:
+                delay = BACKOFF_FIRST  # it stayed up: a new outage, retry quickly
             self._mark_down(reason)
             await asyncio.sleep(delay * random.uniform(0.8, 1.2))
             delay = min(delay * 2, BACKOFF_MAX)

@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import re
+import ssl
 import struct
 from collections import deque
 from collections.abc import Callable
@@ -96,9 +97,43 @@ def rest_over_websocket(version: str | None) -> bool:
     return since is not None and (major, minor) >= since
 
 
+def tls_context(config: LinkConfig) -> ssl.SSLContext | None:
+    """The verifying client context of an https/wss link (None for plain http)."""
+    if not config.tls:
+        return None
+    try:
+        return ssl.create_default_context(cafile=config.cafile or None)
+    except (OSError, ssl.SSLError) as exc:
+        raise AriError(503, f"{config.name}: cannot load CA file {config.cafile!r} (parameter"
+                            f" acti_ari_cafile): {getattr(exc, 'strerror', None) or exc}")
+
+
+def untrusted(config: LinkConfig, why: str) -> str:
+    """The one line for a certificate astcti cannot trust (never a silent downgrade)."""
+    return (f"{config.name}: the certificate of {config.base_url} is not trusted ({why}): give"
+            " the CA that signed it with `update parameter acti_ari_cafile /path/ca.pem`, or fix"
+            " the host name in the link to match the certificate")
+
+
 def _auth_header(config: LinkConfig) -> str:
     raw = f"{config.username}:{config.password}".encode()
     return "Basic " + base64.b64encode(raw).decode("ascii")
+
+
+class _HttpClient(AsynchronousHttpClient):
+    """aioswagger's HTTP client kept on the link's scheme: Asterisk's api-docs announce an
+    `http://` basePath even when they are read over TLS, so every request would otherwise go
+    in clear text to the TLS port (and be dropped)."""
+
+    def __init__(self, auth: BasicAuthenticator, tls: bool) -> None:
+        super().__init__(auth=auth)
+        self._tls = tls
+
+    async def request(self, method: str, url: str, params: Any = None, data: Any = None,
+                      headers: Any = None) -> Any:
+        if self._tls and url.startswith("http://"):
+            url = "https://" + url[len("http://"):]
+        return await super().request(method, url, params=params, data=data, headers=headers)
 
 
 class AriRest:
@@ -112,13 +147,14 @@ class AriRest:
 
     async def open(self, timeout: float = 10.0) -> None:
         """Load Asterisk's ARI description; fails with AriError on bad credentials or no answer."""
-        http = AsynchronousHttpClient(
-            auth=BasicAuthenticator(self.config.host.strip("[]"), self.config.username,
-                                    self.config.password)
-        )
+        http = _HttpClient(BasicAuthenticator(self.config.host.strip("[]"),
+                                              self.config.username, self.config.password),
+                           self.config.tls)
         # aioari builds a session without timeout; give it one of ours.
         await http.session.close()
-        http.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout))
+        connector = aiohttp.TCPConnector(ssl=tls_context(self.config) or True)
+        http.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout),
+                                             connector=connector)
         client = aioari.Client(self.config.base_url + "/", http)
         try:
             await client.init()
@@ -232,6 +268,12 @@ def _translate(exc: BaseException, config: LinkConfig) -> BaseException:
         return AriError(status, f"{status} {text}".strip())
     if isinstance(exc, TypeError) and "405" in str(exc):
         return AriError(405, "405 method not allowed")
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        why = getattr(exc.certificate_error, "verify_message", None) or exc.certificate_error
+        return AriError(503, untrusted(config, str(why)))
+    if isinstance(exc, aiohttp.ClientSSLError):
+        return AriError(503, f"{config.name}: TLS with {config.base_url} failed ({exc}): is"
+                             " that port Asterisk's tlsbindaddr (http.conf tlsenable=yes)?")
     if isinstance(exc, aiohttp.ClientConnectorError):
         return AriError(503, f"{config.name}: cannot reach Asterisk ARI at {config.base_url}"
                              f" ({exc.os_error.strerror or exc.os_error}): is Asterisk running"
@@ -309,31 +351,41 @@ class AriEventSocket(asyncio.Protocol):
         self._closed = loop.create_future()
         host = config.host.strip("[]")
         try:
-            await asyncio.wait_for(loop.create_connection(lambda: self, host, config.port),
-                                   self.CONNECT_TIMEOUT)
+            tls = tls_context(config)  # wss: the certificate verified, host name included
+            await asyncio.wait_for(loop.create_connection(
+                lambda: self, host, config.port, ssl=tls,
+                server_hostname=host if tls is not None else None), self.CONNECT_TIMEOUT)
             assert self.transport is not None
             target = f"/ari/events?{urlencode({'app': config.app, 'subscribeAll': 'false'})}"
             self.transport.write(wsproto.client_request(
                 f"{config.base_url.split('//', 1)[1]}", target, self._key,
                 {"Authorization": _auth_header(config)}))
             await asyncio.wait_for(asyncio.shield(self._opened), self.CONNECT_TIMEOUT)
+        except TimeoutError:  # an OSError too: first, or a silence reads "cannot reach ()"
+            self._give_up()
+            raise AriError(503, f"{config.name}: ARI at {config.base_url} did not answer"
+                                f" within {self.CONNECT_TIMEOUT:g} s") from None
         except wsproto.HandshakeError as exc:
-            self._abort()
+            self._give_up()
             if exc.status == 401:
                 raise AriError(401, f"{config.name}: Asterisk rejected ARI user"
                                     f" {config.username!r}: check the user in ari.conf and the"
                                     " link's password") from None
             raise AriError(exc.status, f"{config.name}: ARI events websocket refused:"
                                        f" {exc.text}") from None
+        except ssl.SSLCertVerificationError as exc:
+            self._give_up()
+            raise AriError(503, untrusted(config, exc.verify_message or str(exc))) from None
+        except ssl.SSLError as exc:
+            self._give_up()
+            raise AriError(503, f"{config.name}: TLS with {config.base_url} failed ({exc}): is"
+                                " that port Asterisk's tlsbindaddr (http.conf tlsenable=yes)?"
+                           ) from None
         except OSError as exc:
-            self._abort()
+            self._give_up()
             raise AriError(503, f"{config.name}: cannot reach Asterisk ARI at"
                                 f" {config.base_url} ({exc.strerror or exc}): is Asterisk"
                                 " running with http.conf enabled on that address?") from None
-        except TimeoutError:
-            self._abort()
-            raise AriError(503, f"{config.name}: ARI at {config.base_url} did not answer"
-                                f" within {self.CONNECT_TIMEOUT:g} s") from None
         self._seen = loop.time()
         self._timer = loop.call_later(self.heartbeat, self._check)
 
@@ -527,6 +579,13 @@ class AriEventSocket(asyncio.Protocol):
     def _fail_open(self, error: wsproto.HandshakeError) -> None:
         if self._opened is not None and not self._opened.done():
             self._opened.set_exception(error)
+        self._abort()
+
+    def _give_up(self) -> None:
+        """Opening failed and no one awaits the opening any more: abort, and settle it first
+        (else its failure from connection_lost is an unobserved error in the log)."""
+        if self._opened is not None and not self._opened.done():
+            self._opened.cancel()
         self._abort()
 
     def _abort(self) -> None:

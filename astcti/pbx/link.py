@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import random
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from astcti.errors import AstctiError
 from astcti.pbx.ari import AriError, AriEvent, AriEventSocket, AriRest, rest_over_websocket
 from astcti.pbx.linkconfig import LinkConfig
+from astcti.tasks import cancel_and_wait, watch
 
 if TYPE_CHECKING:
     from astcti.pbx.ami import AmiLink
@@ -28,6 +30,11 @@ log = logging.getLogger(__name__)
 
 BACKOFF_FIRST = 0.5
 BACKOFF_MAX = 15.0
+#: a connection that lasted this long was a real one: the next reconnect starts quickly again;
+#: shorter (Asterisk accepts then drops us) keeps backing off, so a flapping Asterisk is not
+#: hammered with a resubscribe and resync every half second
+STABLE_AFTER = 30.0
+clock = time.monotonic
 # event sources per subscription request, sent as a JSON array: each answer lists every
 # source subscribed so far, so few large batches keep a link-up with thousands of extensions
 # from costing O(n^2) bytes (20,000 extensions: 39 s in batches of 100); Asterisk's HTTP
@@ -109,16 +116,12 @@ class AsteriskLink:
 
     # -- lifecycle ----------------------------------------------------------------------------
     def start(self) -> None:
-        self._task = asyncio.create_task(self._supervise(), name=f"link-{self.name}")
+        self._task = watch(asyncio.create_task(self._supervise(), name=f"link-{self.name}"),
+                           self.name)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
         await self.rest.close()
 
     async def wait_up(self, timeout: float) -> bool:
@@ -131,9 +134,10 @@ class AsteriskLink:
     async def _supervise(self) -> None:
         delay = BACKOFF_FIRST
         while True:
+            connected_at: float | None = None
             try:
                 await self._connect()
-                delay = BACKOFF_FIRST
+                connected_at = clock()
                 reason = await self._pump()
             except asyncio.CancelledError:
                 await self._teardown()
@@ -143,6 +147,8 @@ class AsteriskLink:
             except Exception as exc:  # a bug must not kill the link for good
                 log.exception("%s: unexpected error", self.name)
                 reason = f"internal error: {type(exc).__name__}"
+            if connected_at is not None and clock() - connected_at >= STABLE_AFTER:
+                delay = BACKOFF_FIRST  # it stayed up: this is a new outage, retry quickly
             await self._mark_down(reason)
             await asyncio.sleep(delay * random.uniform(0.8, 1.2))
             delay = min(delay * 2, BACKOFF_MAX)

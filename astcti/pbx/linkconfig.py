@@ -2,7 +2,10 @@
 
 ``acti_tlink_NN = ip#port#app,username,encryptedpassword`` (ARI, the seed's format) and its
 sibling ``acti_amilink_NN = ip#port,username,encryptedsecret`` (AMI, same NN, secret encrypted
-with the same key by `astcti encrypt-password`).
+with the same key by `astcti encrypt-password`). An ARI link to Asterisk on another host goes
+over TLS when the host is written `https://pbx.example.com` (or `wss://`): the certificate is
+verified (host name included) against the system's CAs or the PEM file of parameter
+`acti_ari_cafile`.
 """
 
 from __future__ import annotations
@@ -19,7 +22,8 @@ from astcti.secrets import decrypt
 
 _HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
 _APP = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
-_FORMAT = "ip#port#app,username,encryptedpassword"
+_FORMAT = "ip#port#app,username,encryptedpassword (https://host#... for TLS)"
+_SCHEME = re.compile(r"^(https?|wss?)://", re.IGNORECASE)
 _AMI_FORMAT = "ip#port,username,encryptedsecret"
 LINK_PREFIX = "acti_tlink_"
 AMI_LINK_PREFIX = "acti_amilink_"
@@ -35,11 +39,17 @@ class LinkConfig:
     app: str
     username: str
     password: str = field(repr=False)  # plaintext, in memory only
+    tls: bool = False  # https/wss, certificate verified
+    cafile: str = ""  # PEM CA bundle for the verification (empty: the system's)
 
     @property
     def base_url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
+        return f"{'https' if self.tls else 'http'}://{host}:{self.port}"
+
+    @property
+    def events_url(self) -> str:
+        return self.base_url.replace("http", "ws", 1) + "/ari/events"
 
 
 @dataclass(frozen=True)
@@ -111,15 +121,20 @@ def parse_amilink(name: str, value: str, cipher: Fernet | None) -> AmiLinkConfig
     return AmiLinkConfig(name, host, port, username, secret)
 
 
-def parse_link(name: str, value: str, cipher: Fernet | None) -> LinkConfig:
+def parse_link(name: str, value: str, cipher: Fernet | None, cafile: str = "") -> LinkConfig:
     """Parse and decrypt one link parameter; errors name the parameter and the expected format.
 
     With ``cipher=None`` only the format is checked and the password is left encrypted.
+    `cafile` (parameter acti_ari_cafile) verifies the certificate of an https/wss link.
     """
     def bad(why: str) -> ConfigError:
         return ConfigError(f"{name}: {why}; expected {_FORMAT}, e.g. 127.0.0.1#8088#astcti,astcti,<token from `astcti encrypt-password`>")
 
     value = value.strip()
+    scheme = _SCHEME.match(value)
+    tls = bool(scheme) and scheme.group(1).lower() in ("https", "wss")
+    if scheme:
+        value = value[scheme.end():]
     parts = value.split("#", 2)
     if len(parts) != 3:
         raise bad("needs two '#' separators")
@@ -137,4 +152,5 @@ def parse_link(name: str, value: str, cipher: Fernet | None) -> LinkConfig:
     if not token:
         raise bad("encrypted password is empty")
     password = decrypt(cipher, token, what=name) if cipher is not None else token
-    return LinkConfig(name, host, int(port_text), app, username, password)
+    return LinkConfig(name, host, int(port_text), app, username, password, tls,
+                      cafile if tls else "")

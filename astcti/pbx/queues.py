@@ -4,7 +4,9 @@ ARI has no queue resource. Changes run in the helper context (originated as
 `Local/<action>@astcti-queue/n` into astcti's own app) and come back as a `ChannelUserevent`
 named `astcti_queue` carrying our token; reads evaluate app_queue's dialplan functions
 (QUEUE_EXISTS, QUEUE_MEMBER_LIST, QUEUE_MEMBER, QUEUE_WAITING_COUNT, QUEUE_GET_CHANNEL) on a
-short-lived Local channel, because `GET /asterisk/variable` does not evaluate functions.
+Local channel that is never dialled (throw-away per read, or one kept by the poller), because
+`GET /asterisk/variable` does not evaluate functions. With an AMI link the ACD follows waiting
+callers from app_queue's events instead (astcti/cti/acd.py).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ class QueueControl:
     def __init__(self, link: AsteriskLink) -> None:
         self.link = link
         self._pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self._probe: str | None = None  # the poller's kept probe channel
 
     # -- events ---------------------------------------------------------------------------------
     def on_event(self, event: AriEvent) -> bool:
@@ -90,26 +93,55 @@ class QueueControl:
         return await self.run("unpause", queue, interface)
 
     # -- reads ----------------------------------------------------------------------------------
-    async def read(self, *expressions: str) -> list[str]:
-        """Evaluate dialplan functions on a throw-away Local channel (never dialled)."""
+    async def read(self, *expressions: str, keep: bool = False) -> list[str]:
+        """Evaluate dialplan functions on a Local channel that is never dialled: a throw-away
+        one, or (`keep`, for a poller) one probe kept until `close_probe`."""
+        if keep:
+            try:
+                return await self._evaluate(await self._probe_id(), expressions)
+            except QueueError:
+                await self.close_probe()  # gone (hung up by someone): one fresh try
+                return await self._evaluate(await self._probe_id(), expressions)
+        channel = await self._create_probe()
+        try:
+            return await self._evaluate(channel, expressions)
+        finally:
+            await self._hangup(channel)
+
+    async def _create_probe(self) -> str:
         channel = await self.link.call("channels", "create",
                                        endpoint=f"Local/read@{QUEUE_HELPER_CONTEXT}",
                                        app=self.link.config.app)
-        try:
-            values = []
-            for expr in expressions:
-                try:
-                    reply = await self.link.call("channels", "getChannelVar",
-                                                 channelId=channel["id"], variable=expr)
-                except AriError as exc:
-                    raise QueueError(f"cannot read {expr} from Asterisk: {exc.message}") from None
-                values.append(str((reply or {}).get("value", "")))
-            return values
-        finally:
+        return str(channel["id"])
+
+    async def _probe_id(self) -> str:
+        if self._probe is None:
+            self._probe = await self._create_probe()
+        return self._probe
+
+    async def _evaluate(self, channel: str, expressions: tuple[str, ...]) -> list[str]:
+        values = []
+        for expr in expressions:
             try:
-                await self.link.call("channels", "hangup", channelId=channel["id"])
-            except (AriError, AstctiError) as exc:
-                log.debug("probe channel hangup: %s", exc)
+                reply = await self.link.call("channels", "getChannelVar", channelId=channel,
+                                             variable=expr)
+            except AriError as exc:
+                raise QueueError(f"cannot read {expr} from Asterisk: {exc.message}") from None
+            values.append(str((reply or {}).get("value", "")))
+        return values
+
+    async def _hangup(self, channel: str) -> None:
+        try:
+            await self.link.call("channels", "hangup", channelId=channel)
+        except (AriError, AstctiError) as exc:
+            log.debug("probe channel hangup: %s", exc)
+
+    async def close_probe(self) -> None:
+        """Hang up the kept probe channel (the poller stopped, or it is no longer needed)."""
+        if self._probe is not None:
+            channel, self._probe = self._probe, None
+            if self.link.up:
+                await self._hangup(channel)
 
     async def exists(self, queues: list[str]) -> dict[str, bool]:
         values = await self.read(*(f"QUEUE_EXISTS({q})" for q in queues))
@@ -126,10 +158,11 @@ class QueueControl:
         out.update({q: v == "1" for q, v in zip(asked, paused)})
         return out
 
-    async def waiting(self, queue: str) -> list[str]:
+    async def waiting(self, queue: str, keep: bool = False) -> list[str]:
         """Channel names of the callers waiting in the queue, by position (1 first)."""
-        (count,) = await self.read(f"QUEUE_WAITING_COUNT({queue})")
+        (count,) = await self.read(f"QUEUE_WAITING_COUNT({queue})", keep=keep)
         n = int(count) if count.isdigit() else 0
         if not n:
             return []
-        return await self.read(*(f"QUEUE_GET_CHANNEL({queue},{i})" for i in range(1, n + 1)))
+        return await self.read(*(f"QUEUE_GET_CHANNEL({queue},{i})" for i in range(1, n + 1)),
+                               keep=keep)

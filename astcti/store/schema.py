@@ -131,7 +131,47 @@ def _v5(db: sqlite_utils.Database) -> None:
     )
 
 
+#: Parameters added by v6 (who may do what, hardened transports).
+V6_PARAMETERS: dict[str, tuple[str, str]] = {
+    "acti_dial_agent": ("internal,_0[1-7]X.", "Numbers users of role agent (and clients of"
+                        " auth=none listeners, known by their address) may dial (makecall,"
+                        " consultation, single-step transfer/conference): comma list of"
+                        " `internal` (configured extensions) and Asterisk patterns (_0[1-7]X."
+                        " national, _00X. international...)"),
+    "acti_dial_supervisor": ("internal,_0[1-7]X.", "Numbers users of role supervisor may dial"
+                             " (same syntax as acti_dial_agent)"),
+    "acti_dial_admin": ("internal,_0[1-7]X.", "Numbers users of role admin may dial (same"
+                        " syntax as acti_dial_agent)"),
+    "acti_origins": ("", "Web origins (https://crm.example.com) whose pages may use astcti from"
+                         " a browser, besides astcti's own pages; comma list, * for any"),
+    "acti_ari_cafile": ("", "PEM file of the CA(s) that sign Asterisk's certificate, for"
+                            " https/wss links (empty: the system's CAs)"),
+}
+
+
+def _v6(db: sqlite_utils.Database) -> None:
+    """Users get extensions; listeners remember a forced auth=none for everyone.
+
+    Users from before roles could do everything: they become `admin` (marked `migrated`, which
+    `show users` reports) so nothing stops working silently; the administrator then narrows
+    them with `update user NAME role agent` and `update user NAME extensions 101`.
+    An auth=none listener open to every address was allowed before: it keeps opening (marked
+    forced, with a warning at every start) until its allow list is set.
+    """
+    users = db["users"]
+    users.add_column("extensions", str, not_null_default="")
+    users.add_column("migrated", int, not_null_default=0)
+    db.execute("UPDATE users SET migrated = 1, role = 'admin' WHERE role = 'client'")
+    listeners = db["listeners"]
+    listeners.add_column("forced", int, not_null_default=0)
+    db.execute("UPDATE listeners SET forced = 1 WHERE auth = 'none' AND trim(allow) IN ('*', '')")
+    db["parameters"].insert_all(
+        [{"name": n, "value": v, "description": d} for n, (v, d) in V6_PARAMETERS.items()],
+        ignore=True,
+    )
+
+
 #: Ordered migrations; index + 1 is the schema version it produces.
-MIGRATIONS: list[Migration] = [_v1, _v2, _v3, _v4, _v5]
+MIGRATIONS: list[Migration] = [_v1, _v2, _v3, _v4, _v5, _v6]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -60,13 +60,32 @@ class ListenerRow:
     protocol: str
     auth: str = "token"
     tls: bool = False
+    forced: bool = False  # auth=none for every address, accepted with --force
 
 
 @dataclass(frozen=True)
 class UserRow:
     username: str
-    role: str
+    role: str  # agent | supervisor | admin
     created: str
+    extensions: tuple[str, ...] = ()
+    migrated: bool = False  # a user from before roles, made admin by the upgrade
+
+
+#: Roles a user may have; `client` (before roles) is read as admin: it could do everything.
+USER_ROLES = ("agent", "supervisor", "admin")
+LEGACY_ROLES = {"client": "admin"}
+
+
+def _role(role: str) -> str:
+    role = LEGACY_ROLES.get(role, role)
+    if role not in USER_ROLES:
+        raise ValueError(f"unknown role {role!r}: use one of {', '.join(USER_ROLES)}")
+    return role
+
+
+def _extension_list(text: str) -> tuple[str, ...]:
+    return tuple(e for e in (text or "").split(",") if e)
 
 
 @dataclass(frozen=True)
@@ -280,18 +299,20 @@ class Store:
     # -- listeners ----------------------------------------------------------------------------
     def listeners(self) -> list[ListenerRow]:
         rows = self._read(
-            "SELECT port, bind, allow, protocol, auth, tls FROM listeners ORDER BY port"
+            "SELECT port, bind, allow, protocol, auth, tls, forced FROM listeners ORDER BY port"
         )
-        return [ListenerRow(p, b, a, pr, au, bool(t)) for p, b, a, pr, au, t in rows]
+        return [ListenerRow(p, b, a, pr, au, bool(t), bool(f))
+                for p, b, a, pr, au, t, f in rows]
 
     def add_listener(self, row: ListenerRow) -> None:
         with self._writing(f"add listener {row.port}"):
             self.db.conn.execute(
-                "INSERT INTO listeners(port, bind, allow, protocol, auth, tls)"
-                " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(port) DO UPDATE SET bind = excluded.bind,"
-                " allow = excluded.allow, protocol = excluded.protocol, auth = excluded.auth,"
-                " tls = excluded.tls",
-                (row.port, row.bind, row.allow, row.protocol, row.auth, int(row.tls)),
+                "INSERT INTO listeners(port, bind, allow, protocol, auth, tls, forced)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(port) DO UPDATE SET"
+                " bind = excluded.bind, allow = excluded.allow, protocol = excluded.protocol,"
+                " auth = excluded.auth, tls = excluded.tls, forced = excluded.forced",
+                (row.port, row.bind, row.allow, row.protocol, row.auth, int(row.tls),
+                 int(row.forced)),
             )
 
     def remove_listener(self, port: int) -> bool:
@@ -301,19 +322,44 @@ class Store:
 
     # -- users --------------------------------------------------------------------------------
     def users(self) -> list[UserRow]:
-        rows = self._read("SELECT username, role, coalesce(created, '') FROM users ORDER BY 1")
-        return [UserRow(u, r, c) for u, r, c in rows]
+        rows = self._read("SELECT username, role, coalesce(created, ''), extensions, migrated"
+                          " FROM users ORDER BY 1")
+        return [UserRow(u, r, c, _extension_list(e), bool(m)) for u, r, c, e, m in rows]
 
-    def set_user(self, username: str, password: str, role: str = "client") -> None:
-        """Create the user or change its password; only a salted scrypt hash is stored."""
+    def user(self, username: str) -> UserRow | None:
+        return next((u for u in self.users() if u.username == username), None)
+
+    def set_user(self, username: str, password: str, role: str = "agent",
+                 extensions: tuple[str, ...] | list[str] | None = None) -> None:
+        """Create the user or change its password (and role; extensions when given); only a
+        salted scrypt hash is stored."""
+        role = _role(role)
         created = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        exts = ",".join(extensions or ())
         with self._writing(f"save user {username}"):
             self.db.conn.execute(
-                "INSERT INTO users(username, password_hash, role, created) VALUES (?, ?, ?, ?)"
-                " ON CONFLICT(username) DO UPDATE SET password_hash = excluded.password_hash,"
-                " role = excluded.role",
-                (username, hash_password(password), role, created),
+                "INSERT INTO users(username, password_hash, role, created, extensions)"
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT(username) DO UPDATE SET"
+                " password_hash = excluded.password_hash, role = excluded.role"
+                + (", extensions = excluded.extensions" if extensions is not None else ""),
+                (username, hash_password(password), role, created, exts),
             )
+
+    def update_user(self, username: str, *, role: str | None = None,
+                    extensions: tuple[str, ...] | list[str] | None = None) -> bool:
+        """Change a user's role and/or extensions; the administrator has now decided, so the
+        user is no longer marked as migrated. False if there is no such user."""
+        sets, values = ["migrated = 0"], []
+        if role is not None:
+            sets.append("role = ?")
+            values.append(_role(role))
+        if extensions is not None:
+            sets.append("extensions = ?")
+            values.append(",".join(extensions))
+        with self._writing(f"update user {username}"):
+            cur = self.db.conn.execute(f"UPDATE users SET {', '.join(sets)} WHERE username = ?",
+                                       (*values, username))
+        return cur.rowcount > 0
 
     def remove_user(self, username: str) -> bool:
         with self._writing(f"remove user {username}"):
@@ -323,13 +369,14 @@ class Store:
     def check_user(self, username: str, password: str) -> UserRow | None:
         """The user if the password matches; constant-time compare, same cost for unknown users."""
         rows = self._read(
-            "SELECT username, role, coalesce(created, ''), password_hash FROM users"
-            " WHERE username = ?", (username,)
+            "SELECT username, role, coalesce(created, ''), extensions, migrated, password_hash"
+            " FROM users WHERE username = ?", (username,)
         )
-        stored = rows[0][3] if rows else _DUMMY_HASH
+        stored = rows[0][5] if rows else _DUMMY_HASH
         ok = verify_password(password, stored)
         if rows and ok:
-            return UserRow(rows[0][0], rows[0][1], rows[0][2])
+            u, r, c, e, m, _hash = rows[0]
+            return UserRow(u, r, c, _extension_list(e), bool(m))
         return None
 
 

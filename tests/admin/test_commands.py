@@ -41,7 +41,7 @@ def test_unknown_command_suggests_the_nearest(line: str, words: str) -> None:
 @pytest.mark.parametrize("line, words", [
     ("add extension", "usage: add extension NUM [TECH]"),
     ("add extension 1 2 3", "usage: add extension NUM [TECH]"),
-    ("add tcp 9001 * *", "usage: add tcp PORT BIND ALLOW custom PROTOCOL [AUTH]"),
+    ("add tcp 9001 * *", "usage: add tcp PORT BIND ALLOW custom PROTOCOL [AUTH] [--force]"),
     ("show links now", "usage: show links"),
     ("add tcp 0 * * custom astctiws", "invalid port '0'"),
     ("add tcp 9001 * 10.0.0.0/33 custom astctiws", "'10.0.0.0/33' is not an address or CIDR"),
@@ -95,6 +95,7 @@ def test_words_are_case_insensitive_and_technology_normalised() -> None:
     ("update parameter acti_heartbeet 3", "did you mean acti_heartbeat?"),
     ("remove extension 999", "extension 999 is not configured"),
     ("remove tcp 9999", "no listener on port 9999"),
+    ("add tcp 9001 * * custom astctirest auth=none", "auth=none needs an allow list"),
     ("remove user ghost", "no user ghost"),
     ("show parameter acti_nope", "unknown parameter acti_nope"),
     ("show links", "needs the running daemon"),
@@ -127,9 +128,11 @@ async def test_offline_changes_are_stored(store: Store, tmp_path: Path) -> None:
         await run(store, "set extension 105 answer maybe")
     with pytest.raises(CommandError, match="extension 107 is not configured"):
         await run(store, "set extension 107 answer none")
-    text = await run(store, "add tcp 9011 * * custom astctirest auth=none")
+    text = await run(store, "add tcp 9011 * 10.0.0.5 custom astctirest auth=none")
     assert "opens when astcti starts" in text and "warning:" in text and "auth=none" in text
     assert store.listeners()[0].bind == "*" and store.listeners()[0].auth == "none"
+    text = await run(store, "add tcp 9012 127.0.0.1 * custom astctirest auth=none --force")
+    assert "(forced)" in text and store.listeners()[1].forced
     token = encrypt(cipher, "s3cret")
     out = await run(store, f"update parameter acti_tlink_02 127.0.0.1#8088#astcti,astcti,{token}",
                     cipher=cipher)
@@ -168,3 +171,35 @@ def test_every_command_has_doc_example_and_parses_its_example() -> None:
     for cmd in language.COMMANDS.values():
         assert cmd.doc and cmd.example
         assert parse(tokenize(cmd.example)).command is cmd
+
+
+async def test_users_have_a_role_and_extensions(store: Store) -> None:
+    store.add_extension("101", "PJSIP")
+    assert await run(store, "add user alice agent 101,102,101", secret="long enough") == (
+        "user alice added (role agent, extensions 101,102)\n"
+        "warning: extension 102 is not configured yet: add it with `add extension 102`")
+    out = await run(store, "add user bob", secret="long enough")
+    assert out.startswith("user bob added (role agent)\nwarning: agent bob has no extension")
+    assert await run(store, "update user bob extensions 101") == \
+        "extensions of bob: 101 (was none)"
+    assert await run(store, "update user bob role supervisor") == \
+        "role of bob: supervisor (was agent)"
+    assert await run(store, "update user bob extensions none") == \
+        "extensions of bob: none (was 101)"
+    before = store_state(store.path)
+    for line, words in [("update user carol role admin", "no user carol"),
+                        ("update user bob role root", "invalid role 'root'"),
+                        ("update user bob colour blue", "invalid user setting 'colour'"),
+                        ("update user bob extensions 1;2", "invalid extension '1;2'"),
+                        ("update user bob extensions ,", "no extension given"),
+                        ("add user carol agent 1;2", "invalid extension")]:
+        with pytest.raises(CommandError, match=words):
+            await run(store, line, secret="long enough")
+    assert store_state(store.path) == before
+    store.db.conn.execute("UPDATE users SET migrated = 1, role = 'admin' WHERE username = 'bob'")
+    lines = (await run(store, "show users")).splitlines()
+    assert lines[0].split() == ["user", "role", "extensions", "created", "note"]
+    assert lines[1].split()[:3] == ["alice", "agent", "101,102"]
+    assert lines[2].split()[:3] == ["bob", "admin", "-"] and "from before roles" in lines[2]
+    await run(store, "update user bob role agent")
+    assert "from before roles" not in await run(store, "show users")

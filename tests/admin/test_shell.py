@@ -86,14 +86,16 @@ def test_completion_candidates() -> None:
     names = {"parameters": ["acti_heartbeat", "acti_tlink_01"], "extensions": ["101", "102"],
              "ports": ["9001", "9003"], "users": ["agent"]}
     assert completions("upd", names) == ("upd", ["update"])
-    assert completions("update ", names) == ("", ["parameter"])
+    assert completions("update ", names) == ("", ["parameter", "user"])
+    assert completions("update user agent ", names)[1] == ["role", "extensions"]
+    assert completions("add user bob ", names)[1] == ["agent", "supervisor", "admin"]
     assert completions("update parameter acti_t", names) == ("acti_t", ["acti_tlink_01"])
     assert completions("show par", names)[1] == ["parameter", "parameters"]
     assert completions("remove extension ", names)[1] == ["101", "102", "--force"]
     assert completions("remove extension 1", names)[1] == ["101", "102"]
     assert completions("remove tcp ", names)[1] == ["9001", "9003"]
     assert completions("add extension 105 pj", names)[1] == ["PJSIP"]
-    assert completions("add tcp 9011 127.0.0.1 * ", names)[1] == ["custom"]
+    assert completions("add tcp 9011 127.0.0.1 * ", names)[1] == ["custom", "--force"]
     assert completions("add tcp 9011 127.0.0.1 * custom astctiw", names)[1] == ["astctiws"]
     assert completions("trace on ", names)[1] == ["asc", "ari", "client"]
     assert completions("passwd user ", names)[1] == ["agent"]

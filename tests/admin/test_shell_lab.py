@@ -117,12 +117,12 @@ async def test_interactive_shell_drives_the_running_daemon(lab: Lab, tmux_factor
     term.wait_for("trace off (asc)", after=mark)
 
     # passwords are prompted for, twice, and never echoed
-    term.type("add user carol")
+    term.type("add user carol agent 101")
     term.wait_for("a password for the new user:")
     term.type("carol-secret-1")
     term.wait_for("again:")
     term.type("carol-secret-1")
-    screen = term.wait_for("user carol added (role client)")
+    screen = term.wait_for("user carol added (role agent, extensions 101)")
     assert "carol-secret-1" not in screen
     carol = await client(lab, user="carol", password="carol-secret-1")
     await carol.close()
@@ -310,12 +310,7 @@ async def test_link_parameter_restarts_the_link(lab: Lab) -> None:
     assert store_state(c.db)["parameters"]["acti_tlink_01"] == fresh
     # the restarted link serves the extensions again
     async with await client(lab) as cti:
-        for _ in range(50):
-            reply = await cti.request("startmonitor", extension="104", check=False)
-            if reply["result"] == "success":
-                break
-            await asyncio.sleep(0.2)
-        assert reply["result"] == "success", reply
+        await cti.request_until_ok("startmonitor", extension="104")
 
 
 async def test_ami_link_parameter_restarts_the_ami_link(lab: Lab) -> None:

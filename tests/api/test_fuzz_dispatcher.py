@@ -36,7 +36,7 @@ def make_dispatcher(tmp: Path) -> tuple[Dispatcher, Session]:
     directory = Directory()
     services = Services(store, directory, Tracker(directory.resolve), Hub(), Auth(store))
     session = Session("test", "192.0.2.1", lambda text: None)
-    session.identity = Identity("fuzzer", "client")
+    session.identity = Identity("fuzzer", "admin", user=False)
     return Dispatcher(services), session
 
 

@@ -58,13 +58,25 @@ async def _blast(port: int, lab: Lab, requests: list[str]) -> dict[str, int]:
 
 
 async def test_ws_fuzz(lab: Lab, tmp_path) -> None:
-    # its link leads nowhere: generated makecalls must not ring the lab's phones for the
-    # tests that follow; every request still goes through parsing, validation and dispatch
-    daemon = ExtraDaemon(lab, tmp_path, ari_port=free_port(), ws_port=free_port())
+    """Linked to the lab's Asterisk, the user an agent on the lab's fuzz endpoints (nobody
+    listens on their contact): garbage reaches call control, ACD and user data, and nothing
+    rings anyone."""
+    from astcti.store import Store
+    from tests.api.conftest import FUZZ_EXTENSIONS, FUZZ_NUMBERS
+    from tests.lab.ari import force_clean
+
+    daemon = ExtraDaemon(lab, tmp_path, ari_port=lab.config.ari_port, ws_port=free_port(),
+                         extensions=FUZZ_EXTENSIONS)
+    store = Store.open(daemon.db)
+    try:
+        store.update_user(lab.config.astcti_user, role="agent", extensions=FUZZ_EXTENSIONS)
+    finally:
+        store.close()
     await asyncio.to_thread(daemon.start)
     try:
         # logins are fuzzed by the dispatcher test; here they would trip the rate limit
-        requests = list(bad_requests(12000, seed=99, allow_login=False))
+        requests = list(bad_requests(12000, seed=99, allow_login=False,
+                                     numbers=FUZZ_NUMBERS))
         warm = await _blast(daemon.ws_port, lab, requests[:2000])
         before = rss_kib(daemon.proc.pid)
         chunks = [requests[2000 + i::4] for i in range(4)]  # 4 clients at once
@@ -77,3 +89,6 @@ async def test_ws_fuzz(lab: Lab, tmp_path) -> None:
         assert "Traceback" not in daemon.log()
     finally:
         await asyncio.to_thread(daemon.stop)
+        for ext in FUZZ_EXTENSIONS:
+            lab.rx(f"queue remove member Local/{ext}@astcti-agent/n from support")
+        force_clean(lab)

@@ -75,9 +75,10 @@ async def test_auth_none_needs_no_login_and_knows_clients_by_address(
             await ws.send_json({"id": 1, "request": "startmonitor", "extension": "101"})
             reply = await ws.receive_json()
             assert reply["result"] == "error" and reply["id"] == 1
-            assert reply["error"] == ("address 127.0.0.1 has no extension: an administrator"
-                                      " seats it with astcti-shell `add ipextnmap 127.0.0.1 EXT`"
-                                      " (or log in)")
+            assert reply["error"] == (
+                "not allowed: user address 127.0.0.1 may not act on extension 101: address"
+                " 127.0.0.1 has no extension: an administrator seats it with astcti-shell"
+                " `add ipextnmap 127.0.0.1 EXT` (or log in)")
             seating.map("127.0.0.1", "101")  # applies to the open connection at once
             await ws.send_json({"id": 2, "request": "myextension"})
             assert (await ws.receive_json())["extension"] == "101"
@@ -86,8 +87,8 @@ async def test_auth_none_needs_no_login_and_knows_clients_by_address(
             assert reply["error"].startswith("unknown extension 101")  # past login and seat
             await ws.send_json({"id": 4, "request": "startmonitor", "extension": "102"})
             assert (await ws.receive_json())["error"] == (
-                "extension 102 is not yours: address 127.0.0.1 sits at extension 101 (log in"
-                " to act on others)")
+                "not allowed: user address 127.0.0.1 may not act on extension 102: address"
+                " 127.0.0.1 sits at extension 101 (log in to act on others)")
         # another loopback address is another seat
         connector = aiohttp.TCPConnector(local_addr=("127.0.0.2", 0))
         async with aiohttp.ClientSession(connector=connector) as s, s.ws_connect(url) as ws:

@@ -43,7 +43,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]
     try:
         store.add_extension("101", "PJSIP")
         store.add_listener(ListenerRow(port, "127.0.0.1", "*", "astctirest", "token"))
-        store.set_user("agent", password, "client")
+        store.set_user("agent", password, "admin")
     finally:
         store.close()
     with open(log, "wb") as out:

@@ -221,8 +221,9 @@ async def test_failures_are_result_error_with_words(lab: Lab, softphone: Softpho
                                                                   softphone_id(request))
     mine_only = await softphone.send("startmonitor", extension="102")
     assert mine_only["result"] == "error"
-    assert mine_only["error"] == ("extension 102 is not yours: address 127.0.0.21 sits at"
-                                  " extension 101 (log in to act on others)")
+    assert mine_only["error"] == ("not allowed: user address 127.0.0.21 may not act on"
+                                  " extension 102: address 127.0.0.21 sits at extension 101"
+                                  " (log in to act on others)")
     assert softphone.shown[-1] == mine_only["error"]
     # a PC nobody seated: the page stops at start-up, as it did against astcti before
     stranger = Softphone(listener, STRANGER)

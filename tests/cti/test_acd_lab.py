@@ -15,10 +15,10 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from astcti.client import CtiClient, CtiError
+from astcti.client import CtiClient
 from astcti.store import Store
 from tests.lab import Lab
-from tests.lab.ari import force_clean
+from tests.lab.ari import channels, force_clean, wait_for
 from tests.lab.sipp import Phone
 
 pytestmark = pytest.mark.lab
@@ -63,8 +63,8 @@ def set_parameters(lab: Lab, **values: str) -> None:
 async def connect(lab: Lab, *extensions: str) -> CtiClient:
     c = lab.config
     client = await CtiClient.websocket(c.ws_url, c.astcti_user, c.astcti_password)
-    for ext in extensions:
-        await client.request("startmonitor", extension=ext)
+    for ext in extensions:  # (after a daemon restart its link comes up just after listening)
+        await client.request_until_ok("startmonitor", extension=ext)
     return client
 
 
@@ -278,12 +278,7 @@ async def test_asterisk_is_the_truth_after_restarts(lab: Lab, agent101: CtiClien
     lab.restart_asterisk()  # persistentmembers=yes: the member comes back, still paused
     client = await connect(lab)
     try:
-        for _ in range(100):
-            try:
-                await client.request("startmonitor", extension="101")
-                break
-            except CtiError:
-                await asyncio.sleep(0.2)
+        await client.request_until_ok("startmonitor", extension="101")
         assert "paused:lunch" in member_line(lab)
         state = await client.request("acdgetstate", extension="101")
         assert (state["state"], state["reasoncode"]) == ("notready", "lunch")
@@ -344,3 +339,112 @@ async def test_freepbx_members_are_shared_with_the_phone_feature_code(
     finally:
         set_parameters(lab, acti_flavour="asterisk")
         lab.rx(f"queue remove member {member} from support")
+
+
+async def test_waiting_callers_come_from_ami_without_probe_channels(
+        lab: Lab, agent101: CtiClient) -> None:
+    """With the lab's AMI link the ACD follows app_queue's caller events: `queued` arrives and
+    not one Local channel was created to read the queue (before: one per queue per second)."""
+    from tests.lab.ari import ChannelWatch
+
+    client = agent101
+    await client.request("acdlogin", extension="101", agentid=AGENT, groups="support")
+    await client.expect("agentnotready")  # paused: the callers wait
+    async with ChannelWatch(lab) as watch:
+        first = lab.call("600", talk_ms=1000, local_port=lab.config.trunk_ports[2])
+        queued = await client.expect("queued", extension="101")
+        assert (queued["queue"], queued["position"]) == ("support", 1)
+        second = lab.call("600", talk_ms=1000, local_port=lab.config.trunk_ports[3])
+        queued = await client.expect("queued", extension="101", position=2)
+        assert watch.probes() == []
+    for caller in (first, second):
+        caller.stop()
+    await client.request("acdlogout", extension="101", agentid=AGENT)
+
+
+async def test_without_ami_the_poller_keeps_one_probe_channel(lab: Lab, tmp_path) -> None:
+    """An Asterisk without an AMI link: the poller reads the queue on ONE probe channel, kept
+    while agents are logged in and hung up when the last one leaves."""
+    from tests.lab.ari import ChannelWatch
+    from tests.lab.harness import ExtraDaemon, free_port
+
+    force_clean(lab)
+    c = lab.config
+    daemon = ExtraDaemon(lab, tmp_path, ari_port=c.ari_port, ws_port=free_port())
+    await asyncio.to_thread(daemon.start)
+    client = await CtiClient.websocket(f"ws://127.0.0.1:{daemon.ws_port}/", c.astcti_user,
+                                       c.astcti_password)
+    callers = []
+    try:
+        await client.request_until_ok("startmonitor", extension="102")
+        async with ChannelWatch(lab) as watch:
+            await client.request("acdlogin", extension="102", agentid="7102", groups="support")
+            await client.expect("agentnotready")
+            callers.append(lab.call("600", talk_ms=1000, local_port=c.trunk_ports[4]))
+            await client.expect("queued", extension="102", position=1)
+            callers.append(lab.call("600", talk_ms=1000, local_port=c.trunk_ports[5]))
+            await client.expect("queued", extension="102", position=2)  # a later poll
+            # acdlogin's own reads are throw-away channels, hung up at once; the poller's
+            # probe stays: ONE alive, and no poll since it created another (a channel per
+            # poll would make the last one created a newer one)
+            def alive() -> list[str]:
+                return [ch["name"] for ch in channels(lab)
+                        if ch["name"].startswith("Local/read@") and ch["name"].endswith(";1")]
+
+            kept = wait_for(lambda: len(found := alive()) == 1 and found,
+                            what="exactly one probe channel alive (the poller's)")
+            wait_for(lambda: kept[0] in watch.probes(), what="the probe's ChannelCreated")
+            assert watch.probes()[-1] == kept[0], watch.probes()
+            await client.request("acdlogout", extension="102", agentid="7102")
+            wait_for(lambda: not [ch for ch in channels(lab)
+                                  if ch["name"].startswith("Local/read@")],
+                     what="the probe channel hung up")
+    finally:
+        for caller in callers:
+            caller.stop()
+        await client.request("acdlogout", extension="102", agentid="7102", check=False)
+        await client.close()
+        await asyncio.to_thread(daemon.stop)
+        lab.rx("queue remove member Local/102@astcti-agent/n from support")
+        force_clean(lab)
+
+
+async def test_one_agent_id_on_two_extensions_at_once(lab: Lab) -> None:
+    """Two acdlogin of one agent id on 101 and 102 at the same moment: one wins, the other
+    gets a clear error, and Asterisk's queue and astcti's store agree."""
+    first, second = await connect(lab), await connect(lab)
+    try:
+        replies = await asyncio.gather(
+            first.request("acdlogin", extension="101", agentid="7003", groups="support",
+                          check=False),
+            second.request("acdlogin", extension="102", agentid="7003", groups="support",
+                           check=False))
+        won = [r for r in replies if r["result"] == "success"]
+        lost = [r for r in replies if r["result"] == "error"]
+        assert len(won) == 1 and len(lost) == 1, replies
+        assert lost[0]["error"].startswith("agent 7003 is ")
+        winner = "101" if replies[0] is won[0] else "102"
+        loser = "102" if winner == "101" else "101"
+        assert member_line(lab, f"Local/{winner}@astcti-agent/n").startswith("7003")
+        assert member_line(lab, f"Local/{loser}@astcti-agent/n") == ""
+        shown = await asyncio.to_thread(subprocess.run, [
+            sys.executable, "-m", "astcti.admin.shell", "--socket", lab.config.admin_socket,
+            "-c", "show agents"], capture_output=True, text=True, timeout=30)
+        rows = [line.split() for line in shown.stdout.splitlines()[1:]]
+        assert [row[:2] for row in rows if "7003" in row] == [[winner, "7003"]]
+
+        def stored() -> list[tuple[str, str]]:
+            store = Store.open(lab.config.db)
+            try:
+                return [(a.extension, a.agentid) for a in store.agents() if a.agentid == "7003"]
+            finally:
+                store.close()
+
+        wait_for(lambda: stored() == [(winner, "7003")], what="the store agrees")
+        await first.request("acdlogout", extension=winner, agentid="7003")
+    finally:
+        for ext in ("101", "102"):
+            await first.request("acdlogout", extension=ext, agentid="7003", check=False)
+            lab.rx(f"queue remove member Local/{ext}@astcti-agent/n from support")
+        await first.close()
+        await second.close()

@@ -136,3 +136,38 @@ async def test_members_only_asterisk_knows_are_on_the_wallboard(feed) -> None:
     ami.emit(**member("QueueMemberRemoved"))
     assert stats.snapshot()["agents"] == []
     assert [e["state"] for e in sink.events if e["event"] == "agentstatus"][-1] == "loggedoff"
+
+
+async def test_a_queue_status_refused_at_connect_costs_one_line_and_keeps_the_poller(
+        tmp_path: Path, caplog) -> None:
+    """Asterisk just started: app_queue is not loaded yet and AMI refuses QueueStatus. The
+    ACD's resync says so in one line (no traceback) and does not count that Asterisk as fed by
+    AMI, so its poller keeps reading the queues."""
+    import logging
+    from types import SimpleNamespace
+
+    from astcti.pbx.ami import AmiError
+
+    class RefusingAmi(FakeAmi):
+        config = SimpleNamespace(sibling="acti_tlink_01")
+
+        async def queue_status(self, queue=None, member=None):
+            raise AmiError("acti_amilink_01: AMI QueueStatus failed: Invalid/unknown command:"
+                           " QueueStatus")
+
+    store = Store.open(tmp_path / "a.db", create=True)
+    try:
+        acd = AcdService(store, Directory(), Hub())
+        ami = RefusingAmi()
+        acd.attach_ami(ami)  # type: ignore[arg-type]
+        with caplog.at_level(logging.WARNING):
+            for hook in ami.up_hooks:
+                await hook(ami)  # type: ignore[operator]
+        assert "acti_tlink_01" not in acd._fed
+        lines = [r.getMessage() for r in caplog.records]
+        assert lines == ["acti_amilink_01: cannot read the waiting callers (the ACD polls the"
+                         " queues meanwhile): acti_amilink_01: AMI QueueStatus failed:"
+                         " Invalid/unknown command: QueueStatus"], lines
+        assert not [r for r in caplog.records if r.exc_info]
+    finally:
+        store.close()

@@ -1,4 +1,4 @@
-"""User data follows a call through call control (needs issue 4's requests; skipped without).
+"""User data follows a call through call control.
 
 Agent 101 attaches data to a customer's call, transfers it to 102, and 102's `delivered`
 carries it. Blind transfer keeps Asterisk's linkedid (the far leg is created with the
@@ -12,16 +12,12 @@ import asyncio
 
 import pytest
 
-import astcti.api.requests  # noqa: F401  (registers every request)
-from astcti.api.protocol import REQUESTS
 from astcti.client import CtiClient
 from tests.lab import Lab
 from tests.lab.ari import force_clean
 from tests.lab.sipp import Phone
 
-pytestmark = [pytest.mark.lab,
-              pytest.mark.skipif("transfer" not in REQUESTS,
-                                 reason="call control (issue 4) is not merged")]
+pytestmark = pytest.mark.lab
 
 
 async def connect(lab: Lab, *extensions: str) -> CtiClient:

@@ -21,6 +21,11 @@ WORK = Path(os.environ.get("ASTCTI_DELIVERY_DIR", REPO / ".delivery"))
 #: shifts every port of the delivery tests (default: the engineer's lab offset)
 OFFSET = int(os.environ.get("ASTCTI_DELIVERY_PORT_OFFSET",
                             os.environ.get("ASTCTI_LAB_PORT_OFFSET", "0")))
+#: the channel variables astcti needs, as the template the roles and the lab share names them
+#: (a test that spelled them out went stale when ASTCTI_CALLID joined)
+CHANNELVARS = re.search(r"^channelvars\s*=\s*(.*)$",
+                        (REPO / "asterisk-conf/asterisk/ari_channelvars.conf.j2").read_text(),
+                        re.M).group(1).strip()
 
 
 def playbook(name: str, inventory: Path, mounts: list[Path], *args: str,

@@ -415,11 +415,7 @@ async def test_held_call_survives_an_astcti_restart(lab: Lab, cti, clean_asteris
         await asyncio.to_thread(lab.stop_astcti, True)
         await asyncio.to_thread(lab.start_astcti)
         again: CtiClient = await cti()
-        for _ in range(100):  # the link comes up just after the listeners
-            if (await again.request("startmonitor", extension="101", check=False))["result"] \
-                    == "success":
-                break
-            await asyncio.sleep(0.1)
+        await again.request_until_ok("startmonitor", extension="101")  # link up after listeners
         snap = await again.request("snapshot", extension="101")
         assert [(c["callid"], c["state"]) for c in snap["calls"]] == [(callid, "held")]
         await again.request("retrieve", extension="101", callid=callid)

@@ -295,12 +295,20 @@ async def test_both_pages_with_the_keyboard_alone_on_a_phone_screen(browser, des
 
 
 async def test_the_wallboard_is_for_supervisors(browser, lab: Lab) -> None:
-    page = await browser("/wallboard/")
-    await page.fill("#username", lab.config.astcti_user)
-    await page.fill("#password", lab.config.astcti_password)
-    await page.click("#login")
-    await page.wait_for_selector('#login-error:has-text("needs role supervisor")')
-    assert await page.is_hidden("#board")
+    from tests.admin.conftest import run_shell
+
+    out = run_shell("--socket", lab.config.admin_socket, "-c", "add user wallagent agent 101",
+                    stdin="wall-agent-pw\n")
+    assert out.returncode == 0, out.stderr
+    try:
+        page = await browser("/wallboard/")
+        await page.fill("#username", "wallagent")
+        await page.fill("#password", "wall-agent-pw")
+        await page.click("#login")
+        await page.wait_for_selector('#login-error:has-text("needs role supervisor")')
+        assert await page.is_hidden("#board")
+    finally:
+        run_shell("--socket", lab.config.admin_socket, "-c", "remove user wallagent")
 
 
 async def test_pages_ask_to_sign_in_again_when_astcti_restarts(browser, lab: Lab) -> None:

@@ -29,11 +29,8 @@ async def proxied(lab: Lab, tmp_path):
 async def _client(lab: Lab, port: int) -> CtiClient:
     c = lab.config
     client = await CtiClient.websocket(f"ws://127.0.0.1:{port}/", c.astcti_user, c.astcti_password)
-    for _ in range(100):
-        if (await client.request("startmonitor", extension="101", check=False))["result"] == "success":
-            return client
-        await asyncio.sleep(0.1)
-    raise AssertionError("extension 101 never became monitorable")
+    await client.request_until_ok("startmonitor", extension="101")
+    return client
 
 
 async def test_silent_network_cut_is_detected_reported_and_resynced(lab: Lab, proxied) -> None:
@@ -75,9 +72,11 @@ async def test_resume_replays_exactly_what_was_missed(lab: Lab, cti) -> None:
         await asyncio.to_thread(caller.wait, 30)
         lastseq = first.events[-1]["seq"]
         await first.close()
+        watcher: CtiClient = await cti()  # only to know when astcti has seen the call end
+        await watcher.request("startmonitor", extension="102")
         caller = lab.call("102", talk_ms=300)  # while the client is away
+        await watcher.expect("callcleared", extension="102", timeout=20)
         await asyncio.to_thread(caller.wait, 30)
-        await asyncio.sleep(1)
         again: CtiClient = await cti()
         reply = await again.request("resume", extension="102", lastseq=lastseq)
         assert reply["resync"] is False

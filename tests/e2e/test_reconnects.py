@@ -53,11 +53,7 @@ async def test_call_control_view_after_astcti_restart(lab: Lab, cti) -> None:
         await asyncio.to_thread(lab.stop_astcti, True)  # kill -9
         await asyncio.to_thread(lab.start_astcti)
         again: CtiClient = await cti()
-        for _ in range(100):  # the link comes up just after the listeners
-            reply = await again.request("startmonitor", extension="102", check=False)
-            if reply["result"] == "success":
-                break
-            await asyncio.sleep(0.1)
+        await again.request_until_ok("startmonitor", extension="102")  # link up after listeners
         snap = await again.request("snapshot", extension="102")
         assert [(c["callid"], c["state"], c["calling"]) for c in snap["calls"]] == [
             (est["callid"], "connected", "0611223344")]

@@ -24,15 +24,18 @@ def shell(daemon: ExtraDaemon, command: str) -> subprocess.CompletedProcess[str]
                           capture_output=True, text=True, timeout=30)
 
 
+def _on_tmpfs(daemon: ExtraDaemon, full) -> list[str]:
+    """The daemon's command with its store on a 2 MiB tmpfs private to its mount namespace."""
+    script = (f"mount -t tmpfs -o size=2m tmpfs {full} && cp {daemon.db} {full}/ && "
+              f"exec {' '.join(daemon.command(full / daemon.db.name))}")
+    return ["unshare", "--mount", "--propagation", "private", "sh", "-c", script]
+
+
 async def test_disk_full_store_while_serving(lab: Lab, tmp_path) -> None:
     daemon = ExtraDaemon(lab, tmp_path, ari_port=lab.config.ari_port, ws_port=free_port())
     full = tmp_path / "full"
     full.mkdir()
-    # the store lives on a 2 MiB tmpfs private to the daemon's mount namespace
-    script = (f"mount -t tmpfs -o size=2m tmpfs {full} && cp {daemon.db} {full}/ && "
-              f"exec {' '.join(daemon.command(full / daemon.db.name))}")
-    await asyncio.to_thread(daemon.start, ["unshare", "--mount", "--propagation", "private",
-                                           "sh", "-c", script])
+    await asyncio.to_thread(daemon.start, _on_tmpfs(daemon, full))
     pid = daemon.proc.pid
 
     def inside(*cmd: str) -> subprocess.CompletedProcess[str]:
@@ -51,11 +54,7 @@ async def test_disk_full_store_while_serving(lab: Lab, tmp_path) -> None:
         c = lab.config
         client = await CtiClient.websocket(f"ws://127.0.0.1:{daemon.ws_port}/", c.astcti_user,
                                            c.astcti_password)
-        for _ in range(100):
-            if (await client.request("startmonitor", extension="101",
-                                     check=False))["result"] == "success":
-                break
-            await asyncio.sleep(0.1)
+        await client.request_until_ok("startmonitor", extension="101")
         lab.start_phone("101", Phone(answer_after_ms=200))
         caller = lab.call("101", talk_ms=300)
         await client.expect("established", extension="101", timeout=20)
@@ -78,3 +77,80 @@ async def test_disk_full_store_while_serving(lab: Lab, tmp_path) -> None:
     finally:
         lab.stop_phone("101")
         await asyncio.to_thread(daemon.stop)
+
+
+async def test_disk_full_during_calls_events_flow_and_the_link_holds(lab: Lab, tmp_path) -> None:
+    """The store is full while calls carry user data (an IVR's, through the queue) and while
+    Asterisk restarts under a live call: every event still reaches the client, the link comes
+    back once and stays up (no SQLite write on the event path, nor in the reconnect's resync),
+    and what could not be saved is saved once there is room."""
+    c = lab.config
+    daemon = ExtraDaemon(lab, tmp_path, ari_port=c.ari_port, ws_port=free_port(),
+                         parameters={"acti_loginstate": "ready"})
+    full = tmp_path / "full"
+    full.mkdir()
+    await asyncio.to_thread(daemon.start, _on_tmpfs(daemon, full))
+    pid = daemon.proc.pid
+
+    def inside(*cmd: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["nsenter", "--target", str(pid), "--mount", *cmd],
+                              capture_output=True, text=True, timeout=30)
+
+    client = await CtiClient.websocket(f"ws://127.0.0.1:{daemon.ws_port}/", c.astcti_user,
+                                       c.astcti_password)
+    lab.start_phone("101", Phone(answer_after_ms=300))
+    caller = None
+    try:
+        await client.request_until_ok("startmonitor", extension="101")
+        await client.request("acdlogin", extension="101", agentid="7101", groups="support")
+        inside("sh", "-c", f"dd if=/dev/zero of={full}/filler bs=64k 2>/dev/null; sync")
+
+        caller = lab.call("601", talk_ms=60000)  # the IVR sets user data, then the queue
+        delivered = await client.expect("delivered", extension="101", timeout=30)
+        assert delivered["userdata"] == {"account": "4711", "ivr": "billing"}
+        await client.expect("established", extension="101", callid=delivered["callid"],
+                            timeout=30)
+        connects_before = daemon.log().count("connected to Asterisk")
+
+        await asyncio.to_thread(lab.restart_asterisk, True)  # the call dies with Asterisk
+        await client.expect("linkdown", extension="101", timeout=30)
+        cleared = await client.expect("connectioncleared", extension="101",
+                                      callid=delivered["callid"], timeout=60)
+        assert cleared["resync"] is True  # found gone by the resync of the reconnect
+        await client.expect("linkup", extension="101", timeout=30)
+        caller.stop()  # its call died with Asterisk
+        lab.start_phone("101", Phone(answer_after_ms=300))
+        second = lab.call("101", talk_ms=500)
+        established = await client.expect("established", extension="101", timeout=30)
+        await client.expect("connectioncleared", extension="101",
+                            callid=established["callid"], timeout=30)
+        await asyncio.to_thread(second.wait, 30)
+        log = daemon.log()
+        # it came back once and stayed up (a failing resync would make it flap: connect, fail,
+        # down, connect...)
+        assert log.count("connected to Asterisk") == connects_before + 1, log[-3000:]
+        assert "link down" not in log.rsplit("connected to Asterisk", 1)[1], log[-3000:]
+        assert "store writes are failing" in log and "Traceback" not in log
+
+        inside("rm", f"{full}/filler")
+        for _ in range(60):  # the writer retries with backoff (at most 30 s apart)
+            if "store writes work again" in daemon.log():
+                break
+            await asyncio.sleep(1)
+        assert "store writes work again" in daemon.log()
+        copy = tmp_path / "copy.db"
+        inside("sh", "-c", f"cp {full}/{daemon.db.name} {copy} && "
+                           f"if [ -f {full}/{daemon.db.name}-wal ]; then"
+                           f" cp {full}/{daemon.db.name}-wal {copy}-wal; fi")
+        db = sqlite3.connect(copy)
+        saved = dict(db.execute("SELECT callid, data FROM userdata").fetchall())
+        assert '"ivr": "billing"' in saved[delivered["callid"]]
+    finally:
+        if caller is not None:
+            caller.stop()
+        try:
+            await client.request("acdlogout", extension="101", agentid="7101", check=False)
+        finally:
+            await client.close()
+            lab.stop_phone("101")
+            await asyncio.to_thread(daemon.stop)

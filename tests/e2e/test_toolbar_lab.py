@@ -88,9 +88,6 @@ async def test_toolbar_shows_a_real_inbound_call(page, lab: Lab) -> None:
         lab.stop_phone("101")
 
 
-@pytest.mark.skipif("makecall" not in REQUESTS,
-                    reason="makecall is built by issue 4 (call control, branch `control`),"
-                           " not merged here yet")
 async def test_toolbar_make_call_shows_the_call_established(page, lab: Lab) -> None:
     lab.start_phone("101", Phone(answer_after_ms=300))
     lab.start_phone("102", Phone(answer_after_ms=500))

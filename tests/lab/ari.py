@@ -70,3 +70,51 @@ def wait_for(predicate, timeout: float = 15.0, what: str = "condition") -> Any:
         if time.monotonic() > deadline:
             raise AssertionError(f"{what} not met within {timeout} s")
         time.sleep(0.1)
+
+
+class ChannelWatch:
+    """Every channel Asterisk creates while the watch is open (an ARI app subscribed to all
+    event sources): what proves that a request dialled nothing, or how many probe channels a
+    poller made."""
+
+    def __init__(self, lab: Lab) -> None:
+        self.lab = lab
+        self.created: list[str] = []  # channel names, in order
+        self._session: Any = None
+        self._ws: Any = None
+        self._task: Any = None
+
+    async def __aenter__(self) -> ChannelWatch:
+        import asyncio
+        import secrets
+
+        import aiohttp
+
+        c = self.lab.config
+        self._session = aiohttp.ClientSession()
+        auth = base64.b64encode(f"{c.ari_user}:{c.ari_password}".encode()).decode()
+        self._ws = await self._session.ws_connect(
+            f"{c.ari_url.replace('http', 'ws', 1)}/ari/events",
+            params={"app": f"watch-{secrets.token_hex(4)}", "subscribeAll": "true"},
+            headers={"Authorization": f"Basic {auth}"})
+
+        async def read() -> None:
+            async for msg in self._ws:
+                event = json.loads(msg.data)
+                if event.get("type") == "ChannelCreated":
+                    self.created.append(event["channel"]["name"])
+
+        self._task = asyncio.create_task(read())
+        return self
+
+    def named(self, prefix: str) -> list[str]:
+        return [name for name in self.created if name.startswith(prefix)]
+
+    def probes(self) -> list[str]:
+        """Local channels astcti made to read queue state (one per pair: the `;1` half)."""
+        return [name for name in self.named("Local/read@") if name.endswith(";1")]
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._ws.close()
+        await self._task
+        await self._session.close()

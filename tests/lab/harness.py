@@ -42,6 +42,10 @@ SPARE = ["105", "150"]
 SECOND_SHIFT = 500
 AGENTS2 = ["201", "202", "203", "204"]
 SPARE2 = ["205", "150"]
+#: PJSIP endpoints whose contact is a port no lab process ever listens on (the template's
+#: extra_port): what the request fuzzers may call, with nobody to ring and no stray INVITE
+#: retransmission reaching a phone a later test starts
+FUZZ_ENDPOINTS = ["191", "192"]
 
 
 class LabError(RuntimeError):
@@ -369,7 +373,8 @@ class Lab:
             "phones": [{"ext": e, "port": p, **({"dtmf_mode": "info"} if e == "104" else {})}
                        for e, p in {**c.phones, **c.spare_phones}.items()],
             "trunk_port": c.trunk_port, "trunk_ports": c.trunk_ports,
-            "extra_extensions": c.extra_extensions, "agent_patterns": c.agent_patterns,
+            "extra_extensions": [*c.extra_extensions, *FUZZ_ENDPOINTS],
+            "agent_patterns": c.agent_patterns,
             # 500 ports: a FreePBX-flavour lab FREEPBX_SHIFT above has the next 500
             "rtp_start": 20000 + 2 * c.port_offset, "rtp_end": 20499 + 2 * c.port_offset,
             "queue_number": c.queue_number, "ivr_number": c.ivr_number,
@@ -486,6 +491,12 @@ class Lab:
                 store.add_extensions([ExtensionRow(e, "PJSIP")
                                       for e in self.second.config.phones])
             store.set_parameter("acti_heartbeat", "2")
+            # the lab's administrator allows its dialplan's 9-prefix outside line (to every
+            # role) and 5-digit internal numbers to admins (most unrouted: `destination not
+            # obtainable`); the rest is the shipped default the authorisation tests exercise
+            store.set_parameter("acti_dial_agent", "internal,_0[1-7]X.,_9X.")
+            store.set_parameter("acti_dial_supervisor", "internal,_0[1-7]X.,_9X.")
+            store.set_parameter("acti_dial_admin", "internal,_0[1-7]X.,_9X.,_[1-8]XXXX")
             if c.flavour == "freepbx":  # agents join queues in FreePBX's member form
                 store.set_parameter("acti_flavour", "freepbx")
             store.add_extensions([ExtensionRow(e, "PJSIP")
@@ -493,7 +504,7 @@ class Lab:
             for port, proto in [(c.rest_port, "astctirest"), (c.tcp_port, "astctiapi"),
                                 (c.ws_port, "astctiws")]:
                 store.add_listener(ListenerRow(port, "127.0.0.1", "*", proto, "token"))
-            store.set_user(c.astcti_user, c.astcti_password, "client")
+            store.set_user(c.astcti_user, c.astcti_password, "admin")
             store.set_user(c.admin_user, c.admin_password, "admin")
             store.set_user(c.supervisor_user, c.supervisor_password, "supervisor")
         finally:
@@ -634,7 +645,7 @@ class ExtraDaemon:
             for ext in extensions:
                 store.add_extension(ext, "PJSIP")
             store.add_listener(ListenerRow(ws_port, "127.0.0.1", "*", "astctiws", "token"))
-            store.set_user(c.astcti_user, c.astcti_password)
+            store.set_user(c.astcti_user, c.astcti_password, "admin")
         finally:
             store.close()
 

@@ -92,3 +92,18 @@ def test_undecryptable_ami_secret(cipher, tmp_path: Path) -> None:
     with pytest.raises(SecretError, match="acti_amilink_01"):
         parse_amilink("acti_amilink_01", f"127.0.0.1#5038,u,{token}", cipher)
     assert parse_amilink("acti_amilink_01", f"127.0.0.1#5038,u,{token}", None).secret == token
+
+
+def test_https_and_wss_links_are_tls_with_the_ca_file(cipher) -> None:
+    token = encrypt(cipher, "pw")
+    for scheme in ("https", "wss", "HTTPS"):
+        config = parse_link("acti_tlink_01", f"{scheme}://pbx.example.com#8089#astcti,u,{token}",
+                            cipher, "/etc/astcti/ca.pem")
+        assert config.tls and config.cafile == "/etc/astcti/ca.pem"
+        assert config.base_url == "https://pbx.example.com:8089"
+        assert config.events_url == "wss://pbx.example.com:8089/ari/events"
+    plain = parse_link("acti_tlink_01", f"http://10.0.0.5#8088#astcti,u,{token}", cipher,
+                       "/etc/astcti/ca.pem")
+    assert not plain.tls and plain.cafile == "" and plain.base_url == "http://10.0.0.5:8088"
+    with pytest.raises(ConfigError, match="https://host#... for TLS"):
+        parse_link("acti_tlink_01", f"https://pbx.example.com:8089,astcti,u,{token}", cipher)

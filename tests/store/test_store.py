@@ -219,6 +219,56 @@ def test_feature_parameters_reach_stores_of_any_version(tmp_path: Path) -> None:
         store.close()
 
 
+def _store_at_version(path: Path, version: int) -> None:
+    """A store as an older astcti left it (only the first `version` migrations)."""
+    import sqlite_utils
+
+    from astcti.store.schema import MIGRATIONS
+
+    db = sqlite_utils.Database(sqlite3.connect(path))
+    for migrate in MIGRATIONS[:version]:
+        migrate(db)
+    db.conn.execute(f"PRAGMA user_version={version}")
+    db.conn.commit()
+    db.conn.close()
+
+
+def test_v6_users_from_before_roles_become_admin_and_say_so(tmp_path: Path) -> None:
+    """Users could do everything before roles: they stay able to (admin), marked migrated, so
+    nothing breaks silently; the administrator's first change clears the mark. An auth=none
+    listener open to everyone keeps opening (forced) instead of vanishing at the upgrade."""
+    from astcti.store.store import hash_password
+
+    path = tmp_path / "old.db"
+    _store_at_version(path, 2)
+    conn = sqlite3.connect(path)
+    conn.executemany("INSERT INTO users(username, password_hash, role, created) VALUES (?,?,?,?)",
+                     [("crm", hash_password("pw-crm-123"), "client", "2026-01-01"),
+                      ("root", hash_password("pw-root-123"), "admin", "2026-01-01")])
+    conn.executemany("INSERT INTO listeners(port, bind, allow, protocol, auth) VALUES (?,?,?,?,?)",
+                     [(9001, "127.0.0.1", "*", "astctirest", "none"),
+                      (9002, "127.0.0.1", "10.0.0.5", "astctirest", "none"),
+                      (9003, "127.0.0.1", "*", "astctiws", "token")])
+    conn.commit()
+    conn.close()
+    store = Store.open(path)
+    users = {u.username: u for u in store.users()}
+    assert (users["crm"].role, users["crm"].migrated, users["crm"].extensions) == \
+        ("admin", True, ())
+    assert (users["root"].role, users["root"].migrated) == ("admin", False)
+    assert store.check_user("crm", "pw-crm-123").role == "admin"  # still logs in
+    assert [(r.port, r.forced) for r in store.listeners()] == \
+        [(9001, True), (9002, False), (9003, False)]
+    assert store.get_parameter("acti_dial_agent") == "internal,_0[1-7]X."
+    assert store.update_user("crm", role="agent", extensions=["101", "102"])
+    crm = store.user("crm")
+    assert (crm.role, crm.extensions, crm.migrated) == ("agent", ("101", "102"), False)
+    store.set_user("crm", "new-password-1", crm.role)  # a password change keeps extensions
+    assert store.user("crm").extensions == ("101", "102")
+    with pytest.raises(ValueError, match="unknown role 'root'"):
+        store.set_user("x", "password-123", "root")
+
+
 def test_v3_store_migrates_to_v4_extensions_unpinned_then_pinned(tmp_path: Path) -> None:
     """v4: an extension may be pinned to one Asterisk link (the same number on two PBXs)."""
     from astcti.store.schema import MIGRATIONS

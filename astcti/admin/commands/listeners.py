@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from astcti.admin.language import Arg, CommandError, Context, command, table
-from astcti.api.listeners import PROTOCOLS
+from dataclasses import replace
+
+from astcti.api.listeners import PROTOCOLS, OpenToEveryone
 from astcti.api.listeners import validate as validate_listener
 from astcti.errors import AstctiError
 from astcti.store.store import ListenerRow
@@ -31,13 +33,21 @@ async def _show_tcp(ctx: Context, args: dict[str, Any]) -> str:
          Arg("PROTOCOL", "protocol", doc=f"{', '.join(PROTOCOLS)}"),
          Arg("AUTH", "auth", optional=True, doc="auth=token (default: login required) or"
                                                 " auth=none"),
-         doc="Open a client listener now and keep it across restarts (same port: replaced).",
-         example="add tcp 9011 127.0.0.1 * custom astctiws", group="listeners")
+         doc="Open a client listener now and keep it across restarts (same port: replaced)."
+             " auth=none needs ALLOW to name the hosts that may use it (--force: everyone).",
+         example="add tcp 9011 127.0.0.1 * custom astctiws", force=True, group="listeners")
 async def _add_tcp(ctx: Context, args: dict[str, Any]) -> str:
     row = ListenerRow(args["PORT"], args["BIND"], args["ALLOW"], args["PROTOCOL"],
                       args.get("AUTH", "token"))
     try:
         validate_listener(row)
+    except OpenToEveryone as exc:
+        if not ctx.force:
+            raise CommandError(str(exc), confirm=f"port {row.port}: let every address use it"
+                                                 " without login?") from None
+        row = replace(row, forced=True)
+        ctx.warnings.append(f"port {row.port} accepts every address without login (forced):"
+                            " restrict ALLOW to the CRM hosts as soon as you can")
     except AstctiError as exc:
         raise CommandError(str(exc)) from None
     if row.bind not in LOOPBACK_BINDS:
@@ -56,7 +66,7 @@ async def _add_tcp(ctx: Context, args: dict[str, Any]) -> str:
         state = "listening now"
     else:
         ctx.store.add_listener(row)
-        state = "opens when astcti starts"
+        state = "opens when astcti starts or reloads"
     what = "replaced" if replaced else "added"
     return (f"listener {row.port} {what}: {row.protocol} on {row.bind}:{row.port}, allow"
             f" {row.allow}, auth {row.auth}; {state}")

@@ -10,6 +10,7 @@ from typing import Any
 from astcti.admin.language import (
     VALIDATORS, Arg, CommandError, Context, command, table,
 )
+from astcti.cti.dialpolicy import PolicyError, parse_policy
 from astcti.errors import AstctiError
 from astcti.pbx.linkconfig import parse_amilink, parse_link
 from astcti.secrets import encrypt
@@ -55,6 +56,42 @@ def _dial_context(value: str) -> str:
     return value.strip()
 
 
+def _dial_policy(value: str) -> str:
+    entries = [e.strip() for e in value.split(",") if e.strip()]
+    try:
+        parse_policy(",".join(entries))
+    except PolicyError as exc:
+        raise CommandError(f"{exc} (e.g. internal,_0[1-7]X.,_00X.)") from None
+    return ",".join(entries)
+
+
+ORIGIN_RE = re.compile(r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?$|^https?://\[[0-9A-Fa-f:.]+\]"
+                       r"(:[0-9]{1,5})?$")
+
+
+def _origins(value: str) -> str:
+    origins = [o.strip().rstrip("/") for o in value.split(",") if o.strip()]
+    for origin in origins:
+        if origin != "*" and not ORIGIN_RE.match(origin):
+            raise CommandError(f"origin {origin[:60]!r} is not valid: use scheme://host[:port]"
+                               " as browsers send it (https://crm.example.com), or *")
+    return ",".join(origins)
+
+
+def _cafile(value: str) -> str:
+    path = value.strip()
+    if not path:
+        return ""
+    try:
+        text = open(path, encoding="ascii", errors="replace").read(1 << 20)
+    except OSError as exc:
+        raise CommandError(f"cannot read CA file {path}: {exc.strerror}: give the path of a"
+                           " PEM file readable by astcti") from None
+    if "-----BEGIN CERTIFICATE-----" not in text:
+        raise CommandError(f"{path} holds no PEM certificate (-----BEGIN CERTIFICATE-----)")
+    return path
+
+
 def _screenpop_url(value: str) -> str:
     value = value.strip()
     if value and not re.fullmatch(r"https?://[^\s\"'<>]{1,1000}", value):
@@ -75,6 +112,11 @@ PARAMETER_RULES: dict[str, Callable[[str], str]] = {
     "acti_resume_size": _number(0, 1_000_000, integer=True),
     "acti_resume_age": _number(0, 86400, integer=False),
     "acti_dial_context": _dial_context,
+    "acti_dial_agent": _dial_policy,
+    "acti_dial_supervisor": _dial_policy,
+    "acti_dial_admin": _dial_policy,
+    "acti_origins": _origins,
+    "acti_ari_cafile": _cafile,
     "acti_screenpop_url": _screenpop_url,
     "acti_screenpop_mode": _one_of("tab", "iframe"),
     "acti_servicelevel": _number(1, 3600, integer=True),
@@ -169,7 +211,7 @@ async def _update_parameter(ctx: Context, args: dict[str, Any]) -> str:
                    "Asterisk AMI link (same NN as its acti_tlink_NN)")
     ctx.store.set_parameter(name, value, description if is_link and old is None else None)
     applied = await ctx.daemon.apply_parameter(name, value) if ctx.daemon is not None else \
-        "applies when astcti starts"
+        "applies when astcti starts or reloads"
     shown = _show_value(name, value) or "empty"
     return f"{name} = {shown} (was {_show_value(name, old or '') or 'unset'}): {applied}"
 

@@ -9,6 +9,7 @@ from typing import Any
 from astcti.api.services import Services
 from astcti.api.session import Session
 from astcti.api.protocol import Field, RequestError, request
+from astcti.api.authz import MONITOR
 from astcti.api.requests.monitoring import EXTENSION, served_extension
 from astcti.cti.acd import (
     ACW, AUTO_IN, NOTREADY, READY, STATE_WORDS, AcdError, AcdService, parse_groups,
@@ -37,7 +38,8 @@ def _acd(services: Services) -> AcdService:
 
 async def acd_login(services: Services, session: Session, extension: str, agentid: str,
                     password: str | None, groups: list[str] | None) -> dict[str, Any]:
-    """acdlogin, and `login` with agentid: the agent's password first (when it has one)."""
+    """acdlogin, and `login` with agentid: the agent's password first (when it has one).
+    (`login` is served without a PBX, so its ACD form checks the extension here.)"""
     served_extension(services, extension)
     acd = _acd(services)
     await services.auth.check_agent_password(session.peer, agentid, password)
@@ -62,7 +64,6 @@ async def acd_logout(services: Services, extension: str, agentid: str,
          group="acd", response=AGENT_VIEW,
          resource=("POST", "/api/v1/extensions/{extension}/agent"))
 async def acdlogin(services: Services, session: Session, args: dict[str, Any]) -> dict[str, Any]:
-    served_extension(services, args["extension"])  # before the fields' finer checks
     return await acd_login(services, session, args["extension"], args["agentid"],
                            args.get("password"), _groups(args))
 
@@ -82,7 +83,6 @@ def _groups(args: dict[str, Any]) -> list[str] | None:
          group="acd", response=AGENT_VIEW,
          resource=("DELETE", "/api/v1/extensions/{extension}/agent"))
 async def acdlogout(services: Services, session: Session, args: dict[str, Any]) -> dict[str, Any]:
-    served_extension(services, args["extension"])
     return await acd_logout(services, args["extension"], args["agentid"], _groups(args))
 
 
@@ -105,7 +105,6 @@ async def acdsetstate(services: Services, session: Session,
 
 async def _set_state(services: Services, session: Session, args: dict[str, Any],
                      password: str | None) -> dict[str, Any]:
-    served_extension(services, args["extension"])
     acd = _acd(services)
     await services.auth.check_agent_password(session.peer, args["agentid"], password)
     reason = args.get("reasoncode", "")
@@ -136,7 +135,7 @@ SKILLMODES = {NOTREADY: "aux", ACW: "acw"}
 
 @request("queryagentstate", EXTENSION,
          doc="The agent state at the extension in the astCTI author's words.",
-         group="acd", response={"skillmode": "\"null\" (no agent logged in), auto, manual, acw"
+         group="acd", access=MONITOR, response={"skillmode": "\"null\" (no agent logged in), auto, manual, acw"
                                              " or aux",
                                 "reasoncode": "why aux, a number as a string (\"0\": none)",
                                 "talkstate": "idle or call (the extension has a call)",
@@ -144,7 +143,6 @@ SKILLMODES = {NOTREADY: "aux", ACW: "acw"}
 async def queryagentstate(services: Services, session: Session,
                           args: dict[str, Any]) -> dict[str, Any]:
     ext = args["extension"]
-    served_extension(services, ext)
     acd = services.acd
     agent = acd.agent(ext) if acd is not None else None
     talking = bool(services.tracker.connections_of(ext))
@@ -161,12 +159,11 @@ async def queryagentstate(services: Services, session: Session,
 
 @request("querydeviceinfo", EXTENSION,
          doc="The device at the extension (astCTI author's word): the agent logged in there.",
-         group="acd", response={"associateddevice": "the agent id logged in at the extension"
+         group="acd", access=MONITOR, response={"associateddevice": "the agent id logged in at the extension"
                                                     " (empty: none)"})
 async def querydeviceinfo(services: Services, session: Session,
                           args: dict[str, Any]) -> dict[str, Any]:
     ext = args["extension"]
-    served_extension(services, ext)
     acd = services.acd
     agent = acd.agent(ext) if acd is not None else None
     return {"associateddevice": agent.agentid if agent is not None else ""}
@@ -174,7 +171,7 @@ async def querydeviceinfo(services: Services, session: Session,
 
 @request("acdgetstate", EXTENSION,
          doc="The agent logged in on the extension and its state (as last read from the"
-             " queues).",
+             " queues).", access=MONITOR, served=False,
          group="acd", response=AGENT_VIEW,
          resource=("GET", "/api/v1/extensions/{extension}/agent"))
 async def acdgetstate(services: Services, session: Session,

@@ -7,7 +7,7 @@ from typing import Any
 from astcti.api.services import Services
 from astcti.api.session import Session
 from astcti.api.protocol import CALLID_RE, NUMBER_RE, Field, RequestError, request
-from astcti.api.requests.monitoring import EXTENSION, served_extension
+from astcti.api.requests.monitoring import EXTENSION
 from astcti.cti.control import CallControl
 from astcti.cti.model import Connection, ConnectionState, Direction
 
@@ -32,7 +32,7 @@ GROUP = "call control"
 
 
 def _control(services: Services, extension: str) -> CallControl:
-    served_extension(services, extension)
+    """The call control service (the dispatcher has checked the caller and the extension)."""
     if services.control is None:
         raise RequestError("call control is not available in this astcti", 503)
     return services.control

@@ -6,13 +6,12 @@ from typing import Any
 
 from astcti.api.services import Services
 from astcti.api.session import Session
+from astcti.api.authz import SESSION, SUPERVISE
 from astcti.api.protocol import Field, RequestError, request
 from astcti.cti.events import EXTENSIONS_TOPIC, QUEUES_TOPIC
 from astcti.cti.presence import PresenceService
 from astcti.cti.queuestats import QueueStatsService
 
-#: Roles that may watch every queue and agent (a wallboard shows other people's work).
-SUPERVISOR_ROLES = ("supervisor", "admin")
 MONITOR = Field("monitor", type="boolean", required=False,
                 doc="true: keep sending this connection the changes as events; false: stop",
                 example=True)
@@ -45,7 +44,7 @@ def _watch(services: Services, session: Session, topic: str, monitor: bool | Non
              " `unavailable`, from Asterisk's device states, and the agent logged in on it."
              " With `monitor` true the connection then receives `extensionstate` events (what a"
              " desktop's transfer directory shows).",
-         group="desktop",
+         group="desktop", access=SESSION,
          response={"extensions": "list of {extension, state, devicestate, agentid,"
                                  " agentstate}"},
          resource=("GET", "/api/v1/directory"))
@@ -67,18 +66,13 @@ async def directory(services: Services, session: Session, args: dict[str, Any]
              " the connection then receives `queuestatus` and `agentstatus` events for every"
              " queue as they change (a wallboard needs no polling). The service level's"
              " threshold is parameter `acti_servicelevel` (seconds, default 20).",
-         group="desktop",
+         group="desktop", access=SUPERVISE,
          response={"queues": "list of queue figures (fields of `queuestatus`)",
                    "agents": "list of agent lines (fields of `agentstatus`)",
                    "servicelevelseconds": "the service level threshold"},
          resource=("GET", "/api/v1/queues"))
 async def queuestats(services: Services, session: Session, args: dict[str, Any]
                      ) -> dict[str, Any]:
-    identity = session.identity
-    if identity is not None and identity.role not in SUPERVISOR_ROLES:
-        raise RequestError(f"permission denied: queuestats needs role supervisor (user"
-                           f" {identity.username} has role {identity.role}); astcti-shell"
-                           " `add user NAME supervisor` makes one", 403)
     stats = _stats(services)
     _watch(services, session, QUEUES_TOPIC, args.get("monitor"))
     return stats.snapshot(args.get("queue"))
@@ -101,7 +95,7 @@ DESKTOP_PARAMETERS = (
              " `screenpopmode` (`tab` or `iframe`, parameter `acti_screenpop_mode`),"
              " `reasoncodes` (list, parameter `acti_reasoncodes`; empty: any word),"
              " `acwtimeout` and `servicelevelseconds`, and the user's `role`.",
-         group="desktop",
+         group="desktop", access=SESSION,
          response={"screenpopurl": "URL template or empty", "screenpopmode": "tab or iframe",
                    "reasoncodes": "list of not-ready reason codes",
                    "acwtimeout": "seconds of after-call work (0: until ready)",

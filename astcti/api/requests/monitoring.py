@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from astcti.api.authz import CONTROL, MONITOR, SESSION
 from astcti.api.protocol import EXTENSION_RE, NOT_LOGGED_IN, Field, RequestError, request
 from astcti.api.services import Services
 from astcti.api.session import Session
@@ -13,10 +14,15 @@ EXTENSION = Field("extension", pattern=EXTENSION_RE, max_length=32, doc="extensi
 
 
 def served_extension(services: Services, number: str) -> None:
-    """Fail unless the extension is configured and a connected Asterisk serves it."""
-    if services.directory.link_of(number) is None or not services.directory.link_of(number).up:
-        raise RequestError(services.directory.why_unserved(number), 404
-                           if number not in services.directory.extensions else 409)
+    """Fail unless the extension is configured and a connected Asterisk serves it (what the
+    dispatcher checks for every request's `extension`; the ACD forms of login/logout, which
+    are served without a PBX, call it themselves)."""
+    directory = services.directory
+    link = directory.link_of(number)
+    if link is None or not link.up:
+        raise RequestError(directory.why_unserved(number),
+                           404 if number not in directory.extensions else 409)
+
 
 
 @request("login",
@@ -35,10 +41,12 @@ def served_extension(services: Services, number: str) -> None:
              " request needs it, unless the listener is `auth=none`. With `agentid` it is the"
              " astCTI author's ACD login instead: `acdlogin` of the agent on `extension`"
              " (the connection must be logged in, or on an `auth=none` listener).",
-         login=False, group="session", response={"token": "reuse it to log in again",
-                                                 "user": "the user name",
-                                                 "agentid": "ACD login: the agent, with"
-                                                            " groups, state... as acdlogin"},
+         login=False, group="session", served=False,
+         access=lambda args: CONTROL if "agentid" in args else SESSION,
+         response={"token": "reuse it to log in again", "user": "the user name",
+                   "role": "agent, supervisor or admin",
+                   "extensions": "the extensions the user may act on (agent, supervisor)",
+                   "agentid": "ACD login: the agent, with groups, state... as acdlogin"},
          resource=("POST", "/api/v1/login"))
 async def login(services: Services, session: Session, args: dict[str, Any]) -> dict[str, Any]:
     if "agentid" in args:
@@ -51,7 +59,12 @@ async def login(services: Services, session: Session, args: dict[str, Any]) -> d
     identity = await services.auth.login(session.peer, args.get("username"),
                                          args.get("password"), args.get("token"))
     session.identity = identity
-    return {"token": services.auth.issue_token(identity), "user": identity.username}
+    if args.get("token"):
+        session.tokens.add(args["token"])
+    token = services.auth.issue_token(identity)
+    session.tokens.add(token)
+    return {"token": token, "user": identity.username, "role": identity.role,
+            "extensions": sorted(identity.extensions)}
 
 
 @request("logout",
@@ -60,9 +73,11 @@ async def login(services: Services, session: Session, args: dict[str, Any]) -> d
                    " omitted: the one the client sits at"),
          Field("agentid", pattern=r"^[0-9A-Za-z_.-]{1,32}$", max_length=32, required=False,
                doc="ACD logout: the agent; with it, `logout` is `acdlogout`"),
-         doc="End the session's monitors and forget its login; with `agentid` (the astCTI"
+         doc="End the session's monitors and forget its login: the tokens this connection"
+             " used or was given stop working on every transport; with `agentid` (the astCTI"
              " author's form) log the agent out of its queues instead (`acdlogout`).",
-         group="session")
+         group="session", served=False,
+         access=lambda args: CONTROL if "agentid" in args else SESSION)
 async def logout(services: Services, session: Session, args: dict[str, Any]) -> dict | None:
     if "agentid" in args:
         from astcti.api.requests.acd import acd_logout
@@ -70,6 +85,9 @@ async def logout(services: Services, session: Session, args: dict[str, Any]) -> 
         return await acd_logout(services, _extension(services, session, args), args["agentid"],
                                 None)
     services.hub.detach_all(session)
+    for token in session.tokens:
+        services.auth.revoke(token)
+    session.tokens.clear()
     # a client known by its address (auth=none) cannot log in again: it stays known by it
     if session.identity is not None and not session.identity.address:
         session.identity = None
@@ -93,26 +111,26 @@ def _seat(services: Services, session: Session) -> str:
 @request("myextension",
          doc="The extension the client sits at, found from its address (free seating: the"
              " astCTI console's `add ipextnmap ADDRESS EXT`).",
-         group="session", response={"extension": "the client's extension"})
+         group="session", access=SESSION, response={"extension": "the client's extension"})
 async def myextension(services: Services, session: Session,
                       args: dict[str, Any]) -> dict[str, Any]:
     return {"extension": _seat(services, session)}
 
 
 @request("startmonitor", EXTENSION,
-         doc="Receive the events of an extension's calls on this connection.",
+         doc="Receive the events of an extension's calls on this connection.", access=MONITOR,
          response={"seq": "sequence number of the extension's latest event (for resume)"},
          resource=("POST", "/api/v1/extensions/{extension}/monitor"))
 async def startmonitor(services: Services, session: Session,
                        args: dict[str, Any]) -> dict[str, Any]:
     ext = args["extension"]
-    served_extension(services, ext)
     if not services.hub.attach(session, ext):
         raise RequestError(f"extension {ext} is already monitored by this connection", 409)
     return {"seq": services.hub.last_seq(ext)}
 
 
 @request("stopmonitor", EXTENSION, doc="Stop receiving the extension's events.",
+         access=SESSION, served=False,
          resource=("DELETE", "/api/v1/extensions/{extension}/monitor"))
 async def stopmonitor(services: Services, session: Session, args: dict[str, Any]) -> None:
     ext = args["extension"]
@@ -121,7 +139,7 @@ async def stopmonitor(services: Services, session: Session, args: dict[str, Any]
 
 
 @request("snapshot", EXTENSION,
-         doc="The extension's current calls and their states.",
+         doc="The extension's current calls and their states.", access=MONITOR,
          response={"calls": "list of {callid, state, direction, calling, callingname, called,"
                             " since, lastredirection, userdata}",
                    "numcall": "how many calls the extension has",
@@ -129,13 +147,13 @@ async def stopmonitor(services: Services, session: Session, args: dict[str, Any]
          resource=("GET", "/api/v1/extensions/{extension}/calls"))
 async def snapshot(services: Services, session: Session, args: dict[str, Any]) -> dict[str, Any]:
     ext = args["extension"]
-    served_extension(services, ext)
     calls = services.tracker.snapshot(ext)
     return {"calls": calls, "numcall": len(calls), "seq": services.hub.last_seq(ext)}
 
 
 @request("resume", EXTENSION,
          Field("lastseq", type="integer", minimum=0, doc="seq of the last event the client saw"),
+         access=MONITOR,
          doc="Monitor again after a reconnect and receive exactly the events missed since"
              " `lastseq`; if they are no longer buffered, `resync` is true and `calls` holds a"
              " snapshot instead.",
@@ -143,7 +161,6 @@ async def snapshot(services: Services, session: Session, args: dict[str, Any]) -
                    "calls": "snapshot when resync is true", "seq": "latest seq"})
 async def resume(services: Services, session: Session, args: dict[str, Any]) -> dict[str, Any]:
     ext = args["extension"]
-    served_extension(services, ext)
     missed = services.hub.missed(ext, args["lastseq"])
     services.hub.attach(session, ext)
     if missed is None:

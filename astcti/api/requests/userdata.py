@@ -7,8 +7,9 @@ from typing import Any
 from astcti.api.services import Services
 from astcti.api.session import Session
 from astcti.api.protocol import CALLID_RE, Field, RequestError, request
+from astcti.api.authz import CONTROL, MONITOR
 from astcti.api.requests.control import current_call
-from astcti.api.requests.monitoring import EXTENSION, served_extension
+from astcti.api.requests.monitoring import EXTENSION
 from astcti.cti.userdata import (
     MAX_KEYS, MAX_TOTAL_BYTES, UserDataError, UserDataService,
 )
@@ -33,10 +34,10 @@ from astcti.cti.userdata import (
          group="userdata", response={"userdata": "the call's user data after the request",
                                      "cli, calling, called": "with type alert: the calling"
                                                              " number (twice) and the called"},
+         access=lambda args: CONTROL if "data" in args else MONITOR,
          resource=("POST", "/api/v1/extensions/{extension}/calls/{callid}/userdata"))
 async def userdata(services: Services, session: Session, args: dict[str, Any]) -> dict[str, Any]:
     ext = args["extension"]
-    served_extension(services, ext)
     callid = args.get("callid") or current_call(services, ext, "any")
     service: UserDataService | None = services.userdata
     if service is None:

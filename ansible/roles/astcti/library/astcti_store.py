@@ -51,7 +51,7 @@ options:
     elements: dict
     default: []
   users:
-    description: astcti users (username, password, role).
+    description: astcti users (username, password, role agent/supervisor/admin, extensions).
     type: list
     elements: dict
     default: []
@@ -120,7 +120,11 @@ LISTENER_SPEC = dict(
 USER_SPEC = dict(
     username=dict(type="str", required=True),
     password=dict(type="str", required=True, no_log=True),
-    role=dict(type="str", default="client", choices=["admin", "client"]),
+    # agent by default: without extensions it may act on nothing (safe until the admin decides);
+    # client: a user from before roles, which could do everything (astcti stores it as admin)
+    role=dict(type="str", default="agent",
+              choices=["agent", "supervisor", "admin", "client"]),
+    extensions=dict(type="list", elements="str", default=[]),
 )
 
 
@@ -322,8 +326,12 @@ def main():
         # -- users ---------------------------------------------------------------------------
         for user in p["users"]:
             row = store.check_user(user["username"], user["password"])
-            if row is None or row.role != user["role"]:
-                changes.append("set user %s (%s)" % (user["username"], user["role"]))
+            role = "admin" if user["role"] == "client" else user["role"]
+            if row is None or row.role != role or \
+                    list(row.extensions) != list(user["extensions"]):
+                changes.append("set user %s (%s%s)" % (
+                    user["username"], role,
+                    " on " + ",".join(user["extensions"]) if user["extensions"] else ""))
                 actions.append(("user", user, None))
 
         if actions and not module.check_mode:
@@ -350,7 +358,7 @@ def main():
                 elif kind == "unlst":
                     store.remove_listener(a)
                 elif kind == "user":
-                    store.set_user(a["username"], a["password"], a["role"])
+                    store.set_user(a["username"], a["password"], a["role"], a["extensions"])
     except AstctiError as exc:
         module.fail_json(msg=str(exc))
     finally:

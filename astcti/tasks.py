@@ -1,0 +1,81 @@
+"""Background tasks that are never lost: each is referenced until it ends, its failure is
+logged with a traceback, and cancellation is never swallowed.
+
+asyncio keeps only a weak reference to a task: one created and forgotten can vanish mid-way,
+and its exception is reported (if ever) by the garbage collector. Every long-lived object that
+starts tasks owns a :class:`Tasks` and stops them with :meth:`Tasks.cancel_all`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Coroutine
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+def watch(task: asyncio.Task[Any], owner: str) -> asyncio.Task[Any]:
+    """A task kept in an attribute by its owner: its failure is logged with a traceback when
+    it happens (not when, if ever, the garbage collector notices)."""
+    def done(task: asyncio.Task[Any]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            log.error("%s: task %s failed", owner, task.get_name(), exc_info=task.exception())
+
+    task.add_done_callback(done)
+    return task
+
+
+class Tasks:
+    """The background tasks of one owner (a service, a connection, the daemon)."""
+
+    def __init__(self, owner: str) -> None:
+        self.owner = owner
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+        return task
+
+    def _done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None:
+            log.error("%s: task %s failed", self.owner, task.get_name(), exc_info=exc)
+
+    def __len__(self) -> int:
+        return len(self._tasks)
+
+    async def wait(self, timeout: float) -> None:
+        """Give the tasks up to `timeout` seconds to end by themselves."""
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=timeout)
+
+    async def cancel_all(self) -> None:
+        """Cancel every task and wait for them (their failures are logged by `_done`)."""
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            await cancel_and_wait(task)
+
+
+async def cancel_and_wait(task: asyncio.Task[Any] | None) -> None:
+    """Cancel a task and wait until it has ended. Its CancelledError stays with it; ours (the
+    caller being cancelled meanwhile) propagates."""
+    if task is None:
+        return
+    task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        current = asyncio.current_task()
+        if current is not None and current.cancelling():
+            raise
+    except Exception:  # noqa: BLE001  (already logged by its owner's done callback)
+        pass

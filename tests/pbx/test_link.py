@@ -1,0 +1,86 @@
+"""AsteriskLink's reconnect backoff: it resets only after a connection that stayed up."""
+
+from __future__ import annotations
+
+import asyncio
+
+from astcti.pbx import link as link_module
+from astcti.pbx.ari import AriError
+from astcti.pbx.link import AsteriskLink
+from astcti.pbx.linkconfig import LinkConfig
+
+
+async def _delays(monkeypatch, lasts: list[float]) -> list[float]:
+    """Run the supervisor over connections that last `lasts` seconds each (on a fake clock)
+    and return the backoff delays it chose."""
+    now = [1000.0]
+    monkeypatch.setattr(link_module, "clock", lambda: now[0])
+    monkeypatch.setattr(link_module.random, "uniform", lambda a, b: 1.0)
+    delays: list[float] = []
+    real_sleep = asyncio.sleep
+    done = asyncio.Event()
+
+    async def fake_sleep(seconds: float) -> None:
+        delays.append(seconds)
+        if len(delays) == len(lasts):
+            done.set()
+            await real_sleep(3600)
+        await real_sleep(0)
+
+    monkeypatch.setattr(link_module.asyncio, "sleep", fake_sleep)
+    link = AsteriskLink(LinkConfig("acti_tlink_01", "127.0.0.1", 1, "a", "u", "p"))
+    runs = iter(lasts)
+
+    async def connect() -> None:
+        pass
+
+    async def pump() -> None:
+        now[0] += next(runs)  # the connection lasted this long, then Asterisk dropped it
+
+    async def teardown() -> None:
+        pass
+
+    link._connect, link._pump, link._teardown = connect, pump, teardown  # type: ignore
+    task = asyncio.create_task(link._supervise())
+    await asyncio.wait_for(done.wait(), 10)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    return delays
+
+
+async def test_a_flapping_asterisk_is_not_hammered(monkeypatch) -> None:
+    """Asterisk accepts then drops the link at once, again and again: each retry waits longer
+    (before: every connect reset the delay to 0.5 s, a resync every half second)."""
+    delays = await _delays(monkeypatch, [0.1] * 8)
+    assert delays == [0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 15.0, 15.0]
+
+
+async def test_a_link_that_stayed_up_reconnects_quickly(monkeypatch) -> None:
+    delays = await _delays(monkeypatch, [0.1, 0.1, 0.1, link_module.STABLE_AFTER + 1, 0.1])
+    assert delays == [0.5, 1.0, 2.0, 0.5, 1.0]
+
+
+async def test_connect_failures_back_off_too(monkeypatch) -> None:
+    link = AsteriskLink(LinkConfig("acti_tlink_01", "127.0.0.1", 1, "a", "u", "p"))
+    delays: list[float] = []
+    real_sleep = asyncio.sleep
+
+    async def fake_sleep(seconds: float) -> None:
+        delays.append(seconds)
+        await real_sleep(0)
+
+    async def refuse() -> None:
+        raise AriError(503, "cannot reach Asterisk")
+
+    async def teardown() -> None:
+        pass
+
+    monkeypatch.setattr(link_module.asyncio, "sleep", fake_sleep)
+    monkeypatch.setattr(link_module.random, "uniform", lambda a, b: 1.0)
+    link._connect, link._teardown = refuse, teardown  # type: ignore
+    task = asyncio.create_task(link._supervise())
+    while len(delays) < 4:
+        await real_sleep(0)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    assert delays[:4] == [0.5, 1.0, 2.0, 4.0]

@@ -1,0 +1,53 @@
+"""Background tasks: referenced until they end, failures logged, cancellation propagated."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import pytest
+
+from astcti.tasks import Tasks, cancel_and_wait
+
+
+async def test_a_failing_task_is_logged_with_its_traceback(caplog) -> None:
+    tasks = Tasks("test owner")
+
+    async def boom() -> None:
+        raise RuntimeError("kaputt")
+
+    with caplog.at_level(logging.ERROR):
+        task = tasks.spawn(boom(), name="boom")
+        await asyncio.wait([task])
+        await asyncio.sleep(0)
+    assert len(tasks) == 0
+    record = next(r for r in caplog.records if "task boom failed" in r.getMessage())
+    assert record.exc_info and "kaputt" in str(record.exc_info[1])
+
+
+async def test_cancel_and_wait_never_swallows_the_callers_cancellation() -> None:
+    """A stopper waiting for a child that takes a moment to end is itself cancelled: it must
+    end cancelled, not carry on as if only the child had been."""
+
+    async def child() -> None:
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            await asyncio.sleep(0.2)  # its own clean-up
+            raise
+
+    child_task = asyncio.create_task(child())
+    carried_on: list[bool] = []
+
+    async def stopper() -> None:
+        await cancel_and_wait(child_task)
+        carried_on.append(True)
+
+    outer = asyncio.create_task(stopper())
+    await asyncio.sleep(0.05)  # the stopper waits for the child now
+    outer.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await outer
+    assert carried_on == []
+    await asyncio.wait([child_task])
+    assert child_task.cancelled()

@@ -326,7 +326,7 @@ async def test_reload_applies_pins_written_into_the_store(both: tuple[Lab, Lab])
         return change
 
     in_store(lab, pin("acti_tlink_01"))
-    await reload_daemon(lab, "reloading parameters, listeners, extensions")
+    await reload_daemon(lab, "reloading parameters, listeners, extensions and users")
     client = await monitor(lab, "150")
     try:
         assert (await client.request("snapshot", extension="150"))["result"] == "success"

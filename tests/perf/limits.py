@@ -16,7 +16,10 @@ import os
 import resource
 import time
 
+from astcti.pbx.link import AsteriskLink, subscribe_batches
+from astcti.pbx.linkconfig import LinkConfig
 from tests.bench import _pct, memory, phase, scale
+from tests.lab.harness import Lab
 
 
 def _row(point: dict) -> dict:
@@ -61,6 +64,46 @@ async def extensions(counts: list[int]) -> list[dict]:
     return out
 
 
+async def subscribing(count: int) -> dict:
+    """Seconds to subscribe `count` extensions (endpoint + device state) on one link, the way
+    astcti does (JSON arrays up to SUBSCRIBE_BODY_MAX bytes) and the way it did (100 sources
+    per request in the query string), each on its own Stasis application of the same lab."""
+    phase(f"limits: subscribing {count} extensions")
+    extras = [str(1000 + i) for i in range(count - 4)]
+    lab = Lab()
+    lab.config.extra_extensions = extras
+    lab.up(phones="none")
+    out: dict = {"sweep": "subscribe", "extensions": count}
+    try:
+        sources = [f"{kind}:PJSIP/{e}" for e in [*lab.config.phones, *extras]
+                   for kind in ("endpoint", "deviceState")]
+        for way in ("json", "query100"):
+            c = lab.config
+            link = AsteriskLink(LinkConfig("acti_tlink_98", "127.0.0.1", c.ari_port,
+                                           f"astcti-sub-{way}", c.ari_user, c.ari_password),
+                                heartbeat=5)
+            link.start()
+            try:
+                assert await link.wait_up(60), link.last_error
+                started = time.monotonic()
+                if way == "json":
+                    await link.subscribe(sources)
+                    out["json_requests"] = len(list(subscribe_batches(sources)))
+                else:
+                    for i in range(0, len(sources), 100):
+                        await link.rest.call("applications", "subscribe",
+                                             applicationName=link.config.app,
+                                             eventSource=",".join(sources[i:i + 100]))
+                    out["query100_requests"] = -(-len(sources) // 100)
+                out[f"{way}_s"] = time.monotonic() - started
+            finally:
+                await link.stop()
+    finally:
+        lab.down()
+    print(json.dumps(out), flush=True)
+    return out
+
+
 def table(rows: list[dict], first: str, label: str) -> str:
     """CPU per *answered* call: past what the box can take, calls fail before astcti sees them."""
     lines = [f"| {label} | calls answered | added p50 ms | added p99 ms | astcti CPU per answered"
@@ -81,6 +124,8 @@ async def main() -> None:
     parser.add_argument("--rates", default="20,40,80,120")
     parser.add_argument("--clients", default="1000,2000,5000")
     parser.add_argument("--extensions", default="5000,10000,20000")
+    parser.add_argument("--subscribe", default="20000",
+                        help="extension counts whose subscription is timed both ways")
     parser.add_argument("--seconds", type=float, default=20.0)
     args = parser.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -90,6 +135,7 @@ async def main() -> None:
     by_clients = await clients([int(c) for c in args.clients.split(",") if c], 20.0,
                                args.seconds)
     by_ext = await extensions([int(e) for e in args.extensions.split(",") if e])
+    by_sub = [await subscribing(int(n)) for n in args.subscribe.split(",") if n]
     for r in by_clients:
         r["clients_n"] = r["clients"]
     print(table(by_rate, "rate", "calls/s"))
@@ -101,6 +147,12 @@ async def main() -> None:
     for r in by_ext:
         print(f"| {r['extensions']} | {r['clients']} | {r['ready_s']:.1f} |"
               f" {r['rss_idle'] / 1024:.0f} | {r['rss_clients'] / 1024:.0f} |")
+    print()
+    print("| extensions | sources | JSON arrays: requests, s | 100 per query string: requests,"
+          " s |\n| --- | --- | --- | --- |")
+    for r in by_sub:
+        print(f"| {r['extensions']} | {2 * r['extensions']} | {r['json_requests']},"
+              f" {r['json_s']:.1f} | {r['query100_requests']}, {r['query100_s']:.1f} |")
 
 
 if __name__ == "__main__":

@@ -47,7 +47,7 @@ async def _add_extension(ctx: Context, args: dict[str, Any]) -> str:
     ctx.store.add_extension(number, tech)
     verb = "changed to" if number in existing else "added:"
     if ctx.daemon is None:
-        return f"extension {number} {verb} {tech}/{number}; watched when astcti starts"
+        return f"extension {number} {verb} {tech}/{number}; watched when astcti starts or reloads"
     try:
         served_by = await ctx.daemon.watch_extension(number, tech)
     except (AriError, AstctiError) as exc:  # e.g. ARI refused the subscription
@@ -72,7 +72,7 @@ async def _pin_extension(ctx: Context, args: dict[str, Any]) -> str:
         ctx.warnings.append(f"{link} is not configured: the extension is served by no link"
                             f" until `update parameter {link} ...` sets it")
     if ctx.daemon is None:
-        return f"extension {number} pinned to {link}; applies when astcti starts"
+        return f"extension {number} pinned to {link}; applies when astcti starts or reloads"
     served = await ctx.daemon.pin_extension(number, link)
     if served:
         return f"extension {number} pinned: served by {served}"
@@ -87,7 +87,7 @@ async def _unpin_extension(ctx: Context, args: dict[str, Any]) -> str:
     if not ctx.store.pin_extension(number, ""):
         raise CommandError(f"extension {number} is not configured: see `show extensions`")
     if ctx.daemon is None:
-        return f"extension {number} unpinned; applies when astcti starts"
+        return f"extension {number} unpinned; applies when astcti starts or reloads"
     served = await ctx.daemon.pin_extension(number, "")
     if served:
         return f"extension {number} unpinned: served by {served}"

@@ -66,7 +66,7 @@ async def _add_tcp(ctx: Context, args: dict[str, Any]) -> str:
         state = "listening now"
     else:
         ctx.store.add_listener(row)
-        state = "opens when astcti starts"
+        state = "opens when astcti starts or reloads"
     what = "replaced" if replaced else "added"
     return (f"listener {row.port} {what}: {row.protocol} on {row.bind}:{row.port}, allow"
             f" {row.allow}, auth {row.auth}; {state}")

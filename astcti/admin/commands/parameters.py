@@ -211,7 +211,7 @@ async def _update_parameter(ctx: Context, args: dict[str, Any]) -> str:
                    "Asterisk AMI link (same NN as its acti_tlink_NN)")
     ctx.store.set_parameter(name, value, description if is_link and old is None else None)
     applied = await ctx.daemon.apply_parameter(name, value) if ctx.daemon is not None else \
-        "applies when astcti starts"
+        "applies when astcti starts or reloads"
     shown = _show_value(name, value) or "empty"
     return f"{name} = {shown} (was {_show_value(name, old or '') or 'unset'}): {applied}"
 

@@ -57,6 +57,11 @@ def field_schema(f: Field, *, in_query: bool = False) -> dict[str, Any]:
             schema = {"type": "string", "enum": list(f.choices)}
         elif f.pattern:
             schema["pattern"] = f.pattern
+        if not in_query and not f.choices and _takes_any_integer(f):
+            # the server reads a JSON number in a text field as its text (legacy clients send
+            # 101, not "101"): where every integer's text is valid, the document says so
+            schema = {"anyOf": [schema, {"type": "integer", "minimum": -(10 ** 17),
+                                         "maximum": 10 ** 17}]}
     elif f.type == "integer":
         schema = {"type": "integer"}
         schema["minimum"] = f.minimum if f.minimum is not None else -(10 ** 17)
@@ -73,6 +78,13 @@ def field_schema(f: Field, *, in_query: bool = False) -> dict[str, Any]:
     if f.example is not None:
         schema["example"] = f.example
     return schema
+
+
+def _takes_any_integer(f: Field) -> bool:
+    """Whether every integer the document could offer passes this text field's checks."""
+    samples = ("0", "7", "-1", "-73564", str(10 ** 17), str(-(10 ** 17)))
+    return all(len(t) <= f.max_length and (not f.pattern or re.match(f.pattern, t))
+               for t in samples)
 
 
 def optional_schema(f: Field, *, in_query: bool = False) -> dict[str, Any]:

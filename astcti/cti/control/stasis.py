@@ -8,6 +8,8 @@ a leg gone) and spawns the reactions, each under the locks of the channels it to
 - a dialled leg answered: bridge it with the leg it was dialled for, or into the conversation
   it was dialled into; the agent's makecall leg entered Stasis on answer: dial the far end;
 - a leg hung up: release what depended on it (the clean-up rule);
+- a leg `answer` re-offered was refused busy (the tracker parked its connection): offer the
+  call again (`ControlServices.offer_again`), the caller ringing on;
 - Asterisk put an unknown channel in one of astcti's bridges (a phone's own transfer): adopt it.
 """
 

@@ -50,9 +50,6 @@ IDLE_TIMEOUT = 600.0  # a REST session without requests or an open stream ends a
 EVENT_BUFFER = 1000  # events kept per REST session for SSE reconnects and long-polls
 KEEPALIVE = 15.0  # SSE comment line this often, so proxies keep the stream open
 _rest_ids = itertools.count(1)
-# An empty body is no fields; anything else must parse (bytes.strip() would also drop \v, \f...).
-JSON_WHITESPACE = b" \t\r\n"
-
 
 
 @dataclass
@@ -206,7 +203,7 @@ class RestFrontEnd:
                 body = await request.read()
             except web.HTTPRequestEntityTooLarge:
                 raise RequestError(f"request too large: at most {MAX_REQUEST_BYTES} bytes", 413)
-            if body.strip(JSON_WHITESPACE):
+            if body:  # an empty body is no fields; anything else must parse, whitespace too
                 ctype = request.content_type
                 if ctype == "application/x-www-form-urlencoded":
                     from urllib.parse import parse_qsl

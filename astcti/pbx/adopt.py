@@ -13,6 +13,7 @@ the control service waits for the two `StasisStart`s and bridges them.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import time
 from dataclasses import dataclass
@@ -32,10 +33,18 @@ NOT_A_CALL = {"VoiceMail", "VoiceMailMain", "ConfBridge", "MeetMe", "Page", "Cha
               "ExtenSpy", "MusicOnHold", "Playback", "Background", "Record", "MixMonitor",
               "Echo", "Read", "ParkAndAnnounce", "Park", "ParkedCall"}
 LOCAL_HOPS = 3  # Local pairs walked between the agent and the far party (queue members...)
+#: how long a call caught between answer and bridge may take to settle (Dial() answers the
+#: agent's channel, then bridges it: a request right after `established` lands in between)
+SETTLE_SECONDS = 2.0
 
 
 class TakeoverError(AstctiError):
     """A call astcti cannot take over; the message says why (for the client, 409)."""
+
+
+class NotSettled(TakeoverError):
+    """The call is between two steps of the dialplan (answered, not bridged with its other
+    party yet, or that party just leaving): worth reading again in a moment."""
 
 
 @dataclass(frozen=True)
@@ -83,8 +92,9 @@ def locate(agent_id: str, channels: list[Snapshot], bridges: list[Snapshot]) -> 
     if agent_id not in bridge_of:
         if agent.get("state") in ("Ring", "Ringing"):
             return Parties(agent, None)
-        raise TakeoverError(f"call not controllable: {agent['name']} is in no call"
-                            f" ({_app(agent) or 'no application'})")
+        error = NotSettled if agent.get("state") == "Up" else TakeoverError
+        raise error(f"call not controllable: {agent['name']} is in no call"
+                    f" ({_app(agent) or 'no application'})")
     current = agent
     for _ in range(LOCAL_HOPS + 1):
         bridge = bridge_of.get(current["id"])
@@ -93,8 +103,9 @@ def locate(agent_id: str, channels: list[Snapshot], bridges: list[Snapshot]) -> 
         others = [by_id[c] for c in bridge["channels"] if c != current["id"] and c in by_id]
         if bridge.get("bridge_class") not in ("basic", None) or len(others) != 1:
             what = bridge.get("name") or bridge.get("bridge_class") or "bridge"
-            raise TakeoverError(f"call not controllable: {agent['name']} is in a {what} with"
-                                f" {len(others) + 1} parties, which astcti cannot take over")
+            error = NotSettled if not others else TakeoverError
+            raise error(f"call not controllable: {agent['name']} is in a {what} with"
+                        f" {len(others) + 1} parties, which astcti cannot take over")
         far = others[0]
         if not far["name"].startswith("Local/"):
             if _app(far) == "Stasis":
@@ -134,13 +145,23 @@ def new_token() -> str:
 
 
 async def read_parties(link: AsteriskLink, agent_id: str) -> tuple[Parties, list[Snapshot]]:
-    """`locate` on the PBX's current channels and bridges."""
-    try:
-        channels = await link.call("channels", "list") or []
-        bridges = await link.call("bridges", "list") or []
-    except AriError as exc:
-        raise TakeoverError(f"call not controllable now: {exc.message}") from None
-    return locate(agent_id, channels, bridges), channels
+    """`locate` on the PBX's current channels and bridges, read again while the call has not
+    settled (for at most SETTLE_SECONDS)."""
+    deadline = time.monotonic() + SETTLE_SECONDS
+    pause = 0.05
+    while True:
+        try:
+            channels = await link.call("channels", "list") or []
+            bridges = await link.call("bridges", "list") or []
+        except AriError as exc:
+            raise TakeoverError(f"call not controllable now: {exc.message}") from None
+        try:
+            return locate(agent_id, channels, bridges), channels
+        except NotSettled:
+            if time.monotonic() + pause > deadline:
+                raise
+        await asyncio.sleep(pause)
+        pause = min(pause * 2, 0.4)
 
 
 def require_ami(link: AsteriskLink) -> AmiLink:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from astcti.pbx.adopt import TakeoverError, locate, locate_caller
+from astcti.pbx.adopt import NotSettled, TakeoverError, locate, locate_caller, read_parties
 
 
 def chan(cid: str, name: str, app: str, state: str = "Up", linkedid: str = "") -> dict:
@@ -69,3 +69,42 @@ def test_what_cannot_be_taken_over_says_why(channels, bridges, words: str) -> No
     with pytest.raises(TakeoverError) as info:
         locate("5.1", channels, bridges)
     assert str(info.value).startswith("call not controllable") and words in str(info.value)
+
+
+def test_an_answered_call_not_bridged_yet_is_not_settled() -> None:
+    """Dial() answers the agent's channel, then bridges it: a request in between reads again."""
+    with pytest.raises(NotSettled):
+        locate("1.1", DIRECT, [])
+    with pytest.raises(NotSettled):
+        locate("1.1", DIRECT, [bridge("1.1")])
+    with pytest.raises(TakeoverError) as refused:  # three parties: settled, and refused
+        locate("1.1", [*DIRECT, chan("1.2", "PJSIP/102-00000002", "AppDial")],
+               [bridge("1.0", "1.1", "1.2")])
+    assert not isinstance(refused.value, NotSettled)
+
+
+class ListingLink:
+    """A link whose channel and bridge lists change from one read to the next."""
+
+    def __init__(self, bridge_lists: list[list[dict]]) -> None:
+        self.bridge_lists = bridge_lists
+        self.reads = 0
+
+    async def call(self, resource: str, operation: str, **params) -> list[dict]:
+        if resource == "channels":
+            return DIRECT
+        self.reads += 1
+        return self.bridge_lists[min(self.reads, len(self.bridge_lists)) - 1]
+
+
+async def test_read_parties_waits_for_the_bridge_to_fill() -> None:
+    link = ListingLink([[bridge("1.1")], [bridge("1.1")], [bridge("1.0", "1.1")]])
+    parties, _channels = await read_parties(link, "1.1")  # type: ignore[arg-type]
+    assert parties.far["name"] == "PJSIP/trunk-00000000" and link.reads == 3
+
+
+async def test_read_parties_gives_up_on_a_call_that_never_settles(monkeypatch) -> None:
+    monkeypatch.setattr("astcti.pbx.adopt.SETTLE_SECONDS", 0.3)
+    link = ListingLink([[bridge("1.1")]])
+    with pytest.raises(NotSettled, match="cannot take over"):
+        await read_parties(link, "1.1")  # type: ignore[arg-type]

@@ -89,6 +89,7 @@ class AsteriskLink:
                  on_event: EventHandler | None = None, on_up: UpHook | None = None,
                  on_down: DownHook | None = None) -> None:
         self.config = config
+        self.name = config.name  # read on every event: an attribute, not a property
         self.heartbeat = heartbeat
         self.on_event = on_event
         self.on_up = on_up
@@ -105,10 +106,6 @@ class AsteriskLink:
         self._task: asyncio.Task[None] | None = None
         self._socket: AriEventSocket | None = None
         self._up_event = asyncio.Event()
-
-    @property
-    def name(self) -> str:
-        return self.config.name
 
     @property
     def ready(self) -> bool:

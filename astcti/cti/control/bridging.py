@@ -124,16 +124,29 @@ class Bridging:
         await self.pbx.new_bridge(link, bridge_id)
         conv = Conversation(link, bridge_id)
         self.state.convs[(link, bridge_id)] = conv
-        for channel_id in members:
-            await self.join(conv, channel_id)
+        left = [self._enter(conv, channel_id) for channel_id in members]
+        if members:  # (a consultation's bridge starts empty: the far end is dialled into it)
+            await self.pbx.add(link, bridge_id, *members)  # one request for all of them
+        for old in left:
+            if old is not None:
+                await self.settle(old)
         return conv
 
     async def join(self, conv: Conversation, channel_id: str) -> None:
         """Put the channel in the conversation (one move out of the bridge it was in; that
         conversation then settles)."""
+        old = self._enter(conv, channel_id)
+        await self.pbx.add(conv.link, conv.bridge_id, channel_id)
+        if old is not None:
+            await self.settle(old)
+
+    def _enter(self, conv: Conversation, channel_id: str) -> Conversation | None:
+        """The model's side of a join; returns the conversation the channel leaves, if any."""
         link = conv.link
         old = self.state.member_of.get((link, channel_id))
-        if old is not None and old is not conv:
+        if old is conv:
+            old = None
+        elif old is not None:
             old.members.discard(channel_id)
         if channel_id in conv.incoming:
             conv.recall = None  # the destination took the call: no recall any more
@@ -142,9 +155,7 @@ class Bridging:
         if conv.holder == channel_id:
             conv.holder = None
         self.state.member_of[(link, channel_id)] = conv
-        await self.pbx.add(link, conv.bridge_id, channel_id)
-        if old is not None and old is not conv:
-            await self.settle(old)
+        return old
 
     async def leave(self, conv: Conversation, channel_id: str, cause: str = "normal") -> None:
         """A channel that goes on with another call leaves this conversation for good: its

@@ -197,13 +197,14 @@ class FakePbx:
         await self._op("new_bridge", bridge_id)
         self.bridges[bridge_id] = set()
 
-    async def add(self, link: str, bridge_id: str, channel_id: str) -> None:
-        await self._op("add", bridge_id, channel_id)
-        chan = self.channels[channel_id]
-        self._leave(chan)
-        chan.bridge = bridge_id
-        self.bridges[bridge_id].add(channel_id)
-        self.emit("ChannelEnteredBridge", chan, bridge={"id": bridge_id})
+    async def add(self, link: str, bridge_id: str, *channel_ids: str) -> None:
+        await self._op("add", bridge_id, *channel_ids)
+        for channel_id in channel_ids:
+            chan = self.channels[channel_id]
+            self._leave(chan)
+            chan.bridge = bridge_id
+            self.bridges[bridge_id].add(channel_id)
+            self.emit("ChannelEnteredBridge", chan, bridge={"id": bridge_id})
 
     async def remove(self, link: str, bridge_id: str, channel_id: str) -> None:
         await self._op("remove", bridge_id, channel_id)

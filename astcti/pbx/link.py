@@ -82,6 +82,7 @@ class AsteriskLink(Supervised):
                  on_down: DownHook | None = None) -> None:
         super().__init__()
         self.config = config
+        self.name = config.name  # read on every event: an attribute, not a property
         self.heartbeat = heartbeat
         self.on_event = on_event
         self.on_up = on_up
@@ -93,10 +94,6 @@ class AsteriskLink(Supervised):
         self.sources: set[str] = set()  # event sources kept subscribed across reconnects
         self.ami: AmiLink | None = None  # the same Asterisk's AMI (acti_amilink_NN), if set
         self._socket: AriEventSocket | None = None
-
-    @property
-    def name(self) -> str:
-        return self.config.name
 
     @property
     def ready(self) -> bool:

@@ -38,6 +38,7 @@ class Supervised:
     DOWN = "link down"  # the warning's words when the connection is lost
     UNEXPECTED = "unexpected error"  # the traceback's words when a bug ended the connection
     TASK_PREFIX = "link"
+    name: str  # the link's name (acti_tlink_01...): set by the subclass
 
     def __init__(self) -> None:
         self.up = False
@@ -45,10 +46,6 @@ class Supervised:
         self.last_error: str | None = None
         self._task: asyncio.Task[None] | None = None
         self._up_event = asyncio.Event()
-
-    @property
-    def name(self) -> str:
-        raise NotImplementedError
 
     # -- what a subclass supplies -------------------------------------------------------------
     async def _connect(self) -> None:

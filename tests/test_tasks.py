@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from astcti.tasks import Tasks, cancel_and_wait, eager
+from astcti.tasks import Tasks, cancel_and_wait, eager, wait_event
 
 
 async def test_a_failing_task_is_logged_with_its_traceback(caplog) -> None:
@@ -141,3 +141,10 @@ async def test_eager_passes_errors_and_cancellation_to_the_coroutine() -> None:
         await task
     await asyncio.sleep(0.05)
     assert seen[1:] == ["cancelled", "clean-up done"]
+
+
+async def test_wait_event_answers_true_when_set_and_false_after_the_timeout() -> None:
+    event = asyncio.Event()
+    assert await wait_event(event, 0.05) is False
+    asyncio.get_running_loop().call_later(0.01, event.set)
+    assert await wait_event(event, 5) is True

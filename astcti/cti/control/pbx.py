@@ -8,14 +8,14 @@ for a recording fake.
 from __future__ import annotations
 
 import asyncio
-import functools
 import itertools
 import logging
+import re
 import secrets
 import uuid
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote
 
 from astcti.pbx.ari import AriError, AriEvent
 from astcti.pbx.dialplan import NOTIFY_HELPER_CONTEXT, NOTIFY_USEREVENT
@@ -25,6 +25,19 @@ if TYPE_CHECKING:
     from astcti.pbx.link import AsteriskLink
 
 log = logging.getLogger(__name__)
+
+_UNRESERVED = re.compile(r"[A-Za-z0-9._~-]*")
+
+
+def query_string(params: dict[str, Any]) -> str:
+    """A URI query, each value percent-encoded only when it needs it (a dial string's `/`): on
+    every call astcti originates, where urlencode's generality showed in the profile."""
+    parts = []
+    for name, value in params.items():
+        text = str(value)
+        parts.append(f"{name}={text if _UNRESERVED.fullmatch(text) else quote(text, safe='')}")
+    return "&".join(parts)
+
 
 NOTIFY_TIMEOUT = 5.0
 STASIS_ENTRY_TIMEOUT = 10.0  # a created channel not in Stasis by then will not get there
@@ -41,12 +54,6 @@ def new_id() -> str:
     """Channel and bridge ids astcti chooses (so it knows them before Asterisk reports them):
     `astcti-` and 20 hex digits."""
     return f"astcti-{_ID_PREFIX}{next(_id_counter) & 0xFFFFFFFFFF:010x}"
-
-
-@functools.lru_cache(maxsize=1024)
-def _quoted(value: str) -> str:
-    """A query value (endpoint, app name): quoted once, not at every request."""
-    return quote(value, safe="")
 
 
 async def _originated(sent: Awaitable[Any], endpoint: str) -> None:
@@ -100,7 +107,7 @@ class ControlPbx:
         self._entering[channel_id] = asyncio.Event()
         try:
             await self.link(link).rest.send_json(
-                "POST", f"channels/create?{urlencode(query)}", {"variables": variables or {}})
+                "POST", f"channels/create?{query_string(query)}", {"variables": variables or {}})
         except AriError as exc:
             self._entering.pop(channel_id, None)
             raise AriError(exc.status, f"channels.create {endpoint}: {exc.message}") from None
@@ -121,15 +128,13 @@ class ControlPbx:
                         caller_id: str | None = None) -> Awaitable[None]:
         """`originate`, sent before this returns (makecall's bookkeeping follows it); await
         Asterisk's answer."""
-        # the query by hand: urlencode was most of the Python work before a makecall's
-        # originate left (~60 us on a cold host)
-        query = (f"endpoint={_quoted(endpoint)}&app={_quoted(self.app(link))}"
-                 f"&appArgs={_quoted(app_args)}&channelId={quote(channel_id, safe='')}"
-                 f"&timeout={int(timeout)}")
+        query: dict[str, Any] = {"endpoint": endpoint, "app": self.app(link),
+                                 "appArgs": app_args, "channelId": channel_id,
+                                 "timeout": timeout}
         if caller_id:
-            query += f"&callerId={quote(caller_id, safe='')}"
+            query["callerId"] = caller_id
         try:
-            sent = self.link(link).rest.start_json("POST", f"channels?{query}",
+            sent = self.link(link).rest.start_json("POST", f"channels?{query_string(query)}",
                                                    {"variables": variables or {}})
         except AriError as exc:
             raise AriError(exc.status, f"channels.originate {endpoint}: {exc.message}") \
@@ -231,7 +236,7 @@ class ControlPbx:
         token = uuid.uuid4().hex
         future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self._notify[token] = future
-        query = urlencode({"endpoint": f"Local/talk@{NOTIFY_HELPER_CONTEXT}/n",
+        query = query_string({"endpoint": f"Local/talk@{NOTIFY_HELPER_CONTEXT}/n",
                            "app": self.app(link)})
         try:
             await self.link(link).rest.send_json(

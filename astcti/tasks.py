@@ -79,3 +79,13 @@ async def cancel_and_wait(task: asyncio.Task[Any] | None) -> None:
             raise
     except Exception:  # noqa: BLE001  (already logged by its owner's done callback)
         pass
+
+
+async def wait_event(event: asyncio.Event, timeout: float) -> bool:
+    """True once `event` is set, False after `timeout` seconds: the "is it up/idle yet?" wait
+    of the links and the store writer, which report a timeout as an answer, not an error."""
+    try:
+        await asyncio.wait_for(event.wait(), timeout)
+    except TimeoutError:
+        return False
+    return True

@@ -262,12 +262,22 @@ class FrameParser:
         masked = self.masked
         while end - pos >= 2:
             b0, b1 = buf[pos], buf[pos + 1]
-            if b0 == 0x81 and not masked and b1 < 126 and not self._opcode:
-                # the common case on the client side: a whole small text frame (an ARI event)
-                at = pos + 2 + b1
+            if b0 == 0x81 and b1 <= 126 and not masked and not self._opcode:
+                # the common case on the client side: a whole unfragmented text frame under
+                # 64 KiB (an ARI event: most are 0.5-3 KiB, so a 16-bit length)
+                if b1 < 126:
+                    start = pos + 2
+                    at = start + b1
+                else:
+                    if end - pos < 4:
+                        break
+                    start = pos + 4
+                    at = start + ((buf[pos + 2] << 8) | buf[pos + 3])
+                    if at - start > self.max_message:
+                        raise ProtocolError(TOO_BIG, f"message over {self.max_message} bytes")
                 if at > end:
                     break
-                message = buf[pos + 2:at]
+                message = buf[start:at]
                 pos = at
                 if self.text_bytes:
                     events.append(Text(message))  # type: ignore[arg-type]

@@ -11,19 +11,24 @@ import pytest
 from tests.lab.harness import Lab, LabConfig, LabError
 
 
-@pytest.fixture(scope="session")
-def lab() -> Iterator[Lab]:
-    """The running lab, phones left to each test (`lab.start_phone`)."""
-    if Lab.running() is not None:
-        raise LabError("a lab started by `make lab` is running; the tests need their own:"
-                       " `make lab-down` first")
-    the_lab = Lab(log=lambda msg: print(msg))
+def _session_lab(the_lab: Lab) -> Iterator[Lab]:
+    """Start a session's lab without phones and stop it at the end (kept with
+    ASTCTI_KEEP_LAB, to look at it after a failure)."""
     the_lab.up(phones="none")
     try:
         yield the_lab
     finally:
         if not os.environ.get("ASTCTI_KEEP_LAB"):
             the_lab.down()
+
+
+@pytest.fixture(scope="session")
+def lab() -> Iterator[Lab]:
+    """The running lab, phones left to each test (`lab.start_phone`)."""
+    if Lab.running() is not None:
+        raise LabError("a lab started by `make lab` is running; the tests need their own:"
+                       " `make lab-down` first")
+    yield from _session_lab(Lab(log=lambda msg: print(msg)))
 
 
 @pytest.fixture(scope="session")
@@ -39,13 +44,7 @@ def freepbx_lab(request: pytest.FixtureRequest) -> Iterator[Lab]:
     if Lab.running(Path(config.lab_dir)) is not None:
         raise LabError(f"a FreePBX-flavour lab is still running in {config.lab_dir}:"
                        " `make lab-down` first")
-    the_lab = Lab(config, log=lambda msg: print(msg))
-    the_lab.up(phones="none")
-    try:
-        yield the_lab
-    finally:
-        if not os.environ.get("ASTCTI_KEEP_LAB"):
-            the_lab.down()
+    yield from _session_lab(Lab(config, log=lambda msg: print(msg)))
 
 
 @pytest.fixture

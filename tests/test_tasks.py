@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from astcti.tasks import Tasks, cancel_and_wait
+from astcti.tasks import Tasks, cancel_and_wait, wait_event
 
 
 async def test_a_failing_task_is_logged_with_its_traceback(caplog) -> None:
@@ -51,3 +51,10 @@ async def test_cancel_and_wait_never_swallows_the_callers_cancellation() -> None
     assert carried_on == []
     await asyncio.wait([child_task])
     assert child_task.cancelled()
+
+
+async def test_wait_event_answers_true_when_set_and_false_after_the_timeout() -> None:
+    event = asyncio.Event()
+    assert await wait_event(event, 0.05) is False
+    asyncio.get_running_loop().call_later(0.01, event.set)
+    assert await wait_event(event, 5) is True

@@ -97,6 +97,22 @@ def test_frames_split_anywhere_give_the_same_messages() -> None:
     assert [e for byte in stream for e in parser.feed(bytes([byte]))] == expected
 
 
+def test_a_client_reads_its_servers_frames_split_anywhere() -> None:
+    """The ARI link's side: unmasked frames, text as raw bytes; small and 16-bit lengths (the
+    usual ARI event) take a fast path that must agree with the general one."""
+    stream = (wsproto.frame(wsproto.OP_TEXT, b"x" * 100) + wsproto.frame(wsproto.OP_TEXT,
+                                                                       b"y" * 1500) +
+              wsproto.frame(wsproto.OP_PING, b"p") + wsproto.frame(wsproto.OP_TEXT, b"z" * 70000))
+    expected = [Text(b"x" * 100), Ping(b"p"), Text(b"z" * 70000)]  # type: ignore[arg-type]
+    expected.insert(1, Text(b"y" * 1500))  # type: ignore[arg-type]
+    for cut in (1, 2, 3, 4, 101, 102, 103, 104, 105, 1606, 1609, 1612):
+        parser = FrameParser(1 << 20, masked=False, text_bytes=True)
+        assert parser.feed(stream[:cut]) + parser.feed(stream[cut:]) == expected
+    with pytest.raises(ProtocolError) as err:
+        FrameParser(1024, masked=False).feed(wsproto.frame(wsproto.OP_TEXT, bytes(2000))[:4])
+    assert err.value.code == wsproto.TOO_BIG
+
+
 def test_long_payload_lengths() -> None:
     for size in (125, 126, 65535, 65536):
         payload = os.urandom(size // 2).hex()[:size].encode()

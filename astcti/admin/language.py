@@ -345,6 +345,16 @@ async def execute(tokens: list[str], ctx: Context) -> str:
     return "\n".join([text] + [f"warning: {w}" for w in ctx.warnings]) if ctx.warnings else text
 
 
+def new_password(ctx: Context, minimum: int) -> str:
+    """The password the shell prompted for, refused (nothing changed) when shorter than
+    `minimum`: one rule and one wording for every password an operator sets."""
+    password = ctx.secret or ""
+    if len(password) < minimum:
+        raise CommandError(f"password too short: use at least {minimum} characters;"
+                           " nothing changed")
+    return password
+
+
 def offline_commands() -> list[str]:
     return [c.phrase for c in COMMANDS.values() if c.offline and c.group != "shell"]
 

@@ -19,10 +19,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from fnmatch import fnmatchcase
 from typing import Any
 
@@ -32,13 +31,10 @@ from panoramisk.message import Message
 
 from astcti.errors import AstctiError
 from astcti.pbx.linkconfig import AmiLinkConfig
-from astcti.tasks import cancel_and_wait, watch
+from astcti.pbx.supervisor import Supervised
 
 log = logging.getLogger(__name__)
 
-BACKOFF_FIRST = 0.5
-BACKOFF_MAX = 15.0
-STABLE_AFTER = 30.0  # a connection that lasted this long resets the backoff (see pbx/link.py)
 ACTION_TIMEOUT = 5.0
 CONNECT_TIMEOUT = 5.0
 
@@ -103,28 +99,30 @@ class _Manager(Manager):
         self._on_lost(exc)
 
 
-class AmiLink:
-    """A supervised AMI connection to one Asterisk, with actions and event callbacks.
+class AmiLink(Supervised):
+    """A supervised AMI connection to one Asterisk, with actions and event callbacks (the
+    reconnect loop: :mod:`astcti.pbx.supervisor`).
 
     `link.ami` of the ARI link of the same Asterisk (same NN) is this object, so a service that
     holds an :class:`~astcti.pbx.link.AsteriskLink` reaches its AMI without a lookup.
     """
 
+    log = log
+    DOWN = "AMI down"
+    UNEXPECTED = "unexpected AMI error"
+    TASK_PREFIX = "ami"
+
     def __init__(self, config: AmiLinkConfig, *, heartbeat: float = 5.0,
                  action_timeout: float = ACTION_TIMEOUT) -> None:
+        super().__init__()
         self.config = config
         self.heartbeat = heartbeat
         self.action_timeout = action_timeout
-        self.up = False
-        self.since = datetime.now(timezone.utc)
         self.version: str | None = None
-        self.last_error: str | None = None
         self.up_hooks: list[UpHook] = []  # run after every (re)connect, e.g. to resync
         self._handlers: list[tuple[str, EventHandler]] = []
         self._manager: _Manager | None = None
         self._lost: asyncio.Event | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._up_event = asyncio.Event()
         self._pending: set[asyncio.Future[Any]] = set()
         self._log = logging.getLogger(f"{__name__}.panoramisk")
         self._log.addFilter(_redacted)
@@ -165,46 +163,14 @@ class AmiLink:
                     log.exception("%s: AMI event handler failed on %s", self.name, name)
 
     # -- lifecycle ------------------------------------------------------------------------------
-    def start(self) -> None:
-        self._task = watch(asyncio.create_task(self._supervise(), name=f"ami-{self.name}"),
-                           self.name)
-
     async def stop(self) -> None:
-        await cancel_and_wait(self._task)
-        self._task = None
-        self._close()
+        await self._stop_supervising()
+        await self._teardown()
         self.up = False
         self._up_event.clear()
 
-    async def wait_up(self, timeout: float) -> bool:
-        try:
-            await asyncio.wait_for(self._up_event.wait(), timeout)
-        except TimeoutError:
-            return False
-        return True
-
-    async def _supervise(self) -> None:
-        delay = BACKOFF_FIRST
-        loop = asyncio.get_running_loop()
-        while True:
-            connected_at: float | None = None
-            try:
-                await self._connect()
-                connected_at = loop.time()
-                reason = await self._watch()
-            except asyncio.CancelledError:
-                self._close()
-                raise
-            except AmiError as exc:
-                reason = str(exc)
-            except Exception as exc:  # a bug must not end the supervision for good
-                log.exception("%s: unexpected AMI error", self.name)
-                reason = f"internal error: {type(exc).__name__}"
-            if connected_at is not None and loop.time() - connected_at >= STABLE_AFTER:
-                delay = BACKOFF_FIRST  # it stayed up: a new outage, retry quickly
-            self._mark_down(reason)
-            await asyncio.sleep(delay * random.uniform(0.8, 1.2))
-            delay = min(delay * 2, BACKOFF_MAX)
+    def _failure(self, exc: Exception) -> str | None:
+        return str(exc) if isinstance(exc, AmiError) else None
 
     async def _connect(self) -> None:
         c = self.config
@@ -235,9 +201,7 @@ class AmiLink:
                            f" ({reply.get('Message', 'no reason')}): check the user's secret and"
                            " permit/deny in manager.conf against the parameter")
         self.version = getattr(manager.protocol, "version", None)
-        self.up = True
-        self.since = datetime.now(timezone.utc)
-        self.last_error = None
+        self._mark_up()
         log.info("%s: AMI connected at %s as %s (protocol %s)", c.name, c.address, c.username,
                  self.version)
         for hook in list(self.up_hooks):
@@ -247,7 +211,7 @@ class AmiLink:
                 log.exception("%s: AMI up hook failed", c.name)
         self._up_event.set()
 
-    async def _watch(self) -> str:
+    async def _serve(self) -> str:
         """Until the connection ends: a Ping every heartbeat, unanswered -> down."""
         assert self._lost is not None
         while True:
@@ -263,7 +227,9 @@ class AmiLink:
                     return "AMI connection closed (Asterisk stopped or network cut)"
                 return f"AMI did not answer a ping within {max(self.heartbeat, 1.0):g} s"
 
-    def _close(self) -> None:
+    async def _teardown(self) -> None:
+        """Close the connection and fail the actions still waiting for an answer (no await:
+        it runs to the end even while the supervisor is being cancelled)."""
         manager, self._manager = self._manager, None
         if manager is not None:
             manager.close()
@@ -272,17 +238,6 @@ class AmiLink:
                 future.set_exception(AmiError(f"{self.name}: AMI connection lost before"
                                               " Asterisk answered"))
         self._pending.clear()
-
-    def _mark_down(self, reason: str) -> None:
-        was_up = self.up
-        self.up = False
-        self._up_event.clear()
-        self._close()
-        if was_up or self.last_error != reason:
-            log.warning("%s: AMI down: %s; retrying", self.name, reason)
-        if was_up:
-            self.since = datetime.now(timezone.utc)
-        self.last_error = reason
 
     # -- actions --------------------------------------------------------------------------------
     async def _send(self, fields: dict[str, Any], manager: _Manager | None = None, *,

@@ -6,35 +6,25 @@ runs the `on_up` hook (resubscribe + resync) before the first event is handed on
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import os
-import random
-import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 
 from astcti.errors import AstctiError
 from astcti.pbx.ari import AriError, AriEvent, AriEventSocket, AriRest, rest_over_websocket
 from astcti.pbx.linkconfig import LinkConfig
-from astcti.tasks import cancel_and_wait, watch
+from astcti.pbx.supervisor import Supervised
 
 if TYPE_CHECKING:
     from astcti.pbx.ami import AmiLink
 
 log = logging.getLogger(__name__)
 
-BACKOFF_FIRST = 0.5
-BACKOFF_MAX = 15.0
-#: a connection that lasted this long was a real one: the next reconnect starts quickly again;
-#: shorter (Asterisk accepts then drops us) keeps backing off, so a flapping Asterisk is not
-#: hammered with a resubscribe and resync every half second
-STABLE_AFTER = 30.0
-clock = time.monotonic
 # event sources per subscription request, sent as a JSON array: each answer lists every
 # source subscribed so far, so few large batches keep a link-up with thousands of extensions
 # from costing O(n^2) bytes (20,000 extensions: 39 s in batches of 100); Asterisk's HTTP
@@ -82,33 +72,28 @@ UpHook = Callable[["AsteriskLink"], Awaitable[None]]
 DownHook = Callable[["AsteriskLink", str], None]
 
 
-class AsteriskLink:
-    """A supervised ARI connection to one Asterisk."""
+class AsteriskLink(Supervised):
+    """A supervised ARI connection to one Asterisk (the loop: :mod:`astcti.pbx.supervisor`)."""
+
+    log = log
 
     def __init__(self, config: LinkConfig, *, heartbeat: float = 5.0,
                  on_event: EventHandler | None = None, on_up: UpHook | None = None,
                  on_down: DownHook | None = None) -> None:
+        super().__init__()
         self.config = config
+        self.name = config.name  # read on every event: an attribute, not a property
         self.heartbeat = heartbeat
         self.on_event = on_event
         self.on_up = on_up
         self.on_down = on_down
         self.rest = AriRest(config)
-        self.up = False
-        self.since = datetime.now(timezone.utc)
         self.version: str | None = None
         self.system_name = ""
-        self.last_error: str | None = None
         self.endpoints: set[str] = set()  # "PJSIP/101" as Asterisk reports them
         self.sources: set[str] = set()  # event sources kept subscribed across reconnects
         self.ami: AmiLink | None = None  # the same Asterisk's AMI (acti_amilink_NN), if set
-        self._task: asyncio.Task[None] | None = None
         self._socket: AriEventSocket | None = None
-        self._up_event = asyncio.Event()
-
-    @property
-    def name(self) -> str:
-        return self.config.name
 
     @property
     def ready(self) -> bool:
@@ -122,43 +107,12 @@ class AsteriskLink:
                           self.since, self.version, self.last_error)
 
     # -- lifecycle ----------------------------------------------------------------------------
-    def start(self) -> None:
-        self._task = watch(asyncio.create_task(self._supervise(), name=f"link-{self.name}"),
-                           self.name)
-
     async def stop(self) -> None:
-        await cancel_and_wait(self._task)
-        self._task = None
+        await self._stop_supervising()
         await self.rest.close()
 
-    async def wait_up(self, timeout: float) -> bool:
-        try:
-            await asyncio.wait_for(self._up_event.wait(), timeout)
-        except TimeoutError:
-            return False
-        return True
-
-    async def _supervise(self) -> None:
-        delay = BACKOFF_FIRST
-        while True:
-            connected_at: float | None = None
-            try:
-                await self._connect()
-                connected_at = clock()
-                reason = await self._pump()
-            except asyncio.CancelledError:
-                await self._teardown()
-                raise
-            except AriError as exc:
-                reason = exc.message
-            except Exception as exc:  # a bug must not kill the link for good
-                log.exception("%s: unexpected error", self.name)
-                reason = f"internal error: {type(exc).__name__}"
-            if connected_at is not None and clock() - connected_at >= STABLE_AFTER:
-                delay = BACKOFF_FIRST  # it stayed up: this is a new outage, retry quickly
-            await self._mark_down(reason)
-            await asyncio.sleep(delay * random.uniform(0.8, 1.2))
-            delay = min(delay * 2, BACKOFF_MAX)
+    def _failure(self, exc: Exception) -> str | None:
+        return exc.message if isinstance(exc, AriError) else None
 
     async def _connect(self) -> None:
         await self.rest.open()
@@ -173,16 +127,14 @@ class AsteriskLink:
         endpoints = await self.rest.call("endpoints", "list") or []
         self.endpoints = {f"{e['technology']}/{e['resource']}" for e in endpoints}
         await self._resubscribe()
-        self.up = True
-        self.since = datetime.now(timezone.utc)
-        self.last_error = None
+        self._mark_up()
         log.info("%s: connected to Asterisk %s at %s:%s (app %s)", self.name, self.version,
                  self.config.host, self.config.port, self.config.app)
         if self.on_up is not None:
             await self.on_up(self)
         self._up_event.set()
 
-    async def _pump(self) -> str:
+    async def _serve(self) -> str:
         """Hand every event to `on_event` until the socket closes (handler errors are logged
         by the socket and cost only that event); returns why it closed."""
         assert self._socket is not None
@@ -205,17 +157,8 @@ class AsteriskLink:
             self._socket = None
         await self.rest.close()
 
-    async def _mark_down(self, reason: str) -> None:
-        was_up = self.up
-        self.up = False
-        self._up_event.clear()
-        await self._teardown()
-        if was_up or self.last_error != reason:
-            log.warning("%s: link down: %s; retrying", self.name, reason)
-        if was_up:
-            self.since = datetime.now(timezone.utc)
-        self.last_error = reason
-        if was_up and self.on_down is not None:
+    def _went_down(self, reason: str) -> None:
+        if self.on_down is not None:
             self.on_down(self, reason)
 
     # -- requests -----------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from astcti.errors import AstctiError
 from astcti.store.store import Store
-from astcti.tasks import cancel_and_wait, watch
+from astcti.tasks import cancel_and_wait, wait_event, watch
 
 log = logging.getLogger(__name__)
 
@@ -104,11 +104,7 @@ class StoreWriter:
 
     async def flush(self, timeout: float) -> bool:
         """Wait until everything put so far is saved (True), or `timeout` seconds (False)."""
-        try:
-            await asyncio.wait_for(self._idle.wait(), timeout)
-        except TimeoutError:
-            return False
-        return True
+        return await wait_event(self._idle, timeout)
 
     async def stop(self, timeout: float = 5.0) -> None:
         """Save what is pending (up to `timeout` seconds), then stop."""

@@ -13,6 +13,7 @@ from astcti.pbx.ami import AmiError, AmiLink
 from astcti.pbx.linkconfig import AmiLinkConfig
 from tests.lab import Lab
 from tests.lab.proxy import FaultyProxy
+from tests.pbx.helpers import until
 
 pytestmark = pytest.mark.lab
 
@@ -21,14 +22,6 @@ def _config(lab: Lab, *, secret: str | None = None, port: int | None = None) -> 
     c = lab.config
     return AmiLinkConfig("acti_amilink_99", "127.0.0.1", port or c.ami_port, c.ami_user,
                          c.ami_secret if secret is None else secret)
-
-
-async def _until(predicate, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.05)
 
 
 async def test_queue_reads_and_queue_events(lab: Lab) -> None:
@@ -42,7 +35,7 @@ async def test_queue_reads_and_queue_events(lab: Lab) -> None:
         summary = await ami.queue_summary(lab.config.queue)
         assert [s["Queue"] for s in summary] == [lab.config.queue]
         lab.rx(f"queue add member PJSIP/103 to {lab.config.queue}")
-        await _until(lambda: any(e["Event"] == "QueueMemberAdded" for e in events))
+        await until(lambda: any(e["Event"] == "QueueMemberAdded" for e in events))
         added = next(e for e in events if e["Event"] == "QueueMemberAdded")
         assert added["Queue"] == lab.config.queue and added["Interface"] == "PJSIP/103"
         status = await ami.queue_status(lab.config.queue)
@@ -86,18 +79,18 @@ async def test_reconnects_after_a_cut_and_a_stall(lab: Lab) -> None:
     try:
         assert await ami.wait_up(10), ami.last_error
         proxy.drop()  # Asterisk gone for astcti: down, then back by itself
-        await _until(lambda: not ami.up)
+        await until(lambda: not ami.up)
         assert "closed" in (ami.last_error or "")
-        await _until(lambda: ami.up)
+        await until(lambda: ami.up)
         assert len(ups) == 2
         proxy.stall()  # a silent cut: only the unanswered ping tells
         pending = asyncio.ensure_future(ami.action("Ping", timeout=30))
-        await _until(lambda: not ami.up)
+        await until(lambda: not ami.up)
         assert "did not answer a ping" in (ami.last_error or "")
         with pytest.raises(AmiError, match="connection lost before Asterisk answered"):
             await pending  # failed at once, not resent on the next connection
         proxy.heal()
-        await _until(lambda: ami.up)
+        await until(lambda: ami.up)
         assert (await ami.action("Ping"))["Ping"] == "Pong"
     finally:
         await ami.stop()

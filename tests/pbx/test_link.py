@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import asyncio
 
-from astcti.pbx import link as link_module
+from astcti.pbx import supervisor
 from astcti.pbx.ari import AriError
 from astcti.pbx.link import AsteriskLink
 from astcti.pbx.linkconfig import LinkConfig
+from tests.pbx.helpers import Backoff
 
 
 async def _delays(monkeypatch, lasts: list[float]) -> list[float]:
     """Run the supervisor over connections that last `lasts` seconds each (on a fake clock)
     and return the backoff delays it chose."""
     now = [1000.0]
-    monkeypatch.setattr(link_module, "clock", lambda: now[0])
-    monkeypatch.setattr(link_module.random, "uniform", lambda a, b: 1.0)
+    monkeypatch.setattr(supervisor, "clock", lambda: now[0])
+    monkeypatch.setattr(supervisor.random, "uniform", lambda a, b: 1.0)
     delays: list[float] = []
     real_sleep = asyncio.sleep
     done = asyncio.Event()
@@ -27,7 +28,7 @@ async def _delays(monkeypatch, lasts: list[float]) -> list[float]:
             await real_sleep(3600)
         await real_sleep(0)
 
-    monkeypatch.setattr(link_module.asyncio, "sleep", fake_sleep)
+    monkeypatch.setattr(supervisor.asyncio, "sleep", fake_sleep)
     link = AsteriskLink(LinkConfig("acti_tlink_01", "127.0.0.1", 1, "a", "u", "p"))
     runs = iter(lasts)
 
@@ -40,7 +41,7 @@ async def _delays(monkeypatch, lasts: list[float]) -> list[float]:
     async def teardown() -> None:
         pass
 
-    link._connect, link._pump, link._teardown = connect, pump, teardown  # type: ignore
+    link._connect, link._serve, link._teardown = connect, pump, teardown  # type: ignore
     task = asyncio.create_task(link._supervise())
     await asyncio.wait_for(done.wait(), 10)
     task.cancel()
@@ -56,18 +57,13 @@ async def test_a_flapping_asterisk_is_not_hammered(monkeypatch) -> None:
 
 
 async def test_a_link_that_stayed_up_reconnects_quickly(monkeypatch) -> None:
-    delays = await _delays(monkeypatch, [0.1, 0.1, 0.1, link_module.STABLE_AFTER + 1, 0.1])
+    delays = await _delays(monkeypatch, [0.1, 0.1, 0.1, supervisor.STABLE_AFTER + 1, 0.1])
     assert delays == [0.5, 1.0, 2.0, 0.5, 1.0]
 
 
 async def test_connect_failures_back_off_too(monkeypatch) -> None:
     link = AsteriskLink(LinkConfig("acti_tlink_01", "127.0.0.1", 1, "a", "u", "p"))
-    delays: list[float] = []
-    real_sleep = asyncio.sleep
-
-    async def fake_sleep(seconds: float) -> None:
-        delays.append(seconds)
-        await real_sleep(0)
+    backoff = Backoff(monkeypatch)
 
     async def refuse() -> None:
         raise AriError(503, "cannot reach Asterisk")
@@ -75,12 +71,9 @@ async def test_connect_failures_back_off_too(monkeypatch) -> None:
     async def teardown() -> None:
         pass
 
-    monkeypatch.setattr(link_module.asyncio, "sleep", fake_sleep)
-    monkeypatch.setattr(link_module.random, "uniform", lambda a, b: 1.0)
     link._connect, link._teardown = refuse, teardown  # type: ignore
     task = asyncio.create_task(link._supervise())
-    while len(delays) < 4:
-        await real_sleep(0)
+    delays = await backoff.until(4)
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
-    assert delays[:4] == [0.5, 1.0, 2.0, 4.0]
+    assert delays == [0.5, 1.0, 2.0, 4.0]

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from pathlib import Path
 
 from astcti.pbx.link import AsteriskLink, LinkDownError
 from astcti.pbx.linkconfig import LinkConfig
 from tests.lab import Lab
+from tests.pbx.helpers import until
 
 import pytest
 
@@ -23,12 +23,13 @@ def _config(lab: Lab, *, password: str | None = None, port: int | None = None,
                       c.ari_password if password is None else password)
 
 
-async def _until(predicate, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.05)
+async def _call_102(lab: Lab, events: list[dict]) -> None:
+    """A real half-second call to the phone on 102, until the link saw 102's channel end."""
+    lab.start_phone("102")
+    caller = lab.call("102", talk_ms=500)
+    assert await asyncio.to_thread(caller.wait, 30) == 0
+    await until(lambda: any(e["type"] == "ChannelDestroyed"
+                            and e["channel"]["name"].startswith("PJSIP/102-") for e in events))
 
 
 async def test_link_receives_the_events_of_a_real_call(lab: Lab) -> None:
@@ -43,7 +44,7 @@ async def test_link_receives_the_events_of_a_real_call(lab: Lab) -> None:
         lab.start_phone("102")
         caller = lab.call("102", talk_ms=1000)
         assert await asyncio.to_thread(caller.wait, 30) == 0
-        await _until(lambda: any(e["type"] == "ChannelDestroyed" for e in events))
+        await until(lambda: any(e["type"] == "ChannelDestroyed" for e in events))
         types = [e["type"] for e in events]
         for expected in ("ChannelCreated", "ChannelStateChange", "DeviceStateChanged",
                          "ChannelDestroyed"):
@@ -69,12 +70,7 @@ async def test_unknown_source_costs_only_itself_when_the_link_comes_up(lab: Lab,
         assert await link.wait_up(20), link.last_error
         for i in range(3):
             assert f"cannot subscribe endpoint:PJSIP/gone{i}" in caplog.text
-        lab.start_phone("102")
-        caller = lab.call("102", talk_ms=500)
-        assert await asyncio.to_thread(caller.wait, 30) == 0
-        await _until(lambda: any(e["type"] == "ChannelDestroyed"
-                                 and e["channel"]["name"].startswith("PJSIP/102-")
-                                 for e in events))
+        await _call_102(lab, events)
         assert any(e["type"] == "DeviceStateChanged"
                    and e["device_state"]["name"] == "PJSIP/102" for e in events)
     finally:
@@ -95,12 +91,7 @@ async def test_thousands_of_sources_in_one_subscribe(lab: Lab) -> None:
         assert len(json.dumps({"eventSource": many})) > 40960
         await link.subscribe(many)
         assert link.up
-        lab.start_phone("102")
-        caller = lab.call("102", talk_ms=500)
-        assert await asyncio.to_thread(caller.wait, 30) == 0
-        await _until(lambda: any(e["type"] == "ChannelDestroyed"
-                                 and e["channel"]["name"].startswith("PJSIP/102-")
-                                 for e in events))
+        await _call_102(lab, events)
         assert link.up
     finally:
         lab.stop_phone("102")

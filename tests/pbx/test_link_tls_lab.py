@@ -26,6 +26,7 @@ from tests.lab import Lab
 from tests.lab.ari import wait_for
 from tests.lab.harness import ExtraDaemon, free_port
 from tests.lab.sipp import Phone
+from tests.pbx.helpers import until
 
 pytestmark = pytest.mark.lab
 
@@ -103,14 +104,6 @@ def tls_asterisk(lab: Lab, tmp_path: Path) -> Iterator[tuple[int, Path, Path]]:
         lab.rx("module reload http")
 
 
-async def _until(predicate, timeout: float) -> None:
-    """Wait (letting the link's events in) until the predicate holds; fail after `timeout`."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not predicate():
-        assert asyncio.get_running_loop().time() < deadline, "the call's events over wss"
-        await asyncio.sleep(0.05)
-
-
 def _config(lab: Lab, port: int, cafile: Path, host: str = "127.0.0.1") -> LinkConfig:
     c = lab.config
     return LinkConfig("acti_tlink_98", host, port, "astcti-tls", c.ari_user, c.ari_password,
@@ -131,7 +124,8 @@ async def test_ari_over_tls_is_verified_and_carries_real_calls(lab: Lab, tls_ast
         lab.start_phone("102", Phone(answer_after_ms=200))
         caller = lab.call("102", talk_ms=500)
         assert await asyncio.to_thread(caller.wait, 30) == 0
-        await _until(lambda: any(e["type"] == "ChannelDestroyed" for e in events), 20)
+        await until(lambda: any(e["type"] == "ChannelDestroyed" for e in events), 20,
+                    "the call's events over wss")
     finally:
         await link.stop()
         lab.stop_phone("102")

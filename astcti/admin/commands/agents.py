@@ -10,7 +10,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from astcti.admin.language import VALIDATORS, Arg, CommandError, Context, command, table
+from astcti.admin.language import (
+    VALIDATORS, Arg, CommandError, Context, command, new_password, table,
+)
 from astcti.cti.seating import SeatingError, normalise_address
 
 AGENTID_RE = re.compile(r"^[0-9A-Za-z_.-]{1,32}$")
@@ -96,10 +98,7 @@ async def _show_agent_passwords(ctx: Context, args: dict[str, Any]) -> str:
          example="passwd agent 7001", secret="the agent's password", secret_twice=True,
          group="agents")
 async def _passwd_agent(ctx: Context, args: dict[str, Any]) -> str:
-    agentid, password = args["AGENTID"], ctx.secret or ""
-    if len(password) < MIN_AGENT_PASSWORD:
-        raise CommandError(f"password too short: use at least {MIN_AGENT_PASSWORD} characters;"
-                           " nothing changed")
+    agentid, password = args["AGENTID"], new_password(ctx, MIN_AGENT_PASSWORD)
     had = ctx.store.agent_password_hash(agentid) is not None
     ctx.store.set_agent_password(agentid, password)
     return f"password of agent {agentid} {'changed' if had else 'set'}"

@@ -65,33 +65,32 @@ async def _add_extension(ctx: Context, args: dict[str, Any]) -> str:
              " and astcti will not guess which phone it is.",
          example="pin extension 150 acti_tlink_02", group="extensions")
 async def _pin_extension(ctx: Context, args: dict[str, Any]) -> str:
-    number, link = args["NUM"], args["LINK"]
-    if not ctx.store.pin_extension(number, link):
-        raise CommandError(f"extension {number} is not configured: see `show extensions`")
-    if link not in ctx.store.link_parameters():
-        ctx.warnings.append(f"{link} is not configured: the extension is served by no link"
-                            f" until `update parameter {link} ...` sets it")
-    if ctx.daemon is None:
-        return f"extension {number} pinned to {link}; applies when astcti starts or reloads"
-    served = await ctx.daemon.pin_extension(number, link)
-    if served:
-        return f"extension {number} pinned: served by {served}"
-    return f"extension {number} pinned to {link}; {ctx.daemon.why_unserved(number)}"
+    return await _pin(ctx, args["NUM"], args["LINK"])
 
 
 @command("unpin extension", Arg("NUM", "extension", doc="a configured extension"),
          doc="Serve an extension from whichever Asterisk has its endpoint (one only).",
          example="unpin extension 150", group="extensions")
 async def _unpin_extension(ctx: Context, args: dict[str, Any]) -> str:
-    number = args["NUM"]
-    if not ctx.store.pin_extension(number, ""):
+    return await _pin(ctx, args["NUM"], "")
+
+
+async def _pin(ctx: Context, number: str, link: str) -> str:
+    """Pin `number` to `link` ("" unpins): stored, then applied by a running daemon. One path
+    for both words so a pin and an unpin are stored, applied and reported alike."""
+    if not ctx.store.pin_extension(number, link):
         raise CommandError(f"extension {number} is not configured: see `show extensions`")
+    if link and link not in ctx.store.link_parameters():
+        ctx.warnings.append(f"{link} is not configured: the extension is served by no link"
+                            f" until `update parameter {link} ...` sets it")
+    done = "pinned" if link else "unpinned"
+    where = f"{done} to {link}" if link else done
     if ctx.daemon is None:
-        return f"extension {number} unpinned; applies when astcti starts or reloads"
-    served = await ctx.daemon.pin_extension(number, "")
+        return f"extension {number} {where}; applies when astcti starts or reloads"
+    served = await ctx.daemon.pin_extension(number, link)
     if served:
-        return f"extension {number} unpinned: served by {served}"
-    return f"extension {number} unpinned; {ctx.daemon.why_unserved(number)}"
+        return f"extension {number} {done}: served by {served}"
+    return f"extension {number} {where}; {ctx.daemon.why_unserved(number)}"
 
 
 @command("set extension", Arg("NUM", "extension", doc="a configured extension"),

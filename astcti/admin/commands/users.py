@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from astcti.admin.language import (
-    VALIDATORS, Arg, CommandError, Context, command, table,
+    VALIDATORS, Arg, CommandError, Context, command, new_password, table,
 )
 from astcti.api.authz import ROLE_DOCS
 from astcti.store.store import UserRow
@@ -33,12 +33,6 @@ async def _show_users(ctx: Context, args: dict[str, Any]) -> str:
             or "no users: add one with `add user NAME agent 101`")
 
 
-def _check_password(password: str) -> None:
-    if len(password) < MIN_PASSWORD:
-        raise CommandError(f"password too short: use at least {MIN_PASSWORD} characters;"
-                           " nothing changed")
-
-
 def _unknown_extensions(ctx: Context, extensions: list[str]) -> None:
     """A warning (not a refusal: the extension may be added next) for unconfigured ones."""
     configured = {e.number for e in ctx.store.extensions()}
@@ -60,6 +54,13 @@ async def _apply(ctx: Context, name: str) -> str:
     return f"; {ended} monitor(s) it may no longer have ended" if ended else ""
 
 
+def _revoke(ctx: Context, name: str) -> str:
+    """A running daemon drops the user's tokens and connections at once (removed, or its
+    password changed); the words say how many."""
+    revoked = ctx.daemon.revoke_user(name) if ctx.daemon is not None else 0
+    return f"; {revoked} token(s) revoked" if revoked else ""
+
+
 @command("add user", Arg("NAME", "new-user", doc="login name"),
          Arg("ROLE", "role", optional=True,
              doc=f"agent (default), supervisor or admin ({ROLE_HELP})"),
@@ -75,12 +76,12 @@ async def _add_user(ctx: Context, args: dict[str, Any]) -> str:
     if name in {u.username for u in ctx.store.users()}:
         raise CommandError(f"user {name} exists: change its password with `passwd user {name}`,"
                            f" its rights with `update user {name} role|extensions ...`")
-    _check_password(ctx.secret or "")
+    password = new_password(ctx, MIN_PASSWORD)
     _unknown_extensions(ctx, extensions)
     if role != "admin" and not extensions:
         ctx.warnings.append(f"{role} {name} has no extension: it can log in but act on none;"
                             f" give it some with `update user {name} extensions 101`")
-    ctx.store.set_user(name, ctx.secret or "", role, extensions)
+    ctx.store.set_user(name, password, role, extensions)
     if ctx.daemon is not None:
         ctx.daemon.refresh_user(name)
     on = f", extensions {','.join(extensions)}" if extensions else ""
@@ -119,8 +120,7 @@ async def _remove_user(ctx: Context, args: dict[str, Any]) -> str:
     name = args["NAME"]
     if not ctx.store.remove_user(name):
         raise CommandError(f"no user {name}: see `show users`")
-    revoked = ctx.daemon.revoke_user(name) if ctx.daemon is not None else 0
-    return f"user {name} removed" + (f"; {revoked} token(s) revoked" if revoked else "")
+    return f"user {name} removed" + _revoke(ctx, name)
 
 
 @command("passwd user", Arg("NAME", "user", doc="an existing user"),
@@ -132,7 +132,5 @@ async def _passwd_user(ctx: Context, args: dict[str, Any]) -> str:
     user = ctx.store.user(name)
     if user is None:
         raise CommandError(f"no user {name}: add it with `add user {name}`")
-    _check_password(ctx.secret or "")
-    ctx.store.set_user(name, ctx.secret or "", user.role)
-    revoked = ctx.daemon.revoke_user(name) if ctx.daemon is not None else 0
-    return f"password of {name} changed" + (f"; {revoked} token(s) revoked" if revoked else "")
+    ctx.store.set_user(name, new_password(ctx, MIN_PASSWORD), user.role)
+    return f"password of {name} changed" + _revoke(ctx, name)

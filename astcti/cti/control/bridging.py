@@ -9,11 +9,10 @@ call a moved channel's bridge belongs to, a line that ends without its channel).
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable, Iterable
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
-from astcti.cti.control.model import CallState, Conversation, Leg, Locks, Verdict
+from astcti.cti.control.model import CallState, Conversation, Held, Leg, Locks, Verdict
 from astcti.cti.control.pbx import ControlPbx, new_id
 from astcti.cti.model import Connection
 from astcti.pbx.dialplan import HOLDING_VAR
@@ -25,6 +24,43 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 FAR_RING_SECONDS = 60
+
+
+class LockedCall:
+    """The locks of the seeds' channels and of every conversation they take part in. When a
+    lock had to be waited for, the conversations may have changed meanwhile: they are read
+    again and, if they grew, the wider set is taken. Taken free (the usual case), nothing ran in
+    between and the first reading stands."""
+
+    __slots__ = ("_state", "_locks", "_link", "_seeds", "_held")
+
+    def __init__(self, state: CallState, locks: Locks, link: str,
+                 seeds: Callable[[], Iterable[str]]) -> None:
+        self._state = state
+        self._locks = locks
+        self._link = link
+        self._seeds = seeds
+        self._held: Held | None = None
+
+    async def __aenter__(self) -> None:
+        state, link = self._state, self._link
+        keys = state.closure(link, self._seeds())
+        while True:
+            held = self._locks.hold([f"{link}:{k}" for k in keys])
+            await held.__aenter__()
+            if held.waited:
+                again = state.closure(link, self._seeds())
+                if not again <= keys:
+                    held.release()
+                    keys |= again
+                    continue
+            self._held = held
+            return
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._held is not None:
+            self._held.release()
+            self._held = None
 
 
 class Bridging:
@@ -40,18 +76,10 @@ class Bridging:
         self.dial_context = "from-internal"
 
     # -- locking --------------------------------------------------------------------------------
-    @asynccontextmanager
-    async def locked(self, link: str, seeds: Callable[[], Iterable[str]]) -> AsyncIterator[None]:
-        """Hold the locks of every channel the work may touch: the seeds' conversations,
-        computed again once held (a conversation may have changed while waiting)."""
-        keys = self.state.closure(link, seeds())
-        while True:
-            async with self.locks.hold(f"{link}:{k}" for k in keys):
-                again = self.state.closure(link, seeds())
-                if again <= keys:
-                    yield
-                    return
-            keys |= again
+    def locked(self, link: str, seeds: Callable[[], Iterable[str]]) -> LockedCall:
+        """`async with bridging.locked(link, seeds):` the locks of every channel the work may
+        touch (see :class:`LockedCall`)."""
+        return LockedCall(self.state, self.locks, link, seeds)
 
     # -- lookups --------------------------------------------------------------------------------
     def endpoint_for(self, link: str, destination: str) -> tuple[str, bool]:

@@ -15,8 +15,8 @@ still has another call (an agent consulting or holding elsewhere): then it only 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterable
-from contextlib import asynccontextmanager
+from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -170,33 +170,79 @@ class CallState:
 class Locks:
     """One lock per channel: requests and reactions on different calls run concurrently, the
     ones on the same call one after the other. Locks are taken in a fixed order (no deadlock)
-    and dropped when nobody uses them."""
+    and exist only while held (a free channel costs nothing).
+
+    Taken on every request and every Stasis reaction (about twenty times per call), so a free
+    lock is taken without a lock object, a future or a wake-up: a dict entry is the lock, its
+    value the tasks waiting for it, in arrival order."""
 
     def __init__(self) -> None:
-        self._locks: dict[str, asyncio.Lock] = {}
-        self._users: dict[str, int] = {}
+        self._held: dict[str, deque[asyncio.Future[None]] | None] = {}
 
-    @asynccontextmanager
-    async def hold(self, keys: Iterable[str]) -> AsyncIterator[None]:
-        ordered = sorted(set(keys))
-        for key in ordered:
-            self._users[key] = self._users.get(key, 0) + 1
-        taken: list[asyncio.Lock] = []
-        try:
-            for key in ordered:
-                lock = self._locks.setdefault(key, asyncio.Lock())
-                await lock.acquire()
-                taken.append(lock)
-            yield
-        finally:
-            for lock in reversed(taken):
-                lock.release()
-            for key in ordered:
-                self._users[key] -= 1
-                if not self._users[key]:
-                    del self._users[key]
-                    self._locks.pop(key, None)
+    def hold(self, keys: Iterable[str]) -> Held:
+        """`async with locks.hold(keys):` every key's lock, in sorted order."""
+        return Held(self, sorted(set(keys)))
 
     def busy(self) -> int:
         """Locks in use (tests check nothing is left behind)."""
-        return len(self._locks)
+        return len(self._held)
+
+    async def _wait(self, key: str) -> None:
+        """Queue for a held key; on return the caller holds it (handed over by `_release`)."""
+        waiters = self._held[key]
+        if waiters is None:
+            waiters = self._held[key] = deque()
+        future = asyncio.get_running_loop().create_future()
+        waiters.append(future)
+        try:
+            await future
+        except asyncio.CancelledError:
+            if future.done() and not future.cancelled():
+                self._release(key)  # handed over as the wait was cancelled: pass it on
+            raise
+
+    def _release(self, key: str) -> None:
+        waiters = self._held[key]
+        while waiters:
+            future = waiters.popleft()
+            if not future.done():  # (a cancelled waiter is skipped)
+                future.set_result(None)
+                return
+        del self._held[key]
+
+
+class Held:
+    """The locks of some keys, held between `__aenter__` and `__aexit__`; `waited` tells whether
+    any of them had to be waited for (so other work may have run in between)."""
+
+    __slots__ = ("_locks", "_keys", "_taken", "waited")
+
+    def __init__(self, locks: Locks, keys: list[str]) -> None:
+        self._locks = locks
+        self._keys = keys
+        self._taken = 0
+        self.waited = False
+
+    async def __aenter__(self) -> Held:
+        held = self._locks._held
+        try:
+            for key in self._keys:
+                if key in held:
+                    self.waited = True
+                    await self._locks._wait(key)
+                else:
+                    held[key] = None
+                self._taken += 1
+        except BaseException:
+            self.release()
+            raise
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.release()
+
+    def release(self) -> None:
+        keys, taken = self._keys, self._taken
+        self._taken = 0
+        for i in range(taken - 1, -1, -1):
+            self._locks._release(keys[i])

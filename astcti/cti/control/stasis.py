@@ -114,12 +114,14 @@ class StasisReactions:
         self._spawn(leg.link, [], self.services.offer_again, leg)
 
     def _spawn(self, link: str, seeds: list[str], handler: Any, *args: Any) -> None:
-        async def run() -> None:
-            async with self.b.locked(link, lambda: seeds):
-                await handler(*args)
-        task = asyncio.get_running_loop().create_task(run())
+        task = asyncio.get_running_loop().create_task(self._run(link, seeds, handler, args))
         self._tasks.add(task)
         task.add_done_callback(self._done)
+
+    async def _run(self, link: str, seeds: list[str], handler: Any, args: tuple[Any, ...]
+                   ) -> None:
+        async with self.b.locked(link, seeds.copy):
+            await handler(*args)
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)

@@ -54,3 +54,39 @@ async def test_locks_serialise_one_key_and_free_themselves() -> None:
     assert order.index("a-") < order.index("b+")  # same keys: one after the other, no deadlock
     assert order.index("c+") < order.index("a-")  # other keys: at the same time
     assert locks.busy() == 0
+
+
+async def test_a_cancelled_waiter_passes_the_lock_on() -> None:
+    """A request cancelled while it waits for a channel's lock (its client gone) neither keeps
+    the lock nor blocks the next one in line."""
+    locks = Locks()
+    order: list[str] = []
+    first = locks.hold(["x"])
+    await first.__aenter__()
+
+    async def work(name: str) -> None:
+        async with locks.hold(["x"]):
+            order.append(name)
+
+    cancelled = asyncio.create_task(work("cancelled"))
+    after = asyncio.create_task(work("after"))
+    await asyncio.sleep(0)
+    cancelled.cancel()
+    first.release()
+    await asyncio.gather(cancelled, after, return_exceptions=True)
+    assert order == ["after"]
+    assert locks.busy() == 0
+
+
+async def test_a_waiter_cancelled_as_the_lock_is_handed_over_releases_it() -> None:
+    locks = Locks()
+    first = locks.hold(["x"])
+    await first.__aenter__()
+    waiting = asyncio.create_task(locks.hold(["x", "y"]).__aenter__())
+    await asyncio.sleep(0)
+    first.release()  # handed to `waiting`, which has not run yet
+    waiting.cancel()
+    await asyncio.gather(waiting, return_exceptions=True)
+    assert locks.busy() == 0
+    async with locks.hold(["x"]) as held:
+        assert not held.waited

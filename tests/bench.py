@@ -13,6 +13,7 @@ import platform
 import sys
 import statistics
 import time
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -754,30 +755,29 @@ async def main() -> None:
     print(text)
 
 
-async def makecall_only() -> None:
-    """`python -m tests.bench makecall`: that section alone, printed (docs untouched)."""
+async def _section_only(measure: Callable[[Lab], Awaitable[dict]],
+                        render: Callable[[dict], str]) -> None:
+    """One section measured alone on a lab of its own and printed (docs untouched): the quick
+    way to see what a change costs without the whole `make bench`."""
     if Lab.running() is not None:
         raise SystemExit("bench: a lab is running; `make lab-down` first (the bench starts its own)")
     lab = Lab()
     lab.up(phones="none")
     try:
-        mc = await makecall_vs_originate(lab)
+        result = await measure(lab)
     finally:
         lab.down()
-    print(render_makecall(mc))
+    print(render(result))
+
+
+async def makecall_only() -> None:
+    """`python -m tests.bench makecall`: that section alone, printed (docs untouched)."""
+    await _section_only(makecall_vs_originate, render_makecall)
 
 
 async def takeover_only() -> None:
     """`python -m tests.bench takeover`: that section alone, printed (docs untouched)."""
-    if Lab.running() is not None:
-        raise SystemExit("bench: a lab is running; `make lab-down` first (the bench starts its own)")
-    lab = Lab()
-    lab.up(phones="none")
-    try:
-        tk = await takeover_vs_own(lab)
-    finally:
-        lab.down()
-    print(render_takeover(tk))
+    await _section_only(takeover_vs_own, render_takeover)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
 if TYPE_CHECKING:
     from astcti.api.services import Services
     from astcti.api.session import Session
@@ -181,7 +183,11 @@ def parse_envelope(raw: str | bytes | dict[str, Any]) -> Envelope:
         if len(raw) > MAX_REQUEST_BYTES:
             raise EnvelopeError("", f"request too large: at most {MAX_REQUEST_BYTES} bytes")
         try:
-            message = json.loads(raw)
+            try:  # orjson: a third of the stdlib's time; what it refuses (NaN, huge numbers,
+                # non-UTF-8) the stdlib judges, as before
+                message = orjson.loads(raw)
+            except ValueError:
+                message = json.loads(raw)
         except (ValueError, UnicodeDecodeError):
             raise EnvelopeError("", "malformed JSON: send one JSON object per request")
     else:

@@ -30,7 +30,7 @@ from astcti.api.session import Session
 from astcti.api.outbox import Outbox
 from astcti.api.protocol import MAX_REQUEST_BYTES, RequestError, response
 from astcti.wire import Frame, dumpb, ws_text_frame
-from astcti.tasks import watch
+from astcti.tasks import eager, watch
 
 if TYPE_CHECKING:
     from astcti.api.listeners import Origins
@@ -243,9 +243,9 @@ class WsConnection(asyncio.Protocol):
     # -- requests -------------------------------------------------------------------------------
     def _request(self, text: str) -> None:
         self.pending.append(text)
-        if self.worker is None:
-            self.worker = watch(asyncio.get_running_loop().create_task(self._work()),
-                                f"ws {self.peer}")
+        if self.worker is None:  # handled at once, in this loop turn (a makecall's originate
+            # leaves before this returns); a task carries on from its first await
+            self.worker = eager(self._work(), f"ws-request {self.peer}", f"ws {self.peer}")
         if len(self.pending) >= MAX_PENDING and self.transport is not None:
             self.transport.pause_reading()
 

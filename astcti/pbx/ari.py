@@ -24,7 +24,7 @@ import re
 import ssl
 import struct
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -229,13 +229,23 @@ class AriRest:
 
     async def send_json(self, method: str, path: str, body: Any) -> Any:
         """A request whose JSON body is the object itself (aioari would wrap it in a field)."""
+        return await self.start_json(method, path, body)
+
+    def start_json(self, method: str, path: str, body: Any) -> Awaitable[Any]:
+        """`send_json`, on the wire when this returns if the events websocket carries it (so
+        the caller's bookkeeping follows the request instead of delaying it); await the
+        result."""
         if self._client is None:
             raise AriError(503, f"{self.config.name}: not connected to Asterisk")
         path = path.lstrip("/")
         resource = path.split("?", 1)[0].split("/", 1)[0]
         if self.socket is not None and method != "GET" and resource in WS_RESOURCES:
             # the query string stays in the URI: Asterisk parses it
-            return await self.socket.request(method, path, [], wire.dumps(body))
+            return self.socket.start(method, path, [], wire.dumps(body))
+        return self._http_json(method, path, body)
+
+    async def _http_json(self, method: str, path: str, body: Any) -> Any:
+        assert self._client is not None
         session: aiohttp.ClientSession = self._client.swagger.http_client.session
         url = f"{self.config.base_url}/ari/{path.lstrip('/')}"
         try:
@@ -521,6 +531,13 @@ class AriEventSocket(asyncio.Protocol):
     async def request(self, method: str, path: str, query: list[dict[str, str]],
                       body: str | None) -> Any:
         """One REST request on this socket; the decoded JSON body, None for an empty one."""
+        return await self.start(method, path, query, body)
+
+    def start(self, method: str, path: str, query: list[dict[str, str]],
+              body: str | None) -> Awaitable[Any]:
+        """`request`, written to the socket before this returns; await the result. (Its
+        reply cannot be read before the caller yields to the loop: the future and the timer
+        follow the frame.)"""
         if self.transport is None or self.transport.is_closing() or \
                 (self._closed is not None and self._closed.done()):
             raise AriError(503, f"{self.config.name}: {self._closed_reason}")
@@ -532,14 +549,18 @@ class AriEventSocket(asyncio.Protocol):
         if body is not None:
             message["content_type"] = "application/json"
             message["message_body"] = body
+        self._send(wsproto.OP_TEXT, wire.dumpb(message))
         loop = asyncio.get_running_loop()
         future: asyncio.Future[tuple[int, str, str]] = loop.create_future()
         self._pending[request_id] = future
         # one timer, not asyncio.wait_for (a task and two callbacks more per request)
         timer = loop.call_later(self.REQUEST_TIMEOUT, _expire, future,
                                 f"{self.config.name}: {method} {path}")
+        return self._reply(request_id, future, timer)
+
+    async def _reply(self, request_id: str, future: asyncio.Future[tuple[int, str, str]],
+                     timer: asyncio.TimerHandle) -> Any:
         try:
-            self._send(wsproto.OP_TEXT, wire.dumpb(message))
             status, reason, text = await future
         finally:
             timer.cancel()

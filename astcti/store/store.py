@@ -108,6 +108,9 @@ class Store:
     def __init__(self, path: Path, db: sqlite_utils.Database) -> None:
         self.path = path
         self.db = db
+        #: bumped by every write through this store and every full read of the parameters
+        #: (a reload): what is cached from the store (dial policies) is read again after it
+        self.generation = 0
 
     # -- opening ------------------------------------------------------------------------------
     @classmethod
@@ -190,6 +193,7 @@ class Store:
         try:
             yield
             conn.execute("COMMIT")
+            self.generation += 1
         except sqlite3.Error as exc:
             try:
                 conn.execute("ROLLBACK")
@@ -220,6 +224,7 @@ class Store:
 
     # -- parameters ---------------------------------------------------------------------------
     def parameters(self) -> dict[str, str]:
+        self.generation += 1  # the daemon's reload reads them all: what others changed too
         return {n: v for n, v in self._read("SELECT name, value FROM parameters ORDER BY name")}
 
     def parameter_descriptions(self) -> dict[str, str]:

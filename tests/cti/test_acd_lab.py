@@ -17,6 +17,7 @@ import pytest
 
 from astcti.client import CtiClient
 from astcti.store import Store
+from tests.e2e.helpers import set_parameters
 from tests.lab import Lab
 from tests.lab.ari import channels, force_clean, wait_for
 from tests.lab.sipp import Phone
@@ -49,15 +50,6 @@ def customer_invites(lab: Lab) -> list[str]:
                             if l.lower().startswith("call-id:")), m)
             seen.setdefault(call_id, m)
     return list(seen.values())
-
-
-def set_parameters(lab: Lab, **values: str) -> None:
-    store = Store.open(lab.config.db)
-    try:
-        for name, value in values.items():
-            store.set_parameter(name, value)
-    finally:
-        store.close()
 
 
 async def connect(lab: Lab, *extensions: str) -> CtiClient:

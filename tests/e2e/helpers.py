@@ -1,5 +1,6 @@
 """What the lab's call control tests share: a monitoring client, ordered event waits, who
-talks with whom in Asterisk's bridges, a customer calling an agent, SIP header reads."""
+talks with whom in Asterisk's bridges, a customer calling an agent, SIP header reads, the
+lab daemon's parameters."""
 
 from __future__ import annotations
 
@@ -7,9 +8,21 @@ import asyncio
 from typing import Any
 
 from astcti.client import CtiClient
+from astcti.store import Store
 from tests.lab import Lab
 from tests.lab.ari import bridges, channels
 from tests.lab.sipp import SippProcess, lift_handset
+
+
+def set_parameters(lab: Lab, **values: str) -> None:
+    """Change the lab daemon's parameters in its store (the daemon reads them when it uses
+    them, as after `update parameter`)."""
+    store = Store.open(lab.config.db)
+    try:
+        for name, value in values.items():
+            store.set_parameter(name, value)
+    finally:
+        store.close()
 
 
 async def monitor(cti, *extensions: str) -> CtiClient:

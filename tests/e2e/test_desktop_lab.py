@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from astcti.store import Store
+from tests.e2e.helpers import set_parameters
 from tests.lab import Lab
 from tests.lab.ari import ari, bridges, channels, force_clean, wait_for
 from tests.lab.sipp import Phone
@@ -33,15 +33,6 @@ CUSTOMER_NAME = "Alice Example"
 RINGS_UNTIL_ANSWERED = Phone(answer_after_ms=None, auto_answer=True)  # answers astcti's re-offer
 WIDE = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
-
-
-def set_parameters(lab: Lab, **values: str) -> None:
-    store = Store.open(lab.config.db)
-    try:
-        for name, value in values.items():
-            store.set_parameter(name, value)
-    finally:
-        store.close()
 
 
 @pytest.fixture

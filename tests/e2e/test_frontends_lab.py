@@ -18,6 +18,7 @@ from astcti.store import Store
 from astcti.store.store import ListenerRow
 from tests.admin.conftest import one_error, run_shell
 from tests.lab import Lab
+from tests.lab.ari import channels
 from tests.lab.sipp import Phone
 
 pytestmark = pytest.mark.lab
@@ -47,10 +48,13 @@ async def _rest(lab: Lab) -> CtiClient:
 TRANSPORTS = {"ws": _ws, "tcp": _tcp, "rest": _rest}
 
 
-async def _until(predicate: Callable[[], bool], timeout: float = 15.0) -> None:
+async def _until(predicate: Callable[[], bool], timeout: float = 15.0,
+                 state: Callable[[], str] | None = None) -> None:
+    """`state`: what to report if the condition is not met (what the lab looked like then)."""
     deadline = time.monotonic() + timeout
     while not predicate():
-        assert time.monotonic() < deadline, "condition not met in time"
+        assert time.monotonic() < deadline, \
+            f"condition not met in time{': ' + state() if state else ''}"
         await asyncio.sleep(0.1)
 
 
@@ -224,7 +228,10 @@ async def test_crm_click_to_call_url_places_a_real_call(lab: Lab) -> None:
                                 "&destination=0112345678&payload=json&callto=true") as resp:
                 body = await resp.json(content_type=None)
         assert body["result"] == "success", body
-        await _until(lambda: bool(phone.received("INVITE")), timeout=20)
+        await _until(lambda: bool(phone.received("INVITE")), timeout=20,
+                     state=lambda: f"phone 101 alive={phone.alive()} ({phone.last_error()}),"
+                                   f" Asterisk channels"
+                                   f" {[(ch['name'], ch['state']) for ch in channels(lab)]}")
         async with aiohttp.ClientSession() as http:  # and the same legacy form hangs it up
             async with http.get(f"http://127.0.0.1:{port}/hangup?extension=101"
                                 f"&callid={body['callid']}") as resp:

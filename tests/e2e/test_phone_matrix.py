@@ -11,33 +11,85 @@ each test (`clean_asterisk`).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 
+from astcti.client import CtiClient
 from tests.e2e.helpers import (
     bridge_members, customer_talking_to, dialogs, expect, header, lift, monitor, set_answer,
     stop,
 )
 from tests.lab import Lab
 from tests.lab.ari import wait_for
-from tests.lab.sipp import PHONE_TYPES, Phone
+from tests.lab.sipp import PHONE_TYPES, Phone, SippProcess
 
 pytestmark = pytest.mark.lab
 
 CONSULTED = Phone(answer_after_ms=300)
 
 
-async def _agent_answers(lab: Lab, client, phone: str) -> tuple:
-    """A customer calls 101 (this phone type); the agent takes the call as that phone does:
-    by itself after a ring, or `answer` (NOTIFY talk) for the talk phone."""
-    if phone == "talk":
-        await set_answer(lab, "101", "talk")
-        customer = lab.call("101", caller="0912345678", talk_ms=40000)
-        delivered = await expect(client, "delivered", "101")
-        await client.request("answer", extension="101", callid=delivered["callid"])
-        await expect(client, "established", "101")
-        return customer, delivered["callid"]
-    return await customer_talking_to(lab, client, "101", talk_ms=40000)
+@dataclass
+class _Agent:
+    """One test's agent at 101: the monitoring client, 101's answer mode ("" for the
+    default) and the customer calls to end after the test."""
+
+    client: CtiClient
+    answer: str
+    customers: list[SippProcess] = field(default_factory=list)
+
+    def kept(self, customer: SippProcess) -> SippProcess:
+        """`customer`, stopped after the test whatever happens."""
+        self.customers.append(customer)
+        return customer
+
+
+@asynccontextmanager
+async def _agent(lab: Lab, cti, phone: str | Phone, *consulted: str,
+                 answer: str | None = None) -> AsyncIterator[_Agent]:
+    """101 on `phone` (a PHONE_TYPES name or a Phone), each `consulted` extension on
+    CONSULTED, a client monitoring them all, 101 answering by `answer` (default: talk for the
+    talk phone); afterwards customers and phones stopped and 101's answer mode back to the
+    default, whatever the test did. Every test of the matrix starts and ends this way."""
+    client = await monitor(cti, "101", *consulted)
+    lab.start_phone("101", PHONE_TYPES[phone] if isinstance(phone, str) else phone)
+    for ext in consulted:
+        lab.start_phone(ext, CONSULTED)
+    if answer is None:
+        answer = "talk" if phone == "talk" else ""
+    agent = _Agent(client, answer)
+    try:
+        if answer:
+            await set_answer(lab, "101", answer)
+        yield agent
+    finally:
+        if answer:
+            await set_answer(lab, "101", "default")
+        stop(lab, *agent.customers)
+
+
+async def _agent_answers(lab: Lab, agent: _Agent) -> tuple[SippProcess, str]:
+    """A customer calls 101; the agent takes the call as its phone does: by itself after a
+    ring, or `answer` (NOTIFY talk) when 101 answers by talk."""
+    if agent.answer != "talk":
+        customer, callid = await customer_talking_to(lab, agent.client, "101", talk_ms=40000)
+        return agent.kept(customer), callid
+    return await _answer_request(lab, agent, caller="0912345678", talk_ms=40000)
+
+
+async def _answer_request(lab: Lab, agent: _Agent, **call: Any) -> tuple[SippProcess, str]:
+    """A customer calls 101 (`call`: lab.call's options); the agent sends `answer` on the
+    delivered call and that same call is established at 101: (customer, callid)."""
+    client = agent.client
+    customer = agent.kept(lab.call("101", **call))
+    delivered = await expect(client, "delivered", "101")
+    await client.request("answer", extension="101", callid=delivered["callid"])
+    est = await expect(client, "established", "101")
+    assert est["callid"] == delivered["callid"]
+    return customer, delivered["callid"]
 
 
 async def _consult(lab: Lab, client, held: str) -> str:
@@ -53,12 +105,9 @@ async def _consult(lab: Lab, client, held: str) -> str:
 @pytest.mark.parametrize("phone", ["single-line", "desk", "talk"])
 async def test_consultation_alternate_twice_transfer(lab: Lab, cti, clean_asterisk,
                                                      phone: str) -> None:
-    client = await monitor(cti, "101", "102")
-    lab.start_phone("101", PHONE_TYPES[phone])
-    lab.start_phone("102", CONSULTED)
-    customer = None
-    try:
-        customer, held = await _agent_answers(lab, client, phone)
+    async with _agent(lab, cti, phone, "102") as agent:
+        client = agent.client
+        customer, held = await _agent_answers(lab, agent)
         active = await _consult(lab, client, held)
         assert sorted(map(sorted, bridge_members(lab))) == [["PJSIP/101", "PJSIP/102"],
                                                             ["PJSIP/trunk"]]
@@ -79,20 +128,13 @@ async def test_consultation_alternate_twice_transfer(lab: Lab, cti, clean_asteri
         assert len(dialogs(lab.phones["101"])) == 1
         await client.request("hangup", extension="102", callid=active)
         assert await asyncio.to_thread(customer.wait, 20) == 0
-    finally:
-        if phone == "talk":
-            await set_answer(lab, "101", "default")
-        stop(lab, *([customer] if customer else []))
 
 
 @pytest.mark.parametrize("phone", ["single-line", "talk"])
 async def test_consultation_conference(lab: Lab, cti, clean_asterisk, phone: str) -> None:
-    client = await monitor(cti, "101", "102")
-    lab.start_phone("101", PHONE_TYPES[phone])
-    lab.start_phone("102", CONSULTED)
-    customer = None
-    try:
-        customer, held = await _agent_answers(lab, client, phone)
+    async with _agent(lab, cti, phone, "102") as agent:
+        client = agent.client
+        customer, held = await _agent_answers(lab, agent)
         active = await _consult(lab, client, held)
         await client.request("conference", extension="101", activecallid=active,
                              heldcallid=held)
@@ -108,19 +150,12 @@ async def test_consultation_conference(lab: Lab, cti, clean_asterisk, phone: str
                  what="customer and 102 still talking")
         await client.request("hangup", extension="102", callid=active)
         assert await asyncio.to_thread(customer.wait, 20) == 0
-    finally:
-        if phone == "talk":
-            await set_answer(lab, "101", "default")
-        stop(lab, *([customer] if customer else []))
 
 
 async def test_consultation_reconnect_single_line(lab: Lab, cti, clean_asterisk) -> None:
-    client = await monitor(cti, "101", "102")
-    lab.start_phone("101", PHONE_TYPES["single-line"])
-    lab.start_phone("102", CONSULTED)
-    customer = None
-    try:
-        customer, held = await customer_talking_to(lab, client, "101", talk_ms=40000)
+    async with _agent(lab, cti, "single-line", "102") as agent:
+        client = agent.client
+        customer, held = await _agent_answers(lab, agent)
         active = await _consult(lab, client, held)
         await client.request("reconnect", extension="101", activecallid=active,
                              heldcallid=held)
@@ -131,19 +166,14 @@ async def test_consultation_reconnect_single_line(lab: Lab, cti, clean_asterisk)
         assert len(dialogs(lab.phones["101"])) == 1
         await client.request("hangup", extension="101", callid=held)
         assert await asyncio.to_thread(customer.wait, 20) == 0
-    finally:
-        stop(lab, *([customer] if customer else []))
 
 
 async def test_consultation_hangup_keeps_the_held_call(lab: Lab, cti, clean_asterisk) -> None:
     """The agent hangs up the consultation (not the phone): the phone's one call stays, the
     customer stays held until retrieved."""
-    client = await monitor(cti, "101", "102")
-    lab.start_phone("101", PHONE_TYPES["single-line"])
-    lab.start_phone("102", CONSULTED)
-    customer = None
-    try:
-        customer, held = await customer_talking_to(lab, client, "101", talk_ms=40000)
+    async with _agent(lab, cti, "single-line", "102") as agent:
+        client = agent.client
+        customer, held = await _agent_answers(lab, agent)
         active = await _consult(lab, client, held)
         await client.request("hangup", extension="101", callid=active)
         assert (await expect(client, "connectioncleared", "101"))["callid"] == active
@@ -155,20 +185,14 @@ async def test_consultation_hangup_keeps_the_held_call(lab: Lab, cti, clean_aste
         assert len(dialogs(lab.phones["101"])) == 1
         await client.request("hangup", extension="101", callid=held)
         assert await asyncio.to_thread(customer.wait, 20) == 0
-    finally:
-        stop(lab, *([customer] if customer else []))
 
 
 @pytest.mark.parametrize("phone", ["single-line", "talk"])
 async def test_hold_retrieve_and_single_step_requests(lab: Lab, cti, clean_asterisk,
                                                       phone: str) -> None:
-    client = await monitor(cti, "101", "102", "103")
-    lab.start_phone("101", PHONE_TYPES[phone])
-    lab.start_phone("102", CONSULTED)
-    lab.start_phone("103", CONSULTED)
-    customer = None
-    try:
-        customer, callid = await _agent_answers(lab, client, phone)
+    async with _agent(lab, cti, phone, "102", "103") as agent:
+        client = agent.client
+        customer, callid = await _agent_answers(lab, agent)
         await client.request("hold", extension="101", callid=callid)
         await expect(client, "held", "101", callid=callid)
         await client.request("retrieve", extension="101", callid=callid)
@@ -186,22 +210,14 @@ async def test_hold_retrieve_and_single_step_requests(lab: Lab, cti, clean_aster
         await client.request("hangup", extension="103", callid=callid)
         await client.request("hangup", extension="102", callid=callid)
         assert await asyncio.to_thread(customer.wait, 20) == 0
-    finally:
-        if phone == "talk":
-            await set_answer(lab, "101", "default")
-        stop(lab, *([customer] if customer else []))
 
 
 @pytest.mark.parametrize("phone", ["desk", "single-line", "no-auto-answer", "talk"])
 async def test_makecall_on_each_phone(lab: Lab, cti, clean_asterisk, phone: str) -> None:
     """The agent's phone is called once; it answers by itself (auto-answer headers), on
     NOTIFY talk, or when the agent lifts the handset."""
-    client = await monitor(cti, "101", "102")
-    lab.start_phone("101", PHONE_TYPES[phone])
-    lab.start_phone("102", CONSULTED)
-    if phone == "talk":
-        await set_answer(lab, "101", "talk")
-    try:
+    async with _agent(lab, cti, phone, "102") as agent:
+        client = agent.client
         callid = (await client.request("makecall", extension="101",
                                        destination="102"))["callid"]
         await expect(client, "serviceinitiated", "101", callid=callid)
@@ -220,48 +236,28 @@ async def test_makecall_on_each_phone(lab: Lab, cti, clean_asterisk, phone: str)
         assert len(dialogs(lab.phones["101"])) == 1
         await client.request("hangup", extension="101", callid=callid)
         await expect(client, "connectioncleared", "102")
-    finally:
-        if phone == "talk":
-            await set_answer(lab, "101", "default")
-        stop(lab)
 
 
 async def test_answer_by_notify_talk_takes_the_ringing_call_off_hook(lab: Lab, cti,
                                                                      clean_asterisk) -> None:
-    client = await monitor(cti, "101")
-    lab.start_phone("101", PHONE_TYPES["talk"])
-    await set_answer(lab, "101", "talk")
-    customer = None
-    try:
-        customer = lab.call("101", talk_ms=1500)
-        delivered = await expect(client, "delivered", "101")
-        await client.request("answer", extension="101", callid=delivered["callid"])
-        est = await expect(client, "established", "101")
-        assert est["callid"] == delivered["callid"]
+    async with _agent(lab, cti, "talk") as agent:
+        client = agent.client
+        customer, _ = await _answer_request(lab, agent, talk_ms=1500)
         notify = lab.phones["101"].received("NOTIFY")
         assert len(notify) == 1 and header(notify[0], "Event") == "talk"
         assert len(dialogs(lab.phones["101"])) == 1  # taken off-hook, not re-offered
         assert await asyncio.to_thread(customer.wait, 20) == 0
         await expect(client, "connectioncleared", "101")
-    finally:
-        await set_answer(lab, "101", "default")
-        stop(lab, *([customer] if customer else []))
 
 
 @pytest.mark.parametrize("phone", ["desk", "single-line"])
 async def test_answer_reoffers_to_auto_answer_phones(lab: Lab, cti, clean_asterisk,
                                                      phone: str) -> None:
-    client = await monitor(cti, "101")
     ringing = Phone(answer_after_ms=None, auto_answer=True,
                     single_line=PHONE_TYPES[phone].single_line)
-    lab.start_phone("101", ringing)
-    customer = None
-    try:
-        customer = lab.call("101", talk_ms=1500)
-        delivered = await expect(client, "delivered", "101")
-        await client.request("answer", extension="101", callid=delivered["callid"])
-        est = await expect(client, "established", "101")
-        assert est["callid"] == delivered["callid"]
+    async with _agent(lab, cti, ringing) as agent:
+        client = agent.client
+        customer, _ = await _answer_request(lab, agent, talk_ms=1500)
         offers = [i for i in lab.phones["101"].received("INVITE")
                   if ";tag=" not in header(i, "To")]
         # rung once, cancelled, offered again with auto-answer (a single-line phone still
@@ -270,41 +266,29 @@ async def test_answer_reoffers_to_auto_answer_phones(lab: Lab, cti, clean_asteri
         assert all("answer-after=0" in header(o, "Call-Info") for o in offers[1:])
         assert len(offers) == 2 + len(lab.phones["101"].sent("SIP/2.0 486"))
         assert await asyncio.to_thread(customer.wait, 20) == 0
-    finally:
-        stop(lab, *([customer] if customer else []))
 
 
 async def test_answer_keeps_the_caller_when_the_phone_refuses_the_reoffer_busy(
         lab: Lab, cti, clean_asterisk) -> None:
     """A single-line phone busy for a second after a cancelled ring answers the re-offer 486:
     astcti offers the call again until the phone takes it; the caller never hears busy."""
-    client = await monitor(cti, "101")
-    lab.start_phone("101", Phone(answer_after_ms=None, auto_answer=True, single_line=True,
-                                 idle_after_ms=1000))
-    customer = None
-    try:
-        customer = lab.call("101", talk_ms=1500)
-        delivered = await expect(client, "delivered", "101")
-        await client.request("answer", extension="101", callid=delivered["callid"])
-        est = await expect(client, "established", "101")
-        assert est["callid"] == delivered["callid"]
+    busy_after_a_ring = Phone(answer_after_ms=None, auto_answer=True, single_line=True,
+                              idle_after_ms=1000)
+    async with _agent(lab, cti, busy_after_a_ring) as agent:
+        client = agent.client
+        customer, callid = await _answer_request(lab, agent, talk_ms=1500)
         assert lab.phones["101"].sent("SIP/2.0 486")  # refused at least once...
         assert await asyncio.to_thread(customer.wait, 20) == 0  # ...and the call went on
-        await expect(client, "connectioncleared", "101", callid=delivered["callid"])
+        await expect(client, "connectioncleared", "101", callid=callid)
         assert [e["event"] for e in client.events if e.get("extension") == "101" and
-                e.get("callid") == delivered["callid"]][:2] == ["delivered", "established"]
-    finally:
-        stop(lab, *([customer] if customer else []))
+                e.get("callid") == callid][:2] == ["delivered", "established"]
 
 
 async def test_answer_on_a_phone_answered_by_hand_is_refused_and_the_call_rings_on(
         lab: Lab, cti, clean_asterisk) -> None:
-    client = await monitor(cti, "101")
-    lab.start_phone("101", PHONE_TYPES["no-auto-answer"])
-    await set_answer(lab, "101", "none")
-    customer = None
-    try:
-        customer = lab.call("101", talk_ms=1500)
+    async with _agent(lab, cti, "no-auto-answer", answer="none") as agent:
+        client = agent.client
+        customer = agent.kept(lab.call("101", talk_ms=1500))
         delivered = await expect(client, "delivered", "101")
         reply = await client.request("answer", extension="101", callid=delivered["callid"],
                                      check=False)
@@ -314,20 +298,15 @@ async def test_answer_on_a_phone_answered_by_hand_is_refused_and_the_call_rings_
         await expect(client, "established", "101", callid=delivered["callid"])
         assert len(dialogs(lab.phones["101"])) == 1
         assert await asyncio.to_thread(customer.wait, 20) == 0
-    finally:
-        await set_answer(lab, "101", "default")
-        stop(lab, *([customer] if customer else []))
 
 
 async def test_answer_reoffer_on_a_phone_ignoring_auto_answer_rings_it_again(
         lab: Lab, cti, clean_asterisk) -> None:
     """A phone set to `reoffer` that in truth ignores the headers rings again; the caller is
     kept and the agent lifts the handset."""
-    client = await monitor(cti, "101")
-    lab.start_phone("101", PHONE_TYPES["no-auto-answer"])
-    customer = None
-    try:
-        customer = lab.call("101", talk_ms=1500)
+    async with _agent(lab, cti, "no-auto-answer") as agent:
+        client = agent.client
+        customer = agent.kept(lab.call("101", talk_ms=1500))
         delivered = await expect(client, "delivered", "101")
         await client.request("answer", extension="101", callid=delivered["callid"])
         wait_for(lambda: len(dialogs(lab.phones["101"])) == 2, what="second offer")
@@ -336,21 +315,17 @@ async def test_answer_reoffer_on_a_phone_ignoring_auto_answer_rings_it_again(
         lift(lab, "101")
         await expect(client, "established", "101", callid=delivered["callid"])
         assert await asyncio.to_thread(customer.wait, 20) == 0
-    finally:
-        stop(lab, *([customer] if customer else []))
 
 
 async def test_phone_hold_button_during_a_consultation_holds_the_consultation(
         lab: Lab, cti, clean_asterisk) -> None:
     """The agent presses hold on the phone (re-INVITE sendonly) while consulting: the call
     the phone carries then (the consultation) is held, and retrieved when released."""
-    client = await monitor(cti, "101", "102")
-    lab.start_phone("101", Phone(answer_after_ms=300, single_line=True, hold_after_ms=5000,
-                                 hold_ms=1500))
-    lab.start_phone("102", CONSULTED)
-    customer = None
-    try:
-        customer, held = await customer_talking_to(lab, client, "101", talk_ms=40000)
+    holds_by_itself = Phone(answer_after_ms=300, single_line=True, hold_after_ms=5000,
+                            hold_ms=1500)
+    async with _agent(lab, cti, holds_by_itself, "102") as agent:
+        client = agent.client
+        customer, held = await _agent_answers(lab, agent)
         active = await _consult(lab, client, held)
         assert (await expect(client, "held", "101", timeout=30))["callid"] == active
         assert (await expect(client, "retrieved", "101", timeout=30))["callid"] == active
@@ -362,5 +337,3 @@ async def test_phone_hold_button_during_a_consultation_holds_the_consultation(
         await expect(client, "transferred", "101")
         await client.request("hangup", extension="102", callid=active)
         assert await asyncio.to_thread(customer.wait, 20) == 0
-    finally:
-        stop(lab, *([customer] if customer else []))

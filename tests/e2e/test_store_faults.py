@@ -7,6 +7,7 @@ import asyncio
 import sqlite3
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -24,27 +25,49 @@ def shell(daemon: ExtraDaemon, command: str) -> subprocess.CompletedProcess[str]
                           capture_output=True, text=True, timeout=30)
 
 
-def _on_tmpfs(daemon: ExtraDaemon, full) -> list[str]:
-    """The daemon's command with its store on a 2 MiB tmpfs private to its mount namespace."""
-    script = (f"mount -t tmpfs -o size=2m tmpfs {full} && cp {daemon.db} {full}/ && "
-              f"exec {' '.join(daemon.command(full / daemon.db.name))}")
-    return ["unshare", "--mount", "--propagation", "private", "sh", "-c", script]
+class _SmallDisk:
+    """A daemon whose store is on a 2 MiB tmpfs private to its mount namespace: the disk is
+    filled and freed, and the database copied out, from inside that namespace (both tests
+    fill the disk under a running daemon and read afterwards what it saved)."""
+
+    def __init__(self, daemon: ExtraDaemon, tmp_path: Path) -> None:
+        self.daemon = daemon
+        self.tmp_path = tmp_path
+        self.dir = tmp_path / "full"
+        self.dir.mkdir()
+
+    async def start(self) -> None:
+        d, full = self.daemon, self.dir
+        script = (f"mount -t tmpfs -o size=2m tmpfs {full} && cp {d.db} {full}/ && "
+                  f"exec {' '.join(d.command(full / d.db.name))}")
+        await asyncio.to_thread(d.start, ["unshare", "--mount", "--propagation", "private",
+                                          "sh", "-c", script])
+
+    def inside(self, *cmd: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["nsenter", "--target", str(self.daemon.proc.pid), "--mount",
+                               *cmd], capture_output=True, text=True, timeout=30)
+
+    def fill(self) -> None:
+        self.inside("sh", "-c", f"dd if=/dev/zero of={self.dir}/filler bs=64k 2>/dev/null; sync")
+
+    def free(self) -> None:
+        self.inside("rm", f"{self.dir}/filler")
+
+    def saved(self) -> sqlite3.Connection:
+        """A copy of the database and its WAL (committed writes may still live there)."""
+        copy, db = self.tmp_path / "copy.db", f"{self.dir}/{self.daemon.db.name}"
+        self.inside("sh", "-c", f"cp {db} {copy} && if [ -f {db}-wal ]; then"
+                                f" cp {db}-wal {copy}-wal; fi")
+        return sqlite3.connect(copy)
 
 
 async def test_disk_full_store_while_serving(lab: Lab, tmp_path) -> None:
     daemon = ExtraDaemon(lab, tmp_path, ari_port=lab.config.ari_port, ws_port=free_port())
-    full = tmp_path / "full"
-    full.mkdir()
-    await asyncio.to_thread(daemon.start, _on_tmpfs(daemon, full))
-    pid = daemon.proc.pid
-
-    def inside(*cmd: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(["nsenter", "--target", str(pid), "--mount", *cmd],
-                              capture_output=True, text=True, timeout=30)
-
+    disk = _SmallDisk(daemon, tmp_path)
+    await disk.start()
     try:
         assert shell(daemon, "add extension 103 PJSIP").returncode == 0
-        inside("sh", "-c", f"dd if=/dev/zero of={full}/filler bs=64k 2>/dev/null; sync")
+        disk.fill()
         out = shell(daemon, "add extension 104 PJSIP")
         assert out.returncode != 0
         errors = [l for l in (out.stdout + out.stderr).splitlines() if l.strip()]
@@ -62,14 +85,9 @@ async def test_disk_full_store_while_serving(lab: Lab, tmp_path) -> None:
         await asyncio.to_thread(caller.wait, 30)
         await client.close()
         # room again: the same write works and nothing earlier was lost
-        inside("rm", f"{full}/filler")
+        disk.free()
         assert shell(daemon, "add extension 104 PJSIP").returncode == 0
-        copy = tmp_path / "copy.db"
-        # the database and its WAL (committed writes may still live there)
-        inside("sh", "-c", f"cp {full}/{daemon.db.name} {copy} && "
-                           f"if [ -f {full}/{daemon.db.name}-wal ]; then"
-                           f" cp {full}/{daemon.db.name}-wal {copy}-wal; fi")
-        db = sqlite3.connect(copy)
+        db = disk.saved()
         assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         numbers = {r[0] for r in db.execute("SELECT number FROM extensions")}
         assert {"101", "102", "103", "104"} <= numbers
@@ -87,15 +105,8 @@ async def test_disk_full_during_calls_events_flow_and_the_link_holds(lab: Lab, t
     c = lab.config
     daemon = ExtraDaemon(lab, tmp_path, ari_port=c.ari_port, ws_port=free_port(),
                          parameters={"acti_loginstate": "ready"})
-    full = tmp_path / "full"
-    full.mkdir()
-    await asyncio.to_thread(daemon.start, _on_tmpfs(daemon, full))
-    pid = daemon.proc.pid
-
-    def inside(*cmd: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(["nsenter", "--target", str(pid), "--mount", *cmd],
-                              capture_output=True, text=True, timeout=30)
-
+    disk = _SmallDisk(daemon, tmp_path)
+    await disk.start()
     client = await CtiClient.websocket(f"ws://127.0.0.1:{daemon.ws_port}/", c.astcti_user,
                                        c.astcti_password)
     lab.start_phone("101", Phone(answer_after_ms=300))
@@ -103,7 +114,7 @@ async def test_disk_full_during_calls_events_flow_and_the_link_holds(lab: Lab, t
     try:
         await client.request_until_ok("startmonitor", extension="101")
         await client.request("acdlogin", extension="101", agentid="7101", groups="support")
-        inside("sh", "-c", f"dd if=/dev/zero of={full}/filler bs=64k 2>/dev/null; sync")
+        disk.fill()
 
         caller = lab.call("601", talk_ms=60000)  # the IVR sets user data, then the queue
         delivered = await client.expect("delivered", extension="101", timeout=30)
@@ -132,17 +143,13 @@ async def test_disk_full_during_calls_events_flow_and_the_link_holds(lab: Lab, t
         assert "link down" not in log.rsplit("connected to Asterisk", 1)[1], log[-3000:]
         assert "store writes are failing" in log and "Traceback" not in log
 
-        inside("rm", f"{full}/filler")
+        disk.free()
         for _ in range(60):  # the writer retries with backoff (at most 30 s apart)
             if "store writes work again" in daemon.log():
                 break
             await asyncio.sleep(1)
         assert "store writes work again" in daemon.log()
-        copy = tmp_path / "copy.db"
-        inside("sh", "-c", f"cp {full}/{daemon.db.name} {copy} && "
-                           f"if [ -f {full}/{daemon.db.name}-wal ]; then"
-                           f" cp {full}/{daemon.db.name}-wal {copy}-wal; fi")
-        db = sqlite3.connect(copy)
+        db = disk.saved()
         saved = dict(db.execute("SELECT callid, data FROM userdata").fetchall())
         assert '"ivr": "billing"' in saved[delivered["callid"]]
     finally:

@@ -6,15 +6,20 @@ every request works on them. Real calls, both lab flavours; Asterisk is left cle
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from typing import Any
 
 import pytest
 
 from astcti.client import CtiClient
-from tests.e2e.helpers import bridge_members, dialogs, expect, header, set_answer, stop
+from tests.e2e.helpers import (
+    bridge_members, dialogs, expect, header, monitor_when_served, set_answer, stop,
+)
 from tests.lab import Lab
 from tests.lab.ari import channels, force_clean, wait_clean, wait_for
-from tests.lab.sipp import PHONE_TYPES, Phone, phone_process
+from tests.lab.sipp import PHONE_TYPES, Phone, SippProcess, phone_process
 
 pytestmark = pytest.mark.lab
 
@@ -26,24 +31,25 @@ def pbx(request: pytest.FixtureRequest) -> Iterator[tuple[Lab, str]]:
     """(lab, the number a customer dials to reach 101 without astcti-dial): FreePBX's own dial
     path, or the plain lab's plain Dial() route (8 + extension)."""
     lab: Lab = request.getfixturevalue("freepbx_lab" if request.param == "freepbx" else "lab")
-    force_clean(lab)
-    try:
+    for _ in _left_clean(lab):
         yield lab, ("" if request.param == "freepbx" else "8")
-        wait_clean(lab)
-    finally:
-        stop(lab)
-        force_clean(lab)
 
 
 @pytest.fixture
 def freepbx(freepbx_lab: Lab) -> Iterator[Lab]:
-    force_clean(freepbx_lab)
+    yield from _left_clean(freepbx_lab)
+
+
+def _left_clean(lab: Lab) -> Iterator[Lab]:
+    """`lab` for one test that must leave Asterisk clean (no channel, no bridge: it fails
+    otherwise); phones stopped and Asterisk cleaned afterwards whatever happened."""
+    force_clean(lab)
     try:
-        yield freepbx_lab
-        wait_clean(freepbx_lab)
+        yield lab
+        wait_clean(lab)
     finally:
-        stop(freepbx_lab)
-        force_clean(freepbx_lab)
+        stop(lab)
+        force_clean(lab)
 
 
 @pytest.fixture
@@ -63,6 +69,49 @@ async def client_of() -> AsyncIterator:
         await client.close()
 
 
+@asynccontextmanager
+async def _queue_call_at_member(lab: Lab, client: CtiClient,
+                                talk_ms: int) -> AsyncIterator[tuple[SippProcess, dict[str, Any]]]:
+    """Agent 7103 at 103 ready in FreePBX's queue (a FreePBX-form Local member), a customer
+    through the IVR delivered there: (customer, delivered). Afterwards the agent is logged out
+    and the member removed, so the next test finds the queue as it was."""
+    c = lab.config
+    try:
+        await client.request("acdlogin", extension="103", agentid="7103", groups=c.queue)
+        await client.request("acdsetstate", extension="103", agentid="7103", state="ready")
+        await expect(client, "agentready", "103")
+        customer = lab.call(c.ivr_number, talk_ms=talk_ms)
+        delivered = await expect(client, "delivered", "103", timeout=30)
+        assert delivered["lastredirection"] == c.queue
+        yield customer, delivered
+    finally:
+        await client.request("acdlogout", extension="103", agentid="7103", check=False)
+        lab.rx(f"queue remove member Local/103@from-queue/n from {c.queue}")
+
+
+async def _customer_calls_agent(lab: Lab, prefix: str,
+                                client_of) -> tuple[CtiClient, SippProcess]:
+    """A client monitoring 101 (the agent's desk phone) and 102 (answers); a customer dials
+    101 the PBX's own way (`prefix`: see `pbx`), for a call of half a minute."""
+    client = await client_of(lab, "101", "102")
+    lab.start_phone("101", AGENT)
+    lab.start_phone("102", Phone(answer_after_ms=300))
+    return client, lab.call(prefix + "101", talk_ms=30000)
+
+
+async def _hold_retrieve_hang_up(lab: Lab, client: CtiClient, ext: str, timeout: float) -> None:
+    """The call established at `ext` (within `timeout`) is held, the trunk's party left alone
+    in a bridge, retrieved, then hung up by the agent: a taken-over call served like astcti's
+    own."""
+    callid = (await expect(client, "established", ext, timeout=timeout))["callid"]
+    await client.request("hold", extension=ext, callid=callid)
+    assert (await expect(client, "held", ext))["callid"] == callid
+    assert bridge_members(lab) == [{"PJSIP/trunk"}]
+    await client.request("retrieve", extension=ext, callid=callid)
+    await expect(client, "retrieved", ext)
+    await client.request("hangup", extension=ext, callid=callid)
+
+
 def _not_in_stasis(lab: Lab, prefix: str) -> bool:
     return any(c["name"].startswith(prefix) and c["dialplan"]["app_name"] != "Stasis"
                for c in channels(lab))
@@ -70,10 +119,7 @@ def _not_in_stasis(lab: Lab, prefix: str) -> bool:
 
 async def test_dial_call_is_held_retrieved_consulted_and_transferred(pbx, client_of) -> None:
     lab, prefix = pbx
-    client = await client_of(lab, "101", "102")
-    lab.start_phone("101", AGENT)
-    lab.start_phone("102", Phone(answer_after_ms=300))
-    customer = lab.call(prefix + "101", talk_ms=30000)
+    client, customer = await _customer_calls_agent(lab, prefix, client_of)
     delivered = await expect(client, "delivered", "101")
     callid = (await expect(client, "established", "101"))["callid"]
     assert callid == delivered["callid"]
@@ -103,10 +149,7 @@ async def test_dial_call_is_held_retrieved_consulted_and_transferred(pbx, client
 
 async def test_dial_call_is_conferenced(pbx, client_of) -> None:
     lab, prefix = pbx
-    client = await client_of(lab, "101", "102")
-    lab.start_phone("101", AGENT)
-    lab.start_phone("102", Phone(answer_after_ms=300))
-    customer = lab.call(prefix + "101", talk_ms=30000)
+    client, customer = await _customer_calls_agent(lab, prefix, client_of)
     callid = (await expect(client, "established", "101"))["callid"]
     active = (await client.request("consultation", extension="101", callid=callid,
                                    destination="102"))["callid"]
@@ -125,17 +168,11 @@ async def test_dial_call_is_conferenced(pbx, client_of) -> None:
 
 async def test_queue_call_to_a_freepbx_member_is_held_and_transferred(freepbx: Lab,
                                                                      client_of) -> None:
-    lab, c = freepbx, freepbx.config
+    lab = freepbx
     client = await client_of(lab, "103", "102")
     lab.start_phone("103", AGENT)
     lab.start_phone("102", Phone(answer_after_ms=300))
-    try:
-        await client.request("acdlogin", extension="103", agentid="7103", groups=c.queue)
-        await client.request("acdsetstate", extension="103", agentid="7103", state="ready")
-        await expect(client, "agentready", "103")
-        customer = lab.call(c.ivr_number, talk_ms=30000)
-        delivered = await expect(client, "delivered", "103", timeout=30)
-        assert delivered["lastredirection"] == c.queue
+    async with _queue_call_at_member(lab, client, talk_ms=30000) as (customer, _delivered):
         callid = (await expect(client, "established", "103"))["callid"]
         assert _not_in_stasis(lab, "Local/103@from-queue-")  # FreePBX's member, its Dial()
         await client.request("hold", extension="103", callid=callid)
@@ -155,9 +192,6 @@ async def test_queue_call_to_a_freepbx_member_is_held_and_transferred(freepbx: L
         assert est["callid"] == callid  # the customer's call keeps its id
         await client.request("hangup", extension="102", callid=callid)
         assert await asyncio.to_thread(customer.wait, 20) == 0
-    finally:
-        await client.request("acdlogout", extension="103", agentid="7103", check=False)
-        lab.rx(f"queue remove member Local/103@from-queue/n from {c.queue}")
 
 
 async def test_ringing_call_answered_by_reoffer_and_by_notify_talk(freepbx: Lab,
@@ -202,13 +236,7 @@ async def test_queue_call_ringing_at_a_freepbx_member_is_answered_by_reoffer(fre
     lab, c = freepbx, freepbx.config
     client = await client_of(lab, "103")
     lab.start_phone("103", Phone(answer_after_ms=None, auto_answer=True))
-    try:
-        await client.request("acdlogin", extension="103", agentid="7103", groups=c.queue)
-        await client.request("acdsetstate", extension="103", agentid="7103", state="ready")
-        await expect(client, "agentready", "103")
-        customer = lab.call(c.ivr_number, talk_ms=3000)
-        delivered = await expect(client, "delivered", "103", timeout=30)
-        assert delivered["lastredirection"] == c.queue
+    async with _queue_call_at_member(lab, client, talk_ms=3000) as (customer, delivered):
         wait_for(lambda: any(ch["name"].startswith("PJSIP/trunk-")
                              and ch["dialplan"]["app_name"] == "Queue" for ch in channels(lab)),
                  what="customer waiting in FreePBX's Queue()")
@@ -224,9 +252,6 @@ async def test_queue_call_ringing_at_a_freepbx_member_is_answered_by_reoffer(fre
         assert await asyncio.to_thread(customer.wait, 20) == 0
         await expect(client, "connectioncleared", "103")
         assert "No Callers" in lab.rx(f"queue show {c.queue}")
-    finally:
-        await client.request("acdlogout", extension="103", agentid="7103", check=False)
-        lab.rx(f"queue remove member Local/103@from-queue/n from {c.queue}")
 
 
 async def test_outbound_call_to_a_trunk_is_held_and_retrieved(freepbx: Lab, client_of) -> None:
@@ -237,13 +262,7 @@ async def test_outbound_call_to_a_trunk_is_held_and_retrieved(freepbx: Lab, clie
     outside.start()
     try:
         dialer = lab.dial_from("101", "95550001", talk_ms=30000)
-        callid = (await expect(client, "established", "101", timeout=20))["callid"]
-        await client.request("hold", extension="101", callid=callid)
-        assert (await expect(client, "held", "101"))["callid"] == callid
-        assert bridge_members(lab) == [{"PJSIP/trunk"}]
-        await client.request("retrieve", extension="101", callid=callid)
-        await expect(client, "retrieved", "101")
-        await client.request("hangup", extension="101", callid=callid)
+        await _hold_retrieve_hang_up(lab, client, "101", timeout=20)
         await expect(client, "connectioncleared", "101")
         await asyncio.to_thread(dialer.wait, 20)
     finally:
@@ -291,12 +310,7 @@ async def test_taken_over_call_survives_an_astcti_restart(freepbx: Lab, client_o
     await expect(client, "held", "101")
     await asyncio.to_thread(lab.stop_astcti, True)
     await asyncio.to_thread(lab.start_astcti)
-    again = await client_of(lab)
-    for _ in range(100):  # the link comes up just after the listeners
-        if (await again.request("startmonitor", extension="101", check=False))["result"] \
-                == "success":
-            break
-        await asyncio.sleep(0.1)
+    again = await monitor_when_served(functools.partial(client_of, lab), "101")
     snap = await again.request("snapshot", extension="101")
     assert [(c["callid"], c["state"]) for c in snap["calls"]] == [(callid, "held")]
     await again.request("retrieve", extension="101", callid=callid)
@@ -316,13 +330,7 @@ async def test_queue_call_to_a_plain_pjsip_member_is_taken_over(lab: Lab, client
     lab.rx(f"queue add member PJSIP/103 to {c.queue}")
     try:
         customer = lab.call(c.queue_number, talk_ms=30000)
-        callid = (await expect(client, "established", "103", timeout=30))["callid"]
-        await client.request("hold", extension="103", callid=callid)
-        assert (await expect(client, "held", "103"))["callid"] == callid
-        assert bridge_members(lab) == [{"PJSIP/trunk"}]
-        await client.request("retrieve", extension="103", callid=callid)
-        await expect(client, "retrieved", "103")
-        await client.request("hangup", extension="103", callid=callid)
+        await _hold_retrieve_hang_up(lab, client, "103", timeout=30)
         assert await asyncio.to_thread(customer.wait, 20) == 0
         wait_clean(lab)
     finally:

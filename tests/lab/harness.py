@@ -223,20 +223,6 @@ def free_port() -> int:
     return port
 
 
-def _wait_udp_bound(port: int, proc: SippProcess, timeout: float = 5.0) -> None:
-    """Until the just-started SIPp listens on its UDP port (a loaded machine starts it late)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and proc.alive():
-        probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            return  # bound by SIPp
-        finally:
-            probe.close()
-        time.sleep(0.02)
-
-
 def port_in_use(port: int, udp: bool = False) -> bool:
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM if udp else socket.SOCK_STREAM)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -569,7 +555,11 @@ class Lab:
         wait_port_free(port)
         proc = phone_process(ext, port, behaviour, self.workdir, self.config.sip_port,
                              media_port=self.media_port(port)).start()
-        _wait_udp_bound(port, proc)  # an INVITE before that is refused (ICMP): 480 at once
+        try:  # an INVITE sent before is only seen at its first retransmission (0.5 s later)
+            proc.wait_listening(port)
+        except RuntimeError as exc:
+            proc.stop()
+            raise LabError(f"phone {ext}: {exc}") from None
         self.phones[ext] = proc
         self.config.pids[f"phone-{ext}"] = proc.pid
         self.config.save()

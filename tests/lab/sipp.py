@@ -647,6 +647,33 @@ class SippProcess:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(5)
 
+    def wait_listening(self, port: int, timeout: float = 10.0) -> None:
+        """Until this SIPp has its UDP socket bound to `port`, read from the kernel's socket
+        table (/proc). Never by binding the port to see whether it is taken: a probe that holds
+        the port for a moment when SIPp binds it makes SIPp exit ("Unable to bind main socket",
+        exit 254), and the phone would be dead without anyone knowing. A SIPp that exits or
+        does not bind in time is an error naming its own error line."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if not self.alive():
+                raise RuntimeError(f"SIPp {self.tag} exited at start (exit"
+                                   f" {self.proc.returncode if self.proc else None}):"
+                                   f" {self.last_error() or 'no error logged'}")
+            if port in udp_ports_of(self.pid):
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"SIPp {self.tag} did not bind UDP port {port} within"
+                                   f" {timeout:.0f} s: {self.last_error() or 'no error logged'}")
+            time.sleep(0.02)
+
+    def last_error(self) -> str:
+        """The last line of SIPp's error log ('' if none)."""
+        try:
+            lines = self.error_file.read_text(errors="replace").strip().splitlines()
+        except FileNotFoundError:
+            return ""
+        return lines[-1].split(": ", 1)[-1] if lines else ""
+
     def messages(self) -> str:
         try:
             return self.message_file.read_text(errors="replace")
@@ -674,6 +701,33 @@ class SippProcess:
             if body.lstrip().startswith(method):
                 out.append(body.lstrip())
         return out
+
+
+def udp_ports_of(pid: int) -> set[int]:
+    """Local UDP ports of the sockets process `pid` holds (its fds matched by inode against
+    /proc/net/udp and udp6): what it has bound, seen without touching the ports."""
+    inodes: set[str] = set()
+    try:
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            try:
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+    except OSError:
+        return set()
+    ports: set[int] = set()
+    for table in ("/proc/net/udp", "/proc/net/udp6"):
+        try:
+            rows = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()
+            if len(fields) > 9 and fields[9] in inodes:
+                ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports
 
 
 def wait_port_free(port: int, timeout: float = 5.0) -> None:

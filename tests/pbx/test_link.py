@@ -8,6 +8,7 @@ from astcti.pbx import supervisor
 from astcti.pbx.ari import AriError
 from astcti.pbx.link import AsteriskLink
 from astcti.pbx.linkconfig import LinkConfig
+from tests.pbx.helpers import Backoff
 
 
 async def _delays(monkeypatch, lasts: list[float]) -> list[float]:
@@ -62,12 +63,7 @@ async def test_a_link_that_stayed_up_reconnects_quickly(monkeypatch) -> None:
 
 async def test_connect_failures_back_off_too(monkeypatch) -> None:
     link = AsteriskLink(LinkConfig("acti_tlink_01", "127.0.0.1", 1, "a", "u", "p"))
-    delays: list[float] = []
-    real_sleep = asyncio.sleep
-
-    async def fake_sleep(seconds: float) -> None:
-        delays.append(seconds)
-        await real_sleep(0)
+    backoff = Backoff(monkeypatch)
 
     async def refuse() -> None:
         raise AriError(503, "cannot reach Asterisk")
@@ -75,12 +71,9 @@ async def test_connect_failures_back_off_too(monkeypatch) -> None:
     async def teardown() -> None:
         pass
 
-    monkeypatch.setattr(supervisor.asyncio, "sleep", fake_sleep)
-    monkeypatch.setattr(supervisor.random, "uniform", lambda a, b: 1.0)
     link._connect, link._teardown = refuse, teardown  # type: ignore
     task = asyncio.create_task(link._supervise())
-    while len(delays) < 4:
-        await real_sleep(0)
+    delays = await backoff.until(4)
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
-    assert delays[:4] == [0.5, 1.0, 2.0, 4.0]
+    assert delays == [0.5, 1.0, 2.0, 4.0]

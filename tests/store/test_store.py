@@ -2,6 +2,7 @@ import multiprocessing
 import os
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -63,19 +64,8 @@ def test_migration_from_empty_file_and_reopen_is_idempotent(tmp_path: Path) -> N
 
 
 def test_v2_store_gains_the_answer_mode_and_keeps_its_extensions(tmp_path: Path) -> None:
-    from astcti.store.schema import MIGRATIONS
-
     path = tmp_path / "v2.db"
-    conn = sqlite3.connect(path)
-    import sqlite_utils
-
-    db = sqlite_utils.Database(conn)
-    for migration in MIGRATIONS[:2]:
-        migration(db)
-    conn.execute("PRAGMA user_version=2")
-    conn.execute("INSERT INTO extensions VALUES ('101', 'PJSIP')")
-    conn.commit()
-    conn.close()
+    _store_at_version(path, 2, extensions={"number": "101", "technology": "PJSIP"})
     store = Store.open(path)
     assert store.schema_version == SCHEMA_VERSION
     assert [(e.number, e.answer) for e in store.extensions()] == [("101", "")]
@@ -167,18 +157,10 @@ def test_v2_keeps_agents_and_call_user_data(tmp_path: Path) -> None:
 
 def test_v2_store_migrates_to_the_latest_keeping_its_agents(tmp_path: Path) -> None:
     """A store written by the previous release: its logged-in agents survive the upgrade."""
-    from astcti.store.schema import MIGRATIONS
-    import sqlite_utils
-
     path = tmp_path / "v2.db"
-    db = sqlite_utils.Database(path)
-    for migrate in MIGRATIONS[:2]:
-        migrate(db)
-    db.conn.execute("PRAGMA user_version=2")
-    db["agents"].insert({"extension": "101", "agentid": "7001", "groups": "support",
-                         "state": "ready", "reason": "", "since": "", "acw_until": None})
-    db.conn.commit()
-    db.conn.close()
+    _store_at_version(path, 2, agents={"extension": "101", "agentid": "7001",
+                                       "groups": "support", "state": "ready", "reason": "",
+                                       "since": "", "acw_until": None})
     store = Store.open(path)
     assert store.schema_version == SCHEMA_VERSION
     (agent,) = store.agents()
@@ -219,8 +201,9 @@ def test_feature_parameters_reach_stores_of_any_version(tmp_path: Path) -> None:
         store.close()
 
 
-def _store_at_version(path: Path, version: int) -> None:
-    """A store as an older astcti left it (only the first `version` migrations)."""
+def _store_at_version(path: Path, version: int, **rows: dict[str, Any]) -> None:
+    """A store as an older astcti left it (only the first `version` migrations), with one
+    row per named table (`extensions={...}`) written as that version would have."""
     import sqlite_utils
 
     from astcti.store.schema import MIGRATIONS
@@ -229,6 +212,8 @@ def _store_at_version(path: Path, version: int) -> None:
     for migrate in MIGRATIONS[:version]:
         migrate(db)
     db.conn.execute(f"PRAGMA user_version={version}")
+    for table, row in rows.items():
+        db[table].insert(row)
     db.conn.commit()
     db.conn.close()
 
@@ -271,17 +256,8 @@ def test_v6_users_from_before_roles_become_admin_and_say_so(tmp_path: Path) -> N
 
 def test_v3_store_migrates_to_v4_extensions_unpinned_then_pinned(tmp_path: Path) -> None:
     """v4: an extension may be pinned to one Asterisk link (the same number on two PBXs)."""
-    from astcti.store.schema import MIGRATIONS
-    import sqlite_utils
-
     path = tmp_path / "v3.db"
-    db = sqlite_utils.Database(path)
-    for migrate in MIGRATIONS[:3]:
-        migrate(db)
-    db.conn.execute("PRAGMA user_version=3")
-    db["extensions"].insert({"number": "150", "technology": "PJSIP"})
-    db.conn.commit()
-    db.conn.close()
+    _store_at_version(path, 3, extensions={"number": "150", "technology": "PJSIP"})
     store = Store.open(path)
     assert store.extensions() == [ExtensionRow("150", "PJSIP", "")]
     assert store.pin_extension("150", "acti_tlink_02") and not store.pin_extension("9", "x")

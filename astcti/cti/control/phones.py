@@ -37,11 +37,16 @@ def answer_mode(ext: Extension, default: str) -> AnswerMode:
         return AnswerMode.REOFFER
 
 
+_AUTO_ANSWER_VARIABLES = {f"PJSIP_HEADER(add,{name})": value
+                          for name, value in AUTO_ANSWER_HEADERS.items()}
+
+
 def auto_answer_variables(ext: Extension) -> dict[str, str]:
-    """Channel variables that put the auto-answer headers on the INVITE to this phone."""
+    """Channel variables that put the auto-answer headers on the INVITE to this phone (a
+    fresh dict: callers add to it)."""
     if ext.technology != "PJSIP":
         return {}
-    return {f"PJSIP_HEADER(add,{name})": value for name, value in AUTO_ANSWER_HEADERS.items()}
+    return _AUTO_ANSWER_VARIABLES.copy()
 
 
 def not_supported(ext: Extension) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
@@ -158,6 +159,12 @@ class FakePbx:
         self.emit("ChannelCreated", chan)
         chan.state = "Ringing"
         self.emit("ChannelStateChange", chan)
+
+    def start_originate(self, link: str, endpoint: str, channel_id: str, *, app_args: str,
+                        timeout: int, variables: dict[str, str] | None = None,
+                        caller_id: str | None = None) -> Awaitable[None]:
+        return self.originate(link, endpoint, channel_id, app_args=app_args, timeout=timeout,
+                              variables=variables, caller_id=caller_id)
 
     async def dial(self, link: str, channel_id: str, caller: str | None, timeout: int) -> None:
         await self._op("dial", channel_id, caller)

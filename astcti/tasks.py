@@ -29,72 +29,21 @@ def watch(task: asyncio.Task[Any], owner: str) -> asyncio.Task[Any]:
 
 
 def eager(coro: Coroutine[Any, Any, Any], name: str, owner: str) -> asyncio.Task[Any] | None:
-    """Run `coro` at once, in the caller's loop turn, up to its first real suspension; a task
-    (watched) carries it on from there. None when it ended in that first step.
+    """Run `coro` as a watched task, at once where Python can; None when it ended at once.
 
     Why: a request handled by a new task waits one more turn of the event loop before its
-    first line runs; a makecall's originate leaves ~50 us sooner (cold host) this way. While
-    the first step runs there is no current task (Python 3.11 has no eager tasks; 3.12+
-    uses them): code before the first await must not need asyncio.current_task()."""
+    first line runs; an eager task (Python 3.12+) runs its first step in the caller's loop
+    turn, so a makecall's originate leaves ~30 us sooner. Python 3.11 (Debian 12) has no eager
+    tasks and gets a plain one: stepping the coroutine by hand instead would run that first
+    step with no current task, which aiohttp's request timeout and asyncio.timeout() need (a
+    takeover's first `hold` failed with "Timeout context manager should be used inside a
+    task" that way)."""
     loop = asyncio.get_running_loop()
     if sys.version_info >= (3, 12):
         task = asyncio.Task(coro, loop=loop, name=name, eager_start=True)  # type: ignore[call-arg]
         watch(task, owner)
         return None if task.done() else task
-    try:
-        yielded = coro.send(None)
-    except StopIteration:
-        return None
-    except Exception:
-        log.exception("%s: task %s failed", owner, name)
-        return None
-    return _carry_on_task(coro, yielded, name, owner)
-
-
-def _carry_on_task(coro: Coroutine[Any, Any, Any], yielded: Any, name: str,
-                   owner: str) -> asyncio.Task[Any]:
-    task = watch(asyncio.get_running_loop().create_task(_carry_on(coro, yielded), name=name),
-                 owner)
-
-    def cancelled_early(task: asyncio.Task[Any]) -> None:
-        """Cancelled before its first step: `_carry_on` never ran, the coroutine still waits
-        where its first step left it; it gets the cancellation there, as in a task."""
-        if not task.cancelled() or coro.cr_frame is None:
-            return
-        try:
-            again = coro.throw(asyncio.CancelledError())
-        except BaseException:  # noqa: BLE001  (ended, cancelled as asked, or failed: done)
-            return
-        _carry_on_task(coro, again, name, owner)  # it awaits in its clean-up: let it
-
-    task.add_done_callback(cancelled_early)
-    return task
-
-
-async def _carry_on(coro: Coroutine[Any, Any, Any], yielded: Any) -> Any:
-    """Drive a coroutine whose first step already ran (see `eager`) as its task would: wait
-    for what it waits for, hand it the outcome (it reads the future's result itself), pass a
-    cancellation of this task on to it."""
-    while True:
-        try:
-            if yielded is None:  # a bare yield: one turn of the loop (asyncio.sleep(0))
-                await asyncio.sleep(0)
-            else:  # the future it awaits: as a task would (its await marked it as blocking)
-                yielded._asyncio_future_blocking = False
-                await yielded
-        except asyncio.CancelledError as exc:
-            if yielded is None or not yielded.cancelled():  # cancelled here, not its future
-                try:
-                    yielded = coro.throw(exc)
-                except StopIteration as stop:
-                    return stop.value
-                continue
-        except BaseException:  # noqa: BLE001  (the coroutine gets it from the future)
-            pass
-        try:
-            yielded = coro.send(None)
-        except StopIteration as stop:
-            return stop.value
+    return watch(loop.create_task(coro, name=name), owner)
 
 
 class Tasks:

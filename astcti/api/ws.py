@@ -243,8 +243,7 @@ class WsConnection(asyncio.Protocol):
     # -- requests -------------------------------------------------------------------------------
     def _request(self, text: str) -> None:
         self.pending.append(text)
-        if self.worker is None:  # handled at once, in this loop turn (a makecall's originate
-            # leaves before this returns); a task carries on from its first await
+        if self.worker is None:  # one task per client, in order (eager where Python has it)
             self.worker = eager(self._work(), f"ws-request {self.peer}", f"ws {self.peer}")
         if len(self.pending) >= MAX_PENDING and self.transport is not None:
             self.transport.pause_reading()

@@ -25,7 +25,7 @@ from astcti.cti.hub import Hub
 from astcti.cti.tracker import Tracker
 from astcti.pbx.ari import _auth_header
 from astcti.pbx.linkconfig import LinkConfig
-from tests.lab.harness import LAB_DIR, Lab
+from tests.lab.harness import LAB_DIR, Lab, LabConfig
 from tests.perf.profiles import CallWindow, cpu_of
 from tests.lab.sipp import Phone
 
@@ -235,6 +235,50 @@ async def scale(extensions: int, clients_on_101: int, other_clients: int, calls:
                 **measured.figures(calls)}
     finally:
         lab.down()
+
+
+async def freepbx_scale(calls: int) -> dict | None:
+    """The scale point on FreePBX 17's dialplan: Dial() connects the calls and astcti only
+    watches them (the call path of a site that keeps its PBX's routing), where the Stasis point
+    above has astcti bridge every call itself."""
+    if os.environ.get("BENCH_FREEPBX", "1") != "1":
+        return None
+    phase("the scale point on FreePBX's dialplan (astcti watching, not bridging)")
+    return await scale(500, 10, 490, calls, 20, lab=Lab(LabConfig.from_env("freepbx")))
+
+
+def render_call_paths(sc: dict, fp: dict | None) -> str:
+    """astcti's CPU per call on both call paths, side by side, against the 2 ms target."""
+    if fp is None:
+        return ""
+
+    def row(what: str, r: dict) -> str:
+        cpu, ast = r["cpu_per_call_ms"], r["asterisk_cpu_per_call_ms"]
+        return (f"| {what} | **{cpu:.2f} ms** ({_verdict(cpu, 2.0, 'ms')}) | "
+                f"{r['cpu_user_ms']:.2f} / {r['cpu_sys_ms']:.2f} ms | {ast:.2f} ms | "
+                f"{cpu / max(ast, 1e-9) * 100:.0f}% |")
+
+    raw, cti = fp["raw"], fp["astcti"]
+    return f"""
+### CPU per call on both call paths
+
+The same scale point ({fp['extensions']} extensions, {fp['clients']} clients, {fp['calls']} calls
+at {fp['rate']:g} calls/s) on the two dialplans astcti runs on. On astcti's own dialplan every
+call enters Stasis and astcti answers, bridges and hangs it up (about 8 REST requests and 25 ARI
+events per call, the price of call control on the agent's one audio leg). On FreePBX 17's
+dialplan, Dial() connects the call and astcti only watches it (13 ARI events per call, 8 of them
+the callee channel stepping through FreePBX's dial and answer subroutines).
+
+| call path | astcti CPU per call (target <= 2 ms) | user / system | Asterisk CPU per call | astcti / Asterisk |
+| --- | --- | --- | --- | --- |
+{row("Stasis: astcti bridges the call", sc)}
+{row("FreePBX dialplan: astcti watches", fp)}
+
+On the FreePBX path, astcti added p50 {_pct(cti, 50) - _pct(raw, 50):+.1f} ms and p99
+{_pct(cti, 99) - _pct(raw, 99):+.1f} ms to the raw ARI client's event latency; every client
+monitoring 101 received the probe's {fp['probe_events']} events:
+**{'yes' if fp['complete'] else 'NO: ' + str(fp['counts_101'])}**.
+"""
 
 
 async def _served(lab: Lab, extension: str, timeout: float = 300.0) -> float:
@@ -590,7 +634,7 @@ def plot(series: dict[str, list[float]], path: Path) -> None:
     plt.close(fig)
 
 
-def render_scale(sc: dict, mem_small: dict, mem: dict) -> str:
+def render_scale(sc: dict, mem_small: dict, mem: dict, call_paths: str = "") -> str:
     raw, cti = sc["raw"], sc["astcti"]
     added50 = _pct(cti, 50) - _pct(raw, 50)
     added99 = _pct(cti, 99) - _pct(raw, 99)
@@ -632,7 +676,7 @@ heartbeats meanwhile.
 
 astcti spends {sc['cpu_per_call_ms'] / max(sc['asterisk_cpu_per_call_ms'], 1e-9) * 100:.0f}% of
 what the Asterisk it watches spends on the same calls.
-
+{call_paths}
 ## Memory
 
 | watched extensions | connected clients | astcti RSS |
@@ -659,9 +703,10 @@ async def profile_scale(calls: int = 200) -> dict | None:
             "summary": summarise(out, calls)}
 
 
-async def count_instructions(calls: int = 30) -> dict | None:
+async def count_instructions(calls: int = 30, flavour: str = "asterisk") -> dict | None:
     """Instructions per call under callgrind: a small scale point at a rate valgrind keeps up
-    with (the fan-out share is the 10 clients on the called extension, as at 500 clients)."""
+    with (the fan-out share is the 10 clients on the called extension, as at 500 clients).
+    `flavour`: which lab's dialplan routes the calls (see `freepbx_scale`)."""
     from tests.perf.profiles import CallgrindLab, CallgrindWindow, callgrind_available, \
         instructions
 
@@ -670,8 +715,9 @@ async def count_instructions(calls: int = 30) -> dict | None:
     out = LAB_DIR / "callgrind.out"
     for old in out.parent.glob("callgrind.out*"):
         old.unlink()
-    phase("counting instructions per call (callgrind)")
-    sc = await scale(50, 10, 40, calls, 2, lab=CallgrindLab(out), window=CallgrindWindow)
+    phase(f"counting instructions per call (callgrind, {flavour} dialplan)")
+    sc = await scale(50, 10, 40, calls, 2, lab=CallgrindLab(out, LabConfig.from_env(flavour)),
+                     window=CallgrindWindow)
     return {"calls": calls, "rate": 2, "extensions": 50, "clients": sc["clients"],
             "on_101": 10, "instructions": instructions(out)}
 
@@ -680,7 +726,7 @@ def _verdict(value: float, target: float, unit: str) -> str:
     return "met" if value <= target else f"missed by {value - target:.1f} {unit}"
 
 
-def render_profile(prof: dict | None, cg: dict | None) -> str:
+def render_profile(prof: dict | None, cg: dict | None, cg_freepbx: dict | None = None) -> str:
     """Where astcti's CPU goes at the scale point (the profiled run) and its instruction count."""
     if prof is None and cg is None:
         return ""
@@ -714,6 +760,11 @@ calls at {cg['rate']:g} calls/s, {cg['extensions']} extensions, {cg['clients']} 
 which {cg['on_101']} monitor the called extension). Compare this figure between two trees to
 judge a change on a loaded machine.
 """
+    if cg_freepbx is not None:
+        text += f"""
+The same count on FreePBX's dialplan (astcti watching, not bridging):
+**{cg_freepbx['instructions'] / cg_freepbx['calls'] / 1e6:.2f} million instructions per call**.
+"""
     return text
 
 
@@ -737,11 +788,14 @@ async def main() -> None:
     meter.stop()
     text = render(lat, rep) + render_makecall(mc) + render_takeover(tk)
     if os.environ.get("BENCH_SCALE", "1") == "1":
-        sc = await scale(500, 10, 490, int(os.environ.get("BENCH_SCALE_CALLS", "400")), 20)
+        calls = int(os.environ.get("BENCH_SCALE_CALLS", "400"))
+        sc = await scale(500, 10, 490, calls, 20)
+        fp = await freepbx_scale(calls)
         mem_small = await memory(4, 0)
         mem = await memory(5000, 1000)
-        text += render_scale(sc, mem_small, mem)
-        text += render_profile(await profile_scale(), await count_instructions())
+        text += render_scale(sc, mem_small, mem, render_call_paths(sc, fp))
+        cg_freepbx = (await count_instructions(flavour="freepbx")) if fp is not None else None
+        text += render_profile(await profile_scale(), await count_instructions(), cg_freepbx)
         plot({"raw ARI, 4 ext / 20 clients": lat["raw"],
               "astcti, 4 ext / 20 clients": lat["astcti"],
               f"raw ARI, {sc['extensions']} ext / {sc['clients']} clients": sc["raw"],
@@ -775,11 +829,27 @@ async def makecall_only() -> None:
     await _section_only(makecall_vs_originate, render_makecall)
 
 
+async def scale_only() -> None:
+    """`python -m tests.bench scale`: the scale point on both call paths, printed (docs
+    untouched; BENCH_SCALE_CALLS calls, 200 by default)."""
+    if Lab.running() is not None:
+        raise SystemExit("bench: a lab is running; `make lab-down` first (the bench starts its own)")
+    calls = int(os.environ.get("BENCH_SCALE_CALLS", "200"))
+    sc = await scale(500, 10, 490, calls, 20)
+    print(render_call_paths(sc, await freepbx_scale(calls)) or render_scale_cpu(sc))
+
+
+def render_scale_cpu(sc: dict) -> str:
+    return (f"astcti {sc['cpu_per_call_ms']:.2f} ms per call, Asterisk "
+            f"{sc['asterisk_cpu_per_call_ms']:.2f} ms")
+
+
 async def takeover_only() -> None:
     """`python -m tests.bench takeover`: that section alone, printed (docs untouched)."""
     await _section_only(takeover_vs_own, render_takeover)
 
 
 if __name__ == "__main__":
-    asyncio.run({"makecall": makecall_only, "takeover": takeover_only}.get(
+    asyncio.run({"makecall": makecall_only, "takeover": takeover_only,
+                 "scale": scale_only}.get(
         " ".join(sys.argv[1:]), main)())

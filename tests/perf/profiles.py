@@ -15,7 +15,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from tests.lab.harness import Lab, _group_members
+from tests.lab.harness import Lab, LabConfig, _group_members
 
 
 def cpu_of(pid: int) -> tuple[float, float]:
@@ -83,8 +83,8 @@ def area_of(filename: str) -> str:
 class ProfiledLab(Lab):
     """A lab whose daemon runs under tests.perf.profiled (cProfile switched by signals)."""
 
-    def __init__(self, out: Path) -> None:
-        super().__init__()
+    def __init__(self, out: Path, config: LabConfig | None = None) -> None:
+        super().__init__(config)
         self.out = out
 
     def astcti_command(self) -> list[str]:
@@ -146,8 +146,8 @@ class CallgrindLab(Lab):
     """A lab whose daemon runs under valgrind --tool=callgrind, instrumentation off until the
     window opens (valgrind still slows the daemon ~30x: use a low call rate)."""
 
-    def __init__(self, out: Path) -> None:
-        super().__init__()
+    def __init__(self, out: Path, config: LabConfig | None = None) -> None:
+        super().__init__(config)
         self.out = out
 
     def astcti_command(self) -> list[str]:

@@ -741,7 +741,9 @@ The scale point again ({prof['calls']} calls at {prof['rate']:g} calls/s, {prof[
 extensions, {prof['clients']} clients) with the daemon under cProfile timing **CPU time**
 (`tests/perf/profiled.py`, switched on for the calls only; a wall-clock profile on a busy
 machine blames whatever call the process was preempted in). Profiling inflates the total, so
-read the shares, not the absolute times.
+read the shares, not the absolute times. A generic built-in's time (`dict.get`, `len`) counts
+for the parts that call it, in proportion; orjson's counts as JSON. Socket writes run inside
+uvloop's transports, which cProfile does not see: they count for their caller (`outbox.write`).
 
 | part of astcti (own CPU time of its functions) | share |
 | --- | --- |

@@ -65,11 +65,12 @@ AREAS: list[tuple[str, str]] = [
      r"aiohttp/streams|aiohttp/base_protocol", "ARI link: events in, REST requests out"),
     (r"astcti/cti/control", "call control (Stasis reactions)"),
     (r"astcti/cti/tracker|astcti/cti/model|astcti/cti/userdata|astcti/cti/acd|"
-     r"astcti/cti/presence|astcti/cti/queue", "tracker and feature services"),
+     r"astcti/cti/presence|astcti/cti/queue|astcti/cti/parties", "tracker and feature services"),
     (r"astcti/cti/hub|astcti/cti/events|astcti/wire|astcti/api/", "hub, serialisation, fan-out"),
-    (r"orjson|json/|\{built-in method _json", "JSON"),
-    (r"asyncio/|selectors|uvloop|\{method 'poll'|\{method '(send|recv)'", "event loop, sockets"),
-    (r"astcti/app", "event flow (app.py)"),
+    (r"orjson|json/|<built-in method _json", "JSON"),
+    (r"asyncio/|_asyncio|_weakrefset|selectors|uvloop|<method 'poll'|<method '(send|recv)",
+     "event loop, tasks, sockets"),
+    (r"astcti/app|astcti/admin/trace", "event flow (app.py, the admin trace tap)"),
 ]
 
 
@@ -109,22 +110,23 @@ class ProfiledWindow(CallWindow):
 
 
 def summarise(path: Path, calls: int, top: int = 12) -> dict:
-    """Own CPU time per function and per area of the profiled window (a built-in's time, e.g.
-    dict.get or socket.send, counts for the areas of its callers, in proportion)."""
+    """Own CPU time per function and per area of the profiled window (a generic built-in's
+    time, e.g. dict.get, counts for the areas of its callers, in proportion; orjson's and the
+    sockets' count for their own areas)."""
     stats = pstats.Stats(str(path)).stats  # type: ignore[attr-defined]
     total = sum(v[2] for v in stats.values()) or 1.0
     areas: dict[str, float] = {}
     rows = []
     for (filename, line, name), (_cc, ncalls, tottime, _cum, callers) in stats.items():
         label = f"{name} ({_short(filename)}:{line})" if line else name
-        if filename == "~" and callers:  # a built-in: shared out among its callers
+        area = area_of(f"{filename} {name}")
+        if filename == "~" and callers and area == "other":  # dict.get...: its callers' areas
             weights = {key: value[3] for key, value in callers.items()}
             spread = sum(weights.values()) or 1.0
             for (cfile, _cline, cname), weight in weights.items():
                 area = area_of(f"{cfile} {cname}")
                 areas[area] = areas.get(area, 0.0) + tottime * weight / spread
-        else:
-            area = area_of(f"{filename} {name}")
+        else:  # astcti's and its libraries' functions, and built-ins of an area (orjson, sockets)
             areas[area] = areas.get(area, 0.0) + tottime
         rows.append((tottime, ncalls, label))
     rows.sort(reverse=True)

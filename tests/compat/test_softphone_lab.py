@@ -99,7 +99,8 @@ async def test_makecall_then_hold_retrieve_hangup_by_extension_only(
         lab: Lab, softphone: Softphone) -> None:
     c = lab.config
     customer = phone_process("outside", c.trunk_port, Phone(answer_after_ms=500),
-                             lab.workdir, c.sip_port, media_port=36000 + c.port_offset).start()
+                             lab.workdir, c.sip_port,
+                             media_port=36000 + c.port_offset).listen(c.trunk_port)
     try:
         reply = await softphone.act("makecall", destination="95550001")
         assert reply["result"] == "success" and reply["id"] == 8

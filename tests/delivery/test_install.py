@@ -460,7 +460,7 @@ def test_second_run_changes_nothing(world: World) -> None:
 def test_demo_trunk_call_rings_the_demo_phone(world: World) -> None:
     """The demo endpoints the role wrote carry a real call (what the WebSocket check needs)."""
     phone = phone_process("101", PHONE_PORT, Phone(answer_after_ms=300), WORK, SIP_PORT,
-                          media_port=MEDIA_PHONE).start()
+                          media_port=MEDIA_PHONE).listen(PHONE_PORT)
     try:
         wait_port_free(TRUNK_PORT)
         caller = caller_process(TRUNK_PORT, "0912345678", "101", WORK, SIP_PORT,
@@ -520,7 +520,7 @@ async def _controlled_call(world: World) -> list[dict]:
     import aiohttp
 
     phone = phone_process("101", PHONE_PORT, Phone(answer_after_ms=500), WORK, SIP_PORT,
-                          media_port=MEDIA_PHONE).start()
+                          media_port=MEDIA_PHONE).listen(PHONE_PORT)
     try:
         async with aiohttp.ClientSession() as session:
             client = await _login(session, WS_PORT, "admin", world.admin_password)

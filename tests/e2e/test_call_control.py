@@ -63,7 +63,8 @@ async def test_makecall_to_an_outside_number_goes_through_the_dialplan(
     c = lab.config
     outside = phone_process("outside", c.trunk_port, Phone(answer_after_ms=300,
                                                            hangup_after_ms=2000),
-                            lab.workdir, c.sip_port, media_port=36000 + c.port_offset).start()
+                            lab.workdir, c.sip_port,
+                            media_port=36000 + c.port_offset).listen(c.trunk_port)
     try:
         reply = await client.request("makecall", extension="101", destination="95550001")
         for name in ("originated", "delivered", "established"):

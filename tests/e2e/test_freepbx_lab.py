@@ -294,7 +294,7 @@ async def test_outbound_call_takes_freepbx_route_and_is_monitored(pbx: Lab) -> N
     outside = phone_process("outside", c.trunk_port, Phone(answer_after_ms=300,
                                                            hangup_after_ms=1500),
                             pbx.workdir, c.sip_port, media_port=pbx.media_port(c.trunk_port))
-    outside.start()
+    outside.listen(c.trunk_port)
     try:
         async with _client(pbx, "101") as client, _dialplan_trace(pbx) as steps:
             dialer = pbx.dial_from("101", "95550001", talk_ms=5000)

@@ -259,7 +259,7 @@ async def test_outbound_call_to_a_trunk_is_held_and_retrieved(freepbx: Lab, clie
     client = await client_of(lab, "101")
     outside = phone_process("outside", c.trunk_port, Phone(answer_after_ms=300),
                             lab.workdir, c.sip_port, media_port=lab.media_port(c.trunk_port))
-    outside.start()
+    outside.listen(c.trunk_port)
     try:
         dialer = lab.dial_from("101", "95550001", talk_ms=30000)
         await _hold_retrieve_hang_up(lab, client, "101", timeout=20)

@@ -552,13 +552,10 @@ class Lab:
     def start_phone(self, ext: str, behaviour: Phone = Phone()) -> SippProcess:
         self.stop_phone(ext)
         port = {**self.config.phones, **self.config.spare_phones}[ext]
-        wait_port_free(port)
-        proc = phone_process(ext, port, behaviour, self.workdir, self.config.sip_port,
-                             media_port=self.media_port(port)).start()
-        try:  # an INVITE sent before is only seen at its first retransmission (0.5 s later)
-            proc.wait_listening(port)
+        try:
+            proc = phone_process(ext, port, behaviour, self.workdir, self.config.sip_port,
+                                 media_port=self.media_port(port)).listen(port)
         except RuntimeError as exc:
-            proc.stop()
             raise LabError(f"phone {ext}: {exc}") from None
         self.phones[ext] = proc
         self.config.pids[f"phone-{ext}"] = proc.pid

@@ -647,6 +647,19 @@ class SippProcess:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(5)
 
+    def listen(self, port: int) -> SippProcess:
+        """Start a phone (UAS) and return once it listens on `port`: an INVITE sent before
+        SIPp binds is only seen at its first retransmission, 0.5 s later. A phone that dies
+        at start is stopped and named in the error."""
+        wait_port_free(port)  # a SIPp just stopped may still hold it
+        self.start()
+        try:
+            self.wait_listening(port)
+        except RuntimeError:
+            self.stop()
+            raise
+        return self
+
     def wait_listening(self, port: int, timeout: float = 10.0) -> None:
         """Until this SIPp has its UDP socket bound to `port`, read from the kernel's socket
         table (/proc). Never by binding the port to see whether it is taken: a probe that holds

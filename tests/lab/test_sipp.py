@@ -43,3 +43,22 @@ def test_a_phone_that_cannot_bind_fails_with_sipps_own_error(tmp_path: Path) -> 
                 proc.wait_listening(port)
         finally:
             proc.stop()
+
+
+def test_listen_starts_the_phone_and_returns_once_it_holds_its_port(tmp_path: Path) -> None:
+    proc, port = _phone(tmp_path)
+    try:
+        assert proc.listen(port) is proc
+        assert port in udp_ports_of(proc.pid)
+    finally:
+        proc.stop()
+
+
+def test_listen_on_a_port_that_stays_taken_names_the_cause(tmp_path: Path) -> None:
+    """Nobody releases the port: the wait for it says so and no SIPp is left behind."""
+    proc, port = _phone(tmp_path)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as holder:
+        holder.bind(("127.0.0.1", port))
+        with pytest.raises(OSError, match="in use"):
+            proc.listen(port)
+    assert proc.proc is None

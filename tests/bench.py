@@ -237,14 +237,19 @@ async def scale(extensions: int, clients_on_101: int, other_clients: int, calls:
         lab.down()
 
 
-async def freepbx_scale(calls: int) -> dict | None:
+async def scale_point(calls: int, lab: Lab | None = None,
+                      window: type[CallWindow] = CallWindow) -> dict:
+    """The bench's scale point: 500 watched extensions, 500 clients (10 on the called
+    extension), 20 calls/s."""
+    return await scale(500, 10, 490, calls, 20, lab=lab, window=window)
+
+
+async def freepbx_scale(calls: int) -> dict:
     """The scale point on FreePBX 17's dialplan: Dial() connects the calls and astcti only
     watches them (the call path of a site that keeps its PBX's routing), where the Stasis point
     above has astcti bridge every call itself."""
-    if os.environ.get("BENCH_FREEPBX", "1") != "1":
-        return None
     phase("the scale point on FreePBX's dialplan (astcti watching, not bridging)")
-    return await scale(500, 10, 490, calls, 20, lab=Lab(LabConfig.from_env("freepbx")))
+    return await scale_point(calls, lab=Lab(LabConfig.from_env("freepbx")))
 
 
 def render_call_paths(sc: dict, fp: dict | None) -> str:
@@ -698,7 +703,7 @@ async def profile_scale(calls: int = 200) -> dict | None:
 
     out = LAB_DIR / "daemon.prof"
     phase("profiling the scale point (cProfile, CPU time)")
-    sc = await scale(500, 10, 490, calls, 20, lab=ProfiledLab(out), window=ProfiledWindow)
+    sc = await scale_point(calls, lab=ProfiledLab(out), window=ProfiledWindow)
     return {**{k: sc[k] for k in ("calls", "rate", "extensions", "clients")},
             "summary": summarise(out, calls)}
 
@@ -770,11 +775,15 @@ The same count on FreePBX's dialplan (astcti watching, not bridging):
     return text
 
 
+def _refuse_if_a_lab_runs() -> None:
+    if Lab.running() is not None:
+        raise SystemExit("bench: a lab is running; `make lab-down` first (the bench starts its own)")
+
+
 async def main() -> None:
     import resource
 
-    if Lab.running() is not None:
-        raise SystemExit("bench: a lab is running; `make lab-down` first (the bench starts its own)")
+    _refuse_if_a_lab_runs()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 65536)), hard))
     meter = LoadMeter()
@@ -791,8 +800,8 @@ async def main() -> None:
     text = render(lat, rep) + render_makecall(mc) + render_takeover(tk)
     if os.environ.get("BENCH_SCALE", "1") == "1":
         calls = int(os.environ.get("BENCH_SCALE_CALLS", "400"))
-        sc = await scale(500, 10, 490, calls, 20)
-        fp = await freepbx_scale(calls)
+        sc = await scale_point(calls)
+        fp = await freepbx_scale(calls) if os.environ.get("BENCH_FREEPBX", "1") == "1" else None
         mem_small = await memory(4, 0)
         mem = await memory(5000, 1000)
         text += render_scale(sc, mem_small, mem, render_call_paths(sc, fp))
@@ -815,8 +824,7 @@ async def _section_only(measure: Callable[[Lab], Awaitable[dict]],
                         render: Callable[[dict], str]) -> None:
     """One section measured alone on a lab of its own and printed (docs untouched): the quick
     way to see what a change costs without the whole `make bench`."""
-    if Lab.running() is not None:
-        raise SystemExit("bench: a lab is running; `make lab-down` first (the bench starts its own)")
+    _refuse_if_a_lab_runs()
     lab = Lab()
     lab.up(phones="none")
     try:
@@ -834,16 +842,10 @@ async def makecall_only() -> None:
 async def scale_only() -> None:
     """`python -m tests.bench scale`: the scale point on both call paths, printed (docs
     untouched; BENCH_SCALE_CALLS calls, 200 by default)."""
-    if Lab.running() is not None:
-        raise SystemExit("bench: a lab is running; `make lab-down` first (the bench starts its own)")
+    _refuse_if_a_lab_runs()
     calls = int(os.environ.get("BENCH_SCALE_CALLS", "200"))
-    sc = await scale(500, 10, 490, calls, 20)
-    print(render_call_paths(sc, await freepbx_scale(calls)) or render_scale_cpu(sc))
-
-
-def render_scale_cpu(sc: dict) -> str:
-    return (f"astcti {sc['cpu_per_call_ms']:.2f} ms per call, Asterisk "
-            f"{sc['asterisk_cpu_per_call_ms']:.2f} ms")
+    sc = await scale_point(calls)
+    print(render_call_paths(sc, await freepbx_scale(calls)))
 
 
 async def takeover_only() -> None:

@@ -84,8 +84,8 @@ def area_of(filename: str) -> str:
 class ProfiledLab(Lab):
     """A lab whose daemon runs under tests.perf.profiled (cProfile switched by signals)."""
 
-    def __init__(self, out: Path, config: LabConfig | None = None) -> None:
-        super().__init__(config)
+    def __init__(self, out: Path) -> None:
+        super().__init__()
         self.out = out
 
     def astcti_command(self) -> list[str]:

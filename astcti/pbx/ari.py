@@ -242,10 +242,13 @@ class AriRest:
         if self.socket is not None and method != "GET" and resource in WS_RESOURCES:
             # the query string stays in the URI: Asterisk parses it
             return self.socket.start(method, path, [], wire.dumps(body))
-        return self._http_json(method, path, body)
+        return self.http_json(method, path, body)
 
-    async def _http_json(self, method: str, path: str, body: Any) -> Any:
-        assert self._client is not None
+    async def http_json(self, method: str, path: str, body: Any) -> Any:
+        """`send_json` over HTTP even while the events websocket carries requests: Asterisk
+        runs it on an HTTP thread, holding none of the websocket session's locks."""
+        if self._client is None:
+            raise AriError(503, f"{self.config.name}: not connected to Asterisk")
         session: aiohttp.ClientSession = self._client.swagger.http_client.session
         url = f"{self.config.base_url}/ari/{path.lstrip('/')}"
         try:

@@ -6,6 +6,7 @@ runs the `on_up` hook (resubscribe + resync) before the first event is handed on
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -30,6 +31,8 @@ log = logging.getLogger(__name__)
 # from costing O(n^2) bytes (20,000 extensions: 39 s in batches of 100); Asterisk's HTTP
 # server refuses a body over 40,960 bytes (413), hence batches of at most this many bytes
 SUBSCRIBE_BODY_MAX = 32_000
+# seconds a clean stop gives Asterisk to release the app's device states (see stop())
+RELEASE_TIMEOUT = 5.0
 
 
 def subscribe_batches(sources: Iterable[str]) -> Iterator[list[str]]:
@@ -108,8 +111,28 @@ class AsteriskLink(Supervised):
 
     # -- lifecycle ----------------------------------------------------------------------------
     async def stop(self) -> None:
+        if self.up:
+            await self._release_device_states()
         await self._stop_supervising()
         await self.rest.close()
+
+    async def _release_device_states(self) -> None:
+        """Unsubscribe the app's deviceState sources over HTTP before its websocket closes.
+        When an app's websocket closes, Asterisk (20.14+, 22.4+: asterisk/asterisk#2170)
+        unsubscribes its device states while holding the ARI session lock and waits for any
+        device-state event in flight, whose delivery needs that same lock: ARI then hangs for
+        this app until Asterisk restarts (seen in the lab after a graceful astcti stop).
+        Released here, on an HTTP thread holding no session lock, the close has nothing to wait
+        for. A crash or a cut network cannot do this; every clean stop and reload does."""
+        states = sorted(s for s in self.sources if s.startswith("deviceState:"))
+        path = f"applications/{self.config.app}/subscription"
+        try:
+            async with asyncio.timeout(RELEASE_TIMEOUT):  # a stop must not wait on a hung PBX
+                for batch in subscribe_batches(states):
+                    await self.rest.http_json("DELETE", path, {"eventSource": batch})
+        except (AriError, TimeoutError) as exc:
+            why = exc.message if isinstance(exc, AriError) else "no answer in time"
+            log.info("%s: device states not released before closing: %s", self.name, why)
 
     def _failure(self, exc: Exception) -> str | None:
         return exc.message if isinstance(exc, AriError) else None

@@ -9,6 +9,7 @@ from pathlib import Path
 from astcti.pbx.link import AsteriskLink, LinkDownError
 from astcti.pbx.linkconfig import LinkConfig
 from tests.lab import Lab
+from tests.lab.ari import ari
 from tests.pbx.helpers import until
 
 import pytest
@@ -96,6 +97,35 @@ async def test_thousands_of_sources_in_one_subscribe(lab: Lab) -> None:
     finally:
         lab.stop_phone("102")
         await link.stop()
+
+
+async def test_a_clean_stop_releases_the_device_states_before_the_websocket_closes(
+        lab: Lab) -> None:
+    """asterisk/asterisk#2170: closing an app's websocket while it holds device-state
+    subscriptions can deadlock ARI for that app (seen in this lab). A clean stop unsubscribes
+    them first, while the link is still up: what Asterisk holds for the app just before the
+    close is read here, after the release and before the socket goes."""
+    app = "astcti-release"
+    link = AsteriskLink(_config(lab, app=app), heartbeat=2)
+    before_close: list[dict] = []
+    close = link._stop_supervising
+
+    async def read_then_close() -> None:
+        before_close.append(await asyncio.to_thread(ari, lab, "GET", f"applications/{app}"))
+        await close()
+
+    link._stop_supervising = read_then_close  # type: ignore[method-assign]
+    link.start()
+    try:
+        assert await link.wait_up(20), link.last_error
+        await link.subscribe(["endpoint:PJSIP/102", "deviceState:PJSIP/102",
+                              "deviceState:PJSIP/103"])
+        held = await asyncio.to_thread(ari, lab, "GET", f"applications/{app}")
+        assert sorted(held["device_names"]) == ["PJSIP/102", "PJSIP/103"]
+    finally:
+        await link.stop()
+    assert before_close[0]["device_names"] == []
+    assert "PJSIP/102" in before_close[0]["endpoint_ids"]  # only the device states went
 
 
 async def test_wrong_password_is_reported_not_raised(lab: Lab) -> None:

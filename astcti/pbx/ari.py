@@ -375,9 +375,17 @@ class AriEventSocket(asyncio.Protocol):
                 {"Authorization": _auth_header(config)}))
             await asyncio.wait_for(asyncio.shield(self._opened), self.CONNECT_TIMEOUT)
         except TimeoutError:  # an OSError too: first, or a silence reads "cannot reach ()"
+            connected = self.transport is not None
             self._give_up()
-            raise AriError(503, f"{config.name}: ARI at {config.base_url} did not answer"
-                                f" within {self.CONNECT_TIMEOUT:g} s") from None
+            if not connected:
+                raise AriError(503, f"{config.name}: ARI at {config.base_url} did not answer"
+                                    f" within {self.CONNECT_TIMEOUT:g} s") from None
+            raise AriError(503, f"{config.name}: ARI at {config.base_url} took the connection"
+                                f" but did not open the events websocket of app {config.app!r}"
+                                f" within {self.CONNECT_TIMEOUT:g} s: Asterisk's HTTP server or"
+                                " its ARI for this app is stuck (asterisk/asterisk#2170 hangs an"
+                                " app whose websocket closed during device-state changes);"
+                                " restart Asterisk") from None
         except wsproto.HandshakeError as exc:
             self._give_up()
             if exc.status == 401:

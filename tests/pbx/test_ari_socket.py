@@ -1,6 +1,7 @@
 """The ARI events websocket's opening, against a real TCP server that accepts and then says
-nothing (an Asterisk whose HTTP server is stuck): the link's words name the silence, and no
-future is left failing unobserved (asyncio's "Future exception was never retrieved")."""
+nothing (an Asterisk whose HTTP server, or whose ARI for the app, is stuck): the link's words
+name the silence and what to do, and no future is left failing unobserved (asyncio's "Future
+exception was never retrieved")."""
 
 from __future__ import annotations
 
@@ -38,8 +39,11 @@ async def test_a_silent_asterisk_is_named_and_leaves_no_unobserved_failure(
             await socket.open()
         except AriError as exc:
             message = exc.message  # (the exception's traceback would keep the socket alive)
-        assert message == (f"acti_tlink_01: ARI at http://127.0.0.1:{port} did not answer"
-                           " within 0.5 s")
+        assert message == (f"acti_tlink_01: ARI at http://127.0.0.1:{port} took the connection"
+                           " but did not open the events websocket of app 'astcti' within 0.5 s:"
+                           " Asterisk's HTTP server or its ARI for this app is stuck"
+                           " (asterisk/asterisk#2170 hangs an app whose websocket closed"
+                           " during device-state changes); restart Asterisk")
         await asyncio.sleep(0.1)  # the aborted connection's callbacks run
         del socket
         gc.collect()

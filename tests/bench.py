@@ -252,14 +252,26 @@ async def freepbx_scale(calls: int) -> dict:
     return await scale_point(calls, lab=Lab(LabConfig.from_env("freepbx")))
 
 
-def render_call_paths(sc: dict, fp: dict | None) -> str:
-    """astcti's CPU per call on both call paths, side by side, against the 2 ms target."""
+async def floor_scale(calls: int) -> dict:
+    """The scale point with tests.perf.floor in astcti's place: the same Stasis-path messages
+    (requests, events, client frames) with none of astcti's logic, the floor under its CPU."""
+    from tests.perf.profiles import FloorLab
+
+    phase("the scale point with the floor app in astcti's place (its messages, not its logic)")
+    return await scale_point(calls, lab=FloorLab())
+
+
+def render_call_paths(sc: dict, fp: dict | None, fl: dict | None = None) -> str:
+    """astcti's CPU per call on both call paths, side by side, against the 2 ms target, and
+    the floor under the Stasis path's (`floor_scale`)."""
     if fp is None:
         return ""
 
-    def row(what: str, r: dict) -> str:
+    def row(what: str, r: dict, floor: bool = False) -> str:
         cpu, ast = r["cpu_per_call_ms"], r["asterisk_cpu_per_call_ms"]
-        return (f"| {what} | **{cpu:.2f} ms** ({_verdict(cpu, 2.0, 'ms')}) | "
+        verdict = ("over the target before any CTI logic" if cpu > 2.0 else "under the target"
+                   ) if floor else _verdict(cpu, 2.0, 'ms')
+        return (f"| {what} | **{cpu:.2f} ms** ({verdict}) | "
                 f"{r['cpu_user_ms']:.2f} / {r['cpu_sys_ms']:.2f} ms | {ast:.2f} ms | "
                 f"{cpu / max(ast, 1e-9) * 100:.0f}% |")
 
@@ -278,11 +290,30 @@ the callee channel stepping through FreePBX's dial and answer subroutines).
 | --- | --- | --- | --- | --- |
 {row("Stasis: astcti bridges the call", sc)}
 {row("FreePBX dialplan: astcti watches", fp)}
+{row("Stasis, the floor: the same messages, none of astcti's logic", fl, True) if fl else ""}
 
 On the FreePBX path, astcti added p50 {_pct(cti, 50) - _pct(raw, 50):+.1f} ms and p99
 {_pct(cti, 99) - _pct(raw, 99):+.1f} ms to the raw ARI client's event latency; every client
 monitoring 101 received the probe's {fp['probe_events']} events:
 **{'yes' if fp['complete'] else 'NO: ' + str(fp['counts_101'])}**.
+{render_floor(sc, fl) if fl else ""}"""
+
+
+def render_floor(sc: dict, fl: dict) -> str:
+    """What the Stasis path's messages cost before any of astcti's logic, against astcti."""
+    own = sc["cpu_per_call_ms"] - fl["cpu_per_call_ms"]
+    return f"""
+The floor row is `tests/perf/floor.py` run in astcti's place on the same scale point: a
+minimal Python ARI app that sends and receives exactly the Stasis path's messages (the same
+app, subscriptions and event filter, the 8 requests per call in astcti's order, a frame per
+CTI event to the same {fl['clients']} clients) on astcti's event loop, JSON library and
+WebSocket framing, with no tracker, call model, locks, user data or rights. It spent
+**{fl['cpu_per_call_ms']:.2f} ms** per call ({fl['cpu_user_ms']:.2f} user /
+{fl['cpu_sys_ms']:.2f} system): {'above' if fl['cpu_per_call_ms'] > 2.0 else 'under'} the
+2 ms target before any CTI logic. astcti's own logic adds **{own:+.2f} ms** per call over it
+({own / max(sc['cpu_per_call_ms'], 1e-9) * 100:.0f}% of astcti's CPU on this path): what
+astcti's code can still win there, whatever is done to it. The floor's system time is the
+sockets: every ARI event, REST request and reply, and client frame is a system call.
 """
 
 
@@ -708,20 +739,24 @@ async def profile_scale(calls: int = 200) -> dict | None:
             "summary": summarise(out, calls)}
 
 
-async def count_instructions(calls: int = 30, flavour: str = "asterisk") -> dict | None:
+async def count_instructions(calls: int = 30, flavour: str = "asterisk",
+                             floor: bool = False) -> dict | None:
     """Instructions per call under callgrind: a small scale point at a rate valgrind keeps up
     with (the fan-out share is the 10 clients on the called extension, as at 500 clients).
-    `flavour`: which lab's dialplan routes the calls (see `freepbx_scale`)."""
-    from tests.perf.profiles import CallgrindLab, CallgrindWindow, callgrind_available, \
-        instructions
+    `flavour`: which lab's dialplan routes the calls (see `freepbx_scale`); `floor`: count
+    tests.perf.floor in astcti's place (see `floor_scale`)."""
+    from tests.perf.profiles import CallgrindFloorLab, CallgrindLab, CallgrindWindow, \
+        callgrind_available, instructions
 
     if os.environ.get("BENCH_CALLGRIND", "1") != "1" or not callgrind_available():
         return None
     out = LAB_DIR / "callgrind.out"
     for old in out.parent.glob("callgrind.out*"):
         old.unlink()
-    phase(f"counting instructions per call (callgrind, {flavour} dialplan)")
-    sc = await scale(50, 10, 40, calls, 2, lab=CallgrindLab(out, LabConfig.from_env(flavour)),
+    what = "the floor app" if floor else f"{flavour} dialplan"
+    phase(f"counting instructions per call (callgrind, {what})")
+    lab_class = CallgrindFloorLab if floor else CallgrindLab
+    sc = await scale(50, 10, 40, calls, 2, lab=lab_class(out, LabConfig.from_env(flavour)),
                      window=CallgrindWindow)
     return {"calls": calls, "rate": 2, "extensions": 50, "clients": sc["clients"],
             "on_101": 10, "instructions": instructions(out)}
@@ -731,7 +766,8 @@ def _verdict(value: float, target: float, unit: str) -> str:
     return "met" if value <= target else f"missed by {value - target:.1f} {unit}"
 
 
-def render_profile(prof: dict | None, cg: dict | None, cg_freepbx: dict | None = None) -> str:
+def render_profile(prof: dict | None, cg: dict | None, cg_freepbx: dict | None = None,
+                   cg_floor: dict | None = None) -> str:
     """Where astcti's CPU goes at the scale point (the profiled run) and its instruction count."""
     if prof is None and cg is None:
         return ""
@@ -772,6 +808,12 @@ judge a change on a loaded machine.
 The same count on FreePBX's dialplan (astcti watching, not bridging):
 **{cg_freepbx['instructions'] / cg_freepbx['calls'] / 1e6:.2f} million instructions per call**.
 """
+    if cg_floor is not None:
+        text += f"""
+The same count for the floor app on astcti's dialplan (the Stasis path's messages, none of
+astcti's logic): **{cg_floor['instructions'] / cg_floor['calls'] / 1e6:.2f} million
+instructions per call**.
+"""
     return text
 
 
@@ -802,11 +844,14 @@ async def main() -> None:
         calls = int(os.environ.get("BENCH_SCALE_CALLS", "400"))
         sc = await scale_point(calls)
         fp = await freepbx_scale(calls) if os.environ.get("BENCH_FREEPBX", "1") == "1" else None
+        fl = await floor_scale(calls) if fp is not None else None
         mem_small = await memory(4, 0)
         mem = await memory(5000, 1000)
-        text += render_scale(sc, mem_small, mem, render_call_paths(sc, fp))
+        text += render_scale(sc, mem_small, mem, render_call_paths(sc, fp, fl))
         cg_freepbx = (await count_instructions(flavour="freepbx")) if fp is not None else None
-        text += render_profile(await profile_scale(), await count_instructions(), cg_freepbx)
+        cg_floor = (await count_instructions(floor=True)) if fl is not None else None
+        text += render_profile(await profile_scale(), await count_instructions(), cg_freepbx,
+                               cg_floor)
         plot({"raw ARI, 4 ext / 20 clients": lat["raw"],
               "astcti, 4 ext / 20 clients": lat["astcti"],
               f"raw ARI, {sc['extensions']} ext / {sc['clients']} clients": sc["raw"],
@@ -840,12 +885,13 @@ async def makecall_only() -> None:
 
 
 async def scale_only() -> None:
-    """`python -m tests.bench scale`: the scale point on both call paths, printed (docs
-    untouched; BENCH_SCALE_CALLS calls, 200 by default)."""
+    """`python -m tests.bench scale`: the scale point on both call paths and the floor under
+    the Stasis one, printed (docs untouched; BENCH_SCALE_CALLS calls, 200 by default)."""
     _refuse_if_a_lab_runs()
     calls = int(os.environ.get("BENCH_SCALE_CALLS", "200"))
     sc = await scale_point(calls)
-    print(render_call_paths(sc, await freepbx_scale(calls)))
+    fp = await freepbx_scale(calls)
+    print(render_call_paths(sc, fp, await floor_scale(calls)))
 
 
 async def takeover_only() -> None:

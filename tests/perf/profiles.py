@@ -12,6 +12,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -143,6 +144,20 @@ def _short(filename: str) -> str:
     return filename
 
 
+class FloorLab(Lab):
+    """A lab whose daemon is tests.perf.floor: astcti's Stasis-path messages and nothing else."""
+
+    def start_astcti(self, wait: bool = True) -> None:
+        os.environ["FLOOR_ARI_PASSWORD"] = self.config.ari_password  # not on its command line
+        super().start_astcti(wait)
+
+    def astcti_command(self) -> list[str]:
+        c = self.config
+        return [sys.executable, "-m", "tests.perf.floor", "--ari-port", str(c.ari_port),
+                "--ari-user", c.ari_user, "--app", c.ari_app, "--ws-port", str(c.ws_port),
+                "--extensions", ",".join([*c.phones, *c.extra_extensions])]
+
+
 # -- callgrind -----------------------------------------------------------------------------------
 class CallgrindLab(Lab):
     """A lab whose daemon runs under valgrind --tool=callgrind, instrumentation off until the
@@ -158,6 +173,10 @@ class CallgrindLab(Lab):
 
     def wait_astcti(self, timeout: float = 30.0) -> None:
         super().wait_astcti(max(timeout, 300.0))
+
+
+class CallgrindFloorLab(CallgrindLab, FloorLab):
+    """The floor app (`FloorLab`) under callgrind (`CallgrindLab`)."""
 
 
 class CallgrindWindow(CallWindow):

@@ -60,7 +60,9 @@ class ChannelVarsFiller:
                 task.cancel()
 
     def feed(self, link: AsteriskLink, event: AriEvent) -> None:
-        state = self._links.setdefault(link.name, _LinkState())
+        state = self._links.get(link.name)
+        if state is None:  # (not setdefault: that would build a state per event)
+            state = self._links[link.name] = _LinkState()
         if state.mode == "configured":
             self.deliver(link, event)
             return

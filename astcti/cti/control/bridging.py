@@ -122,8 +122,7 @@ class Bridging:
     async def bridge(self, link: str, members: list[str]) -> Conversation:
         bridge_id = new_id()
         await self.pbx.new_bridge(link, bridge_id)
-        conv = Conversation(link, bridge_id)
-        self.state.convs[(link, bridge_id)] = conv
+        conv = self.state.add_conv(Conversation(link, bridge_id))
         left = [self._enter(conv, channel_id) for channel_id in members]
         if members:  # (a consultation's bridge starts empty: the far end is dialled into it)
             await self.pbx.add(link, bridge_id, *members)  # one request for all of them
@@ -151,9 +150,9 @@ class Bridging:
         if channel_id in conv.incoming:
             conv.recall = None  # the destination took the call: no recall any more
         conv.members.add(channel_id)
-        conv.incoming.discard(channel_id)
+        self.state.unexpect(conv, channel_id)
         if conv.holder == channel_id:
-            conv.holder = None
+            self.state.set_holder(conv, None)
         self.state.member_of[(link, channel_id)] = conv
         return old
 
@@ -168,7 +167,7 @@ class Bridging:
         if self.state.member_of.get((link, channel_id)) is conv:
             del self.state.member_of[(link, channel_id)]
         if conv.holder == channel_id:
-            conv.holder = None
+            self.state.set_holder(conv, None)
             await self.note_holding(link, channel_id)
         else:
             await self.pbx.remove(link, conv.bridge_id, channel_id)
@@ -207,11 +206,11 @@ class Bridging:
                     await self.pbx.remove(link, conv.bridge_id, channel_id)
             else:
                 await self.pbx.hangup(link, channel_id)
-        self.state.convs.pop((link, conv.bridge_id), None)
+        self.state.drop_conv(conv)
         for channel_id in list(conv.members):
             if self.state.member_of.get((link, channel_id)) is conv:
                 del self.state.member_of[(link, channel_id)]
-        conv.holder = None
+        self.state.set_holder(conv, None)
         if holder:
             await self.note_holding(link, holder)
         await self.pbx.destroy(link, conv.bridge_id)
@@ -219,7 +218,7 @@ class Bridging:
     async def discard(self, conv: Conversation) -> None:
         """Forget and destroy a conversation whose parties were all moved elsewhere."""
         link = conv.link
-        self.state.convs.pop((link, conv.bridge_id), None)
+        self.state.drop_conv(conv)
         for key in [k for k, c in self.state.member_of.items() if c is conv]:
             del self.state.member_of[key]
         await self.pbx.destroy(link, conv.bridge_id)
@@ -230,7 +229,7 @@ class Bridging:
         link, channel_id = conn.link, conn.channel_id
         self.tracker.mark_hold(link, conn.key)
         conv.members.discard(channel_id)
-        conv.holder = channel_id
+        self.state.set_holder(conv, channel_id)
         if self.state.member_of.get((link, channel_id)) is conv:
             del self.state.member_of[(link, channel_id)]
         await self.pbx.remove(link, conv.bridge_id, channel_id)
@@ -242,7 +241,7 @@ class Bridging:
         if conv.moh:
             await self.pbx.moh(conn.link, conv.bridge_id, False)
             conv.moh = False
-        conv.holder = None
+        self.state.set_holder(conv, None)
         await self.join(conv, conn.channel_id)
         await self.note_holding(conn.link, conn.channel_id)
 
@@ -267,11 +266,11 @@ class Bridging:
         far = await self.create(link, endpoint, originator=originator, variables=variables,
                                 peer=peer, number=destination, channel_id=channel_id,
                                 dialled_for=dialled_for or peer)
-        conv.incoming.add(far.id)
+        self.state.expect(conv, far.id)
         try:
             await self.pbx.dial(link, far.id, None, FAR_RING_SECONDS)
         except BaseException:
-            conv.incoming.discard(far.id)
+            self.state.unexpect(conv, far.id)
             await self.pbx.hangup(link, far.id)
             raise
         return far

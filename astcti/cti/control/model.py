@@ -110,12 +110,19 @@ class Conversation:
 
 
 class CallState:
-    """Legs and conversations per link (the registry every part of call control shares)."""
+    """Legs and conversations per link (the registry every part of call control shares).
+
+    Who holds a conversation and which legs are being dialled into one are indexed by channel,
+    so the lookups every request and reaction makes cost the same with 5 calls or 500. Change
+    them through `set_holder`, `expect`, `unexpect` and `clear_incoming`, and register and drop
+    conversations with `add_conv` / `drop_conv`: the index follows."""
 
     def __init__(self) -> None:
         self.legs: dict[tuple[str, str], Leg] = {}
         self.convs: dict[tuple[str, str], Conversation] = {}  # (link, bridge id)
         self.member_of: dict[tuple[str, str], Conversation] = {}  # (link, channel) -> its bridge
+        self._holding: dict[tuple[str, str], list[Conversation]] = {}  # (link, holder)
+        self._dialled_into: dict[tuple[str, str], list[Conversation]] = {}  # (link, incoming)
 
     def leg(self, link: str, channel_id: str) -> Leg | None:
         return self.legs.get((link, channel_id))
@@ -131,8 +138,55 @@ class CallState:
     def conv(self, link: str, bridge_id: str | None) -> Conversation | None:
         return self.convs.get((link, bridge_id)) if bridge_id else None
 
+    # -- conversations and their index ----------------------------------------------------------
+    def add_conv(self, conv: Conversation) -> Conversation:
+        self.convs[(conv.link, conv.bridge_id)] = conv
+        if conv.holder is not None:
+            _index(self._holding, (conv.link, conv.holder), conv)
+        for channel_id in conv.incoming:
+            _index(self._dialled_into, (conv.link, channel_id), conv)
+        return conv
+
+    def drop_conv(self, conv: Conversation) -> None:
+        """Forget a conversation (its members' `member_of` entries are the caller's)."""
+        if self.convs.get((conv.link, conv.bridge_id)) is conv:
+            del self.convs[(conv.link, conv.bridge_id)]
+        if conv.holder is not None:
+            _unindex(self._holding, (conv.link, conv.holder), conv)
+        for channel_id in conv.incoming:
+            _unindex(self._dialled_into, (conv.link, channel_id), conv)
+
+    def set_holder(self, conv: Conversation, channel_id: str | None) -> None:
+        if conv.holder == channel_id:
+            return
+        if conv.holder is not None:
+            _unindex(self._holding, (conv.link, conv.holder), conv)
+        conv.holder = channel_id
+        if channel_id is not None:
+            _index(self._holding, (conv.link, channel_id), conv)
+
+    def expect(self, conv: Conversation, channel_id: str) -> None:
+        """A leg is being dialled into the conversation (it joins on answer)."""
+        if channel_id not in conv.incoming:
+            conv.incoming.add(channel_id)
+            _index(self._dialled_into, (conv.link, channel_id), conv)
+
+    def unexpect(self, conv: Conversation, channel_id: str) -> None:
+        if channel_id in conv.incoming:
+            conv.incoming.discard(channel_id)
+            _unindex(self._dialled_into, (conv.link, channel_id), conv)
+
+    def clear_incoming(self, conv: Conversation) -> None:
+        for channel_id in list(conv.incoming):
+            self.unexpect(conv, channel_id)
+
+    def indexed(self) -> int:
+        """Index entries (tests check none outlives its conversation)."""
+        return len(self._holding) + len(self._dialled_into)
+
     def held_by(self, link: str, channel_id: str) -> list[Conversation]:
-        return [c for c in self.convs.values() if c.link == link and c.holder == channel_id]
+        return [c for c in self._holding.get((link, channel_id), ())
+                if self.convs.get((link, c.bridge_id)) is c]
 
     def calls_of(self, link: str, channel_id: str) -> list[Conversation]:
         """The conversations a channel takes part in: the one it is in, those it holds."""
@@ -143,8 +197,10 @@ class CallState:
         return out
 
     def incoming_to(self, link: str, channel_id: str) -> Conversation | None:
-        return next((c for c in self.convs.values()
-                     if c.link == link and channel_id in c.incoming), None)
+        for conv in self._dialled_into.get((link, channel_id), ()):
+            if self.convs.get((link, conv.bridge_id)) is conv:
+                return conv
+        return None
 
     def closure(self, link: str, channel_ids: Iterable[str]) -> set[str]:
         """The channels a request on these channels may touch: theirs and those of every
@@ -162,9 +218,25 @@ class CallState:
         return out
 
     def forget_link(self, link: str) -> None:
-        for table in (self.legs, self.convs, self.member_of):
+        for table in (self.legs, self.convs, self.member_of, self._holding, self._dialled_into):
             for key in [k for k in table if k[0] == link]:
                 del table[key]
+
+
+def _index(table: dict[tuple[str, str], list[Conversation]], key: tuple[str, str],
+           conv: Conversation) -> None:
+    convs = table.setdefault(key, [])
+    if not any(c is conv for c in convs):
+        convs.append(conv)
+
+
+def _unindex(table: dict[tuple[str, str], list[Conversation]], key: tuple[str, str],
+             conv: Conversation) -> None:
+    convs = table.get(key)
+    if convs is not None:
+        convs[:] = [c for c in convs if c is not conv]
+        if not convs:
+            del table[key]
 
 
 class Locks:

@@ -63,8 +63,7 @@ class Resync:
         for bridge in bridges:
             if bridge.get("bridge_class") != "stasis" or bridge.get("name") != "astcti":
                 continue
-            conv = Conversation(link, bridge["id"])
-            self.state.convs[(link, conv.bridge_id)] = conv
+            conv = self.state.add_conv(Conversation(link, bridge["id"]))
             for channel_id in bridge.get("channels") or []:
                 if (link, channel_id) in self.state.legs:
                     conv.members.add(channel_id)
@@ -83,7 +82,7 @@ class Resync:
                 self.tracker.dialling(link, leg.id, root.id)
                 conv = self.state.member_of.get((link, root.id))
                 if conv is not None:
-                    conv.incoming.add(leg.id)
+                    self.state.expect(conv, leg.id)
                 if leg.up:
                     waiting.append(leg)
         for conv in [c for c in self.state.convs.values() if c.link == link]:
@@ -109,7 +108,7 @@ class Resync:
             for bridge_id in filter(None, held.split(",")):
                 conv = self.state.conv(link, bridge_id)
                 if conv is not None and leg.id not in conv.members:
-                    conv.holder = leg.id
+                    self.state.set_holder(conv, leg.id)
                     conv.moh = True
 
     def _lines(self, link: str, linkedid_of: dict[str, str]) -> None:

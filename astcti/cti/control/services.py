@@ -169,7 +169,7 @@ class ControlServices:
         except Exception as exc:
             log.info("makecall from %s to %s failed: %s", far_call.extension,
                      far_call.destination, exc)
-            conv.incoming.clear()
+            self.state.clear_incoming(conv)
             await self.b.settle(conv)
 
     # -- answer ---------------------------------------------------------------------------------
@@ -252,8 +252,8 @@ class ControlServices:
         new.offers = leg.offers + 1
         new.first_offer = leg.first_offer or asyncio.get_running_loop().time()
         if target is not None:  # it was being dialled into a conversation: the new one is
-            target.incoming.discard(leg.id)
-            target.incoming.add(new.id)
+            self.state.unexpect(target, leg.id)
+            self.state.expect(target, new.id)
         if not leg.gone:
             await self.pbx.hangup(link, leg.id)
         try:
@@ -405,7 +405,7 @@ class ControlServices:
                                   dialled_for=self.tracker.line_key(agent, callid),
                                   extra=extra)
         except Exception:
-            bridge.incoming.clear()
+            self.state.clear_incoming(bridge)
             await self.b.leave(bridge, agent)
             raise
 
@@ -443,7 +443,7 @@ class ControlServices:
             if hconv.moh:
                 await self.pbx.moh(link, hconv.bridge_id, False)
                 hconv.moh = False
-            hconv.holder = None
+            self.state.set_holder(hconv, None)
             aconv.closing = True  # emptied on purpose: no clean-up rule on the way
             for channel_id in moving:
                 await self.b.join(hconv, channel_id)

@@ -188,7 +188,7 @@ class StasisReactions:
         link = leg.link
         target = self.state.incoming_to(link, leg.id)
         if target is not None:  # makecall, consultation, single-step transfer/conference
-            target.incoming.discard(leg.id)
+            self.state.unexpect(target, leg.id)
             await self.b.settle(target)
         elif leg.peer is not None and not self.state.gone(link, leg.peer) and \
                 (link, leg.peer) not in self.state.member_of:  # a call from the dialplan
@@ -241,14 +241,13 @@ class StasisReactions:
             member.members.discard(leg.id)
             await self.b.settle(member)
         for conv in self.state.held_by(link, leg.id):
-            conv.holder = None  # the agent left its held call: release it
+            self.state.set_holder(conv, None)  # the agent left its held call: release it
             for channel_id in list(conv.members):
                 await self.pbx.hangup(link, channel_id)
             await self.b.settle(conv)
-        for conv in list(self.state.convs.values()):
-            if conv.link == link and leg.id in conv.incoming:
-                conv.incoming.discard(leg.id)
-                await self.b.settle(conv)
+        while (conv := self.state.incoming_to(link, leg.id)) is not None:
+            self.state.unexpect(conv, leg.id)
+            await self.b.settle(conv)
         self.state.legs.pop((link, leg.id), None)
 
     async def _transferred_away(self, link: str, channel_ids: list[str]) -> None:

@@ -18,7 +18,7 @@ async def test_a_call_that_grew_while_waiting_is_locked_whole() -> None:
         async with LockedCall(state, locks, "l1", lambda: ["customer"]):
             await asyncio.sleep(0.01)
             conv = Conversation("l1", "b1", members={"customer", "agent"})
-            state.convs[("l1", "b1")] = conv
+            state.add_conv(conv)
             state.member_of[("l1", "customer")] = conv
             state.member_of[("l1", "agent")] = conv
 

@@ -30,13 +30,39 @@ def test_closure_covers_every_conversation_of_the_agents_one_leg() -> None:
     active = Conversation("l1", "b2", members={"agent", "consulted"})
     unrelated = Conversation("l1", "b3", members={"other1", "other2"})
     for conv in (held, active, unrelated):
-        state.convs[("l1", conv.bridge_id)] = conv
+        state.add_conv(conv)
         for member in conv.members:
             state.member_of[("l1", member)] = conv
     assert state.calls_of("l1", "agent") == [active, held]
     assert state.closure("l1", ["agent"]) == {"agent", "customer", "consulted"}
     assert state.closure("l1", ["customer"]) == {"agent", "customer"}
     assert state.closure("l1", ["other1"]) == {"other1", "other2"}
+
+
+def test_holders_and_dialled_legs_are_found_by_channel_and_forgotten_with_their_call() -> None:
+    """Every request and reaction asks who holds what and what is being dialled where: an
+    index by channel answers, and what a conversation held or expected leaves it with it."""
+    state = CallState()
+    calls = [state.add_conv(Conversation("l1", f"b{i}", members={f"c{i}"})) for i in range(500)]
+    held, consult = calls[7], calls[8]
+    state.set_holder(held, "agent")
+    state.expect(consult, "far")
+    assert state.held_by("l1", "agent") == [held]
+    assert state.incoming_to("l1", "far") is consult
+    assert state.incoming_to("l2", "far") is None  # another Asterisk's channel of that id
+    state.set_holder(held, None)  # retrieved
+    assert state.held_by("l1", "agent") == [] and held.holder is None
+    state.unexpect(consult, "far")  # answered (or refused)
+    assert state.incoming_to("l1", "far") is None and not consult.incoming
+    state.set_holder(held, "agent")
+    state.expect(consult, "far2")
+    state.drop_conv(held)
+    state.drop_conv(consult)
+    assert state.held_by("l1", "agent") == [] and state.incoming_to("l1", "far2") is None
+    assert state.indexed() == 0
+    state.expect(calls[9], "far3")
+    state.forget_link("l1")
+    assert state.indexed() == 0 and not state.convs
 
 
 async def test_locks_serialise_one_key_and_free_themselves() -> None:

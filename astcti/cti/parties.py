@@ -27,7 +27,8 @@ if TYPE_CHECKING:
 AriEvent = dict[str, Any]
 #: (link, channel id) -> the party's number as call control knows it ("" if it does not)
 NumberOf = Callable[[str, str], str]
-_FOLLOWED = frozenset(("ChannelEnteredBridge", "ChannelDestroyed", "BridgeDestroyed"))
+_FOLLOWED = frozenset(("ChannelEnteredBridge", "StasisEnd", "ChannelDestroyed",
+                       "BridgeDestroyed"))
 _NONE: list[CtiEvent] = []  # returned, never changed
 
 
@@ -55,6 +56,14 @@ class Parties:
                 self._members.get((link, old), set()).discard(channel_id)
             self._bridge_of[(link, channel_id)] = bridge
             self._members.setdefault((link, bridge), set()).add(channel_id)
+        elif kind == "StasisEnd":
+            # out of astcti's app is out of its conversation for good (hung up, or swapped out
+            # by a phone's transfer): said now, since astcti's reaction to this very event
+            # (the other party hung up, the bridge destroyed) can reach us before the
+            # channel's own ChannelDestroyed, which then finds it gone
+            lines = self.tracker.lines_of(link, channel_id)
+            return self._left(link, channel, lines[0] if lines else None,
+                              event.get("timestamp", ""))
         elif kind == "ChannelDestroyed":
             lines = self.tracker.lines_of(link, channel_id)
             for conn in lines:  # its connections clear now: keep them for the party fields

@@ -123,6 +123,7 @@ class Tracker:
             "BridgeBlindTransfer": self._on_phone_transfer,
             "BridgeAttendedTransfer": self._on_phone_transfer,
             "BridgeDestroyed": self._on_bridge_destroyed,
+            "StasisEnd": self._on_stasis_end,
         }
 
     # -- queries --------------------------------------------------------------------------------
@@ -724,6 +725,10 @@ class Tracker:
         return [ServiceInitiated(conn.extension, conn.callid, ts),
                 Originated(conn.extension, conn.callid, ts, calling=conn.extension,
                            called=conn.called, userdata=dict(conn.userdata))]
+
+    def _on_stasis_end(self, link: str, event: AriEvent) -> list[CtiEvent]:
+        """Nothing of the tracker's own: the party it leaves is told by `Parties.before`."""
+        return []
 
     def _on_bridge_destroyed(self, link: str, event: AriEvent) -> list[CtiEvent]:
         """A conversation astcti ended: lines of channels that go on with another call (held

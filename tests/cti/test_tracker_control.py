@@ -59,6 +59,27 @@ def test_stasis_internal_call_reads_like_a_dialplan_call() -> None:
     assert all(e["calling"] == "101" and e["alerting"] == "102" for e in delivered)
 
 
+def test_the_party_that_hung_up_is_reported_whatever_asterisk_tells_first() -> None:
+    """astcti reacts to the caller's StasisEnd (hangs up the callee, destroys the bridge): on a
+    busy host the BridgeDestroyed can reach astcti before the caller's own ChannelDestroyed
+    (seen in a full lab run). The callee still hears the caller leave, before its own
+    connection clears."""
+    events = _events("stasis_internal_101_to_102")
+    caller, = _channel_ids(events, "PJSIP/101")
+    callee, = _channel_ids(events, "PJSIP/102")
+    late = next(e for e in events if e["type"] == "ChannelDestroyed"
+                and e["channel"]["id"] == caller)
+    reordered = [e for e in events if e is not late]
+    gone = next(i for i, e in enumerate(reordered) if e["type"] == "BridgeDestroyed")
+    reordered.insert(gone + 1, late)
+    out = replay(reordered,
+                 lambda t, e: t.dialling(LINK, callee, caller) if e is events[0] else None)
+    assert names(out, "102") == ["delivered", "established", "partycleared", "connectioncleared",
+                                 "callcleared", "idle"]
+    left = next(e for e in out if e["event"] == "partycleared")
+    assert left["releasing"] == "101"
+
+
 def test_makecall_then_hold_and_retrieve() -> None:
     events = _events("makecall_101_to_102")
     agent, = _channel_ids(events, "PJSIP/101")

@@ -510,6 +510,11 @@ class AriEventSocket(asyncio.Protocol):
         if transport is not None and not transport.is_closing():
             transport.write(wsproto.masked_frame(opcode, payload, _mask_key()))
 
+    @property
+    def last_heard(self) -> float:
+        """When Asterisk last sent anything on this socket (loop time)."""
+        return self._seen
+
     # -- heartbeat --------------------------------------------------------------------------
     def _check(self) -> None:
         """Ping after `heartbeat` seconds of silence; close when the pong is half that late."""

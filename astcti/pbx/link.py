@@ -33,6 +33,26 @@ log = logging.getLogger(__name__)
 SUBSCRIBE_BODY_MAX = 32_000
 # seconds a clean stop gives Asterisk to release the app's device states (see stop())
 RELEASE_TIMEOUT = 5.0
+# before releasing them, a stop waits for this much silence from Asterisk, at most QUIET_MAX
+QUIET = 0.25
+QUIET_MAX = 2.0
+
+
+async def quiet_moment(last_heard: Callable[[], float], now: Callable[[], float],
+                       sleep: Callable[[float], Awaitable[Any]], quiet: float = QUIET,
+                       limit: float = QUIET_MAX) -> bool:
+    """Wait until nothing was heard for `quiet` seconds, or `limit` seconds have passed;
+    True if the moment came. (asterisk#2170 needs a device-state event on its way to the app
+    while the app's device states are unsubscribed: after a silence none is.)"""
+    deadline = now() + limit
+    while True:
+        t = now()
+        silent = t - last_heard()
+        if silent >= quiet:
+            return True
+        if t >= deadline:
+            return False
+        await sleep(min(quiet - silent, deadline - t))
 
 
 def subscribe_batches(sources: Iterable[str]) -> Iterator[list[str]]:
@@ -123,9 +143,18 @@ class AsteriskLink(Supervised):
         device-state event in flight, whose delivery needs that same lock: ARI then hangs for
         this app until Asterisk restarts (seen in the lab after a graceful astcti stop).
         Released here, on an HTTP thread holding no session lock, the close has nothing to wait
-        for. A crash or a cut network cannot do this; every clean stop and reload does."""
+        for. The HTTP unsubscription joins the subscription too, and was seen to hang the same
+        way with an event on its way (2026-12-02): so it waits for a silence from Asterisk
+        first (`quiet_moment`). That narrows the window; only an Asterisk fix closes it. A crash
+        or a cut network cannot do this; every clean stop and reload does."""
         states = sorted(s for s in self.sources if s.startswith("deviceState:"))
         path = f"applications/{self.config.app}/subscription"
+        socket = self._socket
+        if states and socket is not None:  # the release itself can hang on an event in flight
+            loop = asyncio.get_running_loop()
+            if not await quiet_moment(lambda: socket.last_heard, loop.time, asyncio.sleep):
+                log.info("%s: Asterisk never fell silent for %g s: releasing device states"
+                         " anyway", self.name, QUIET)
         try:
             async with asyncio.timeout(RELEASE_TIMEOUT):  # a stop must not wait on a hung PBX
                 for batch in subscribe_batches(states):

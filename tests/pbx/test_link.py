@@ -1,12 +1,15 @@
-"""AsteriskLink's reconnect backoff: it resets only after a connection that stayed up."""
+"""AsteriskLink: its reconnect backoff resets only after a connection that stayed up; a clean
+stop waits for a silence from Asterisk before releasing its device states."""
 
 from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from astcti.pbx import supervisor
 from astcti.pbx.ari import AriError
-from astcti.pbx.link import AsteriskLink
+from astcti.pbx.link import AsteriskLink, quiet_moment
 from astcti.pbx.linkconfig import LinkConfig
 from tests.pbx.helpers import Backoff
 
@@ -77,3 +80,33 @@ async def test_connect_failures_back_off_too(monkeypatch) -> None:
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
     assert delays == [0.5, 1.0, 2.0, 4.0]
+
+
+class _Clock:
+    """Loop time that moves only when the code under test sleeps."""
+
+    def __init__(self) -> None:
+        self.t = 100.0
+        self.slept: list[float] = []
+
+    def now(self) -> float:
+        return self.t
+
+    async def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.t += seconds
+
+
+async def test_device_states_are_released_after_a_silence_from_asterisk() -> None:
+    """asterisk#2170: an unsubscription with a device-state event on its way can hang ARI, so a
+    stop waits until Asterisk has said nothing for a moment (heard 0.1 s ago: 0.15 s more)."""
+    clock = _Clock()
+    heard = clock.t - 0.1
+    assert await quiet_moment(lambda: heard, clock.now, clock.sleep, quiet=0.25, limit=2.0)
+    assert clock.slept == [pytest.approx(0.15)]
+
+
+async def test_a_pbx_that_never_falls_silent_delays_the_release_by_the_limit_only() -> None:
+    clock = _Clock()
+    assert not await quiet_moment(clock.now, clock.now, clock.sleep, quiet=0.25, limit=2.0)
+    assert sum(clock.slept) == pytest.approx(2.0)

@@ -290,7 +290,7 @@ class Bridging:
             await self.pbx.create(link, endpoint, channel_id, originator=originator,
                                   variables=variables)
         except BaseException:
-            self.state.legs.pop((link, channel_id), None)
+            self.state.forget_leg(link, channel_id)
             self.tracker.forget_plan(link, channel_id)
             await self.pbx.hangup(link, channel_id)
             raise

@@ -112,10 +112,11 @@ class Conversation:
 class CallState:
     """Legs and conversations per link (the registry every part of call control shares).
 
-    Who holds a conversation and which legs are being dialled into one are indexed by channel,
-    so the lookups every request and reaction makes cost the same with 5 calls or 500. Change
-    them through `set_holder`, `expect`, `unexpect` and `clear_incoming`, and register and drop
-    conversations with `add_conv` / `drop_conv`: the index follows."""
+    Who holds a conversation, which legs are being dialled into one and which legs were dialled
+    for a leg are indexed by channel, so the lookups every request and reaction makes cost the
+    same with 5 calls or 500. Change them through `set_holder`, `expect`, `unexpect`,
+    `clear_incoming` and `set_peer`; register and drop conversations with `add_conv` /
+    `drop_conv`, legs with `add_leg` / `forget_leg`: the index follows."""
 
     def __init__(self) -> None:
         self.legs: dict[tuple[str, str], Leg] = {}
@@ -123,13 +124,45 @@ class CallState:
         self.member_of: dict[tuple[str, str], Conversation] = {}  # (link, channel) -> its bridge
         self._holding: dict[tuple[str, str], list[Conversation]] = {}  # (link, holder)
         self._dialled_into: dict[tuple[str, str], list[Conversation]] = {}  # (link, incoming)
+        self._dialled_for: dict[tuple[str, str], set[str]] = {}  # (link, peer) -> leg ids
 
     def leg(self, link: str, channel_id: str) -> Leg | None:
         return self.legs.get((link, channel_id))
 
     def add_leg(self, leg: Leg) -> Leg:
         self.legs[(leg.link, leg.id)] = leg
+        if leg.peer is not None:
+            self._dialled_for.setdefault((leg.link, leg.peer), set()).add(leg.id)
         return leg
+
+    def set_peer(self, leg: Leg, peer: str) -> None:
+        """The leg was dialled for `peer` (bridged with it on answer)."""
+        self._unpeer(leg)
+        leg.peer = peer
+        self._dialled_for.setdefault((leg.link, peer), set()).add(leg.id)
+
+    def forget_leg(self, link: str, channel_id: str) -> None:
+        leg = self.legs.pop((link, channel_id), None)
+        if leg is not None:
+            self._unpeer(leg)
+        self._dialled_for.pop((link, channel_id), None)  # legs dialled for it: their own now
+
+    def _unpeer(self, leg: Leg) -> None:
+        if leg.peer is not None:
+            ids = self._dialled_for.get((leg.link, leg.peer))
+            if ids is not None:
+                ids.discard(leg.id)
+                if not ids:
+                    del self._dialled_for[(leg.link, leg.peer)]
+
+    def dialled_for(self, link: str, peer: str) -> list[Leg]:
+        """The legs dialled for `peer` that astcti still handles."""
+        out = []
+        for channel_id in sorted(self._dialled_for.get((link, peer), ())):
+            leg = self.legs.get((link, channel_id))
+            if leg is not None and leg.peer == peer:
+                out.append(leg)
+        return out
 
     def gone(self, link: str, channel_id: str) -> bool:
         leg = self.legs.get((link, channel_id))
@@ -181,8 +214,8 @@ class CallState:
             self.unexpect(conv, channel_id)
 
     def indexed(self) -> int:
-        """Index entries (tests check none outlives its conversation)."""
-        return len(self._holding) + len(self._dialled_into)
+        """Index entries (tests check none outlives its conversation or leg)."""
+        return len(self._holding) + len(self._dialled_into) + len(self._dialled_for)
 
     def held_by(self, link: str, channel_id: str) -> list[Conversation]:
         return [c for c in self._holding.get((link, channel_id), ())
@@ -218,7 +251,8 @@ class CallState:
         return out
 
     def forget_link(self, link: str) -> None:
-        for table in (self.legs, self.convs, self.member_of, self._holding, self._dialled_into):
+        for table in (self.legs, self.convs, self.member_of, self._holding, self._dialled_into,
+                      self._dialled_for):
             for key in [k for k in table if k[0] == link]:
                 del table[key]
 

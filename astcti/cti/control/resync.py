@@ -78,7 +78,7 @@ class Resync:
             for leg in legs:
                 if root is None or leg is root or self.state.calls_of(link, leg.id):
                     continue
-                leg.peer = root.id
+                self.state.set_peer(leg, root.id)
                 self.tracker.dialling(link, leg.id, root.id)
                 conv = self.state.member_of.get((link, root.id))
                 if conv is not None:

@@ -149,7 +149,7 @@ class ControlServices:
                                    extension=extension))
             await sent
         except BaseException:
-            self.state.legs.pop((link, agent_id), None)
+            self.state.forget_leg(link, agent_id)
             self.tracker.forget_plan(link, agent_id)
             raise
         return agent_id  # originated without originator: its linkedid is its own id

@@ -228,9 +228,8 @@ class StasisReactions:
     async def _gone(self, leg: Leg, event: AriEvent) -> None:
         """A leg hung up: release what depended on it, leave Asterisk clean."""
         link = leg.link
-        for other in list(self.state.legs.values()):
-            if other.link == link and other.peer == leg.id and not other.up and not other.gone \
-                    and self.state.incoming_to(link, other.id) is None:
+        for other in self.state.dialled_for(link, leg.id):
+            if not other.up and not other.gone and self.state.incoming_to(link, other.id) is None:
                 await self.pbx.hangup(link, other.id)  # stop ringing a callee whose caller left
         if leg.peer is not None and not leg.up and not leg.replaced:
             cause = event.get("cause")
@@ -248,7 +247,7 @@ class StasisReactions:
         while (conv := self.state.incoming_to(link, leg.id)) is not None:
             self.state.unexpect(conv, leg.id)
             await self.b.settle(conv)
-        self.state.legs.pop((link, leg.id), None)
+        self.state.forget_leg(link, leg.id)
 
     async def _transferred_away(self, link: str, channel_ids: list[str]) -> None:
         """A phone transferred its call itself (REFER): Asterisk put a Local channel in the

@@ -65,6 +65,25 @@ def test_holders_and_dialled_legs_are_found_by_channel_and_forgotten_with_their_
     assert state.indexed() == 0 and not state.convs
 
 
+def test_the_legs_dialled_for_a_caller_are_found_by_it_and_forgotten_with_them() -> None:
+    """A caller that hangs up stops the legs still ringing for it: found without a scan."""
+    state = CallState()
+    for i in range(500):
+        state.add_leg(Leg("l1", f"other{i}", "PJSIP/x", peer=f"caller{i}"))
+    state.add_leg(Leg("l1", "caller", "PJSIP/trunk"))
+    ringing = state.add_leg(Leg("l1", "agent", "PJSIP/101", peer="caller"))
+    assert state.dialled_for("l1", "caller") == [ringing]
+    resumed = state.add_leg(Leg("l1", "agent2", "PJSIP/102"))
+    state.set_peer(resumed, "caller")  # a restarted astcti ties a waiting leg to its caller
+    assert state.dialled_for("l1", "caller") == [ringing, resumed]
+    state.forget_leg("l1", "agent")
+    assert state.dialled_for("l1", "caller") == [resumed]
+    state.forget_leg("l1", "caller")
+    state.forget_leg("l1", "agent2")
+    state.forget_link("l1")
+    assert state.indexed() == 0 and not state.legs
+
+
 async def test_locks_serialise_one_key_and_free_themselves() -> None:
     locks = Locks()
     order: list[str] = []

@@ -97,6 +97,8 @@ def test_server_conforms_to_its_openapi_document(api_schema, served: tuple[str, 
             @settings(max_examples=15, deadline=None, database=None,
                       suppress_health_check=list(HealthCheck))
             def check(case) -> None:
+                if _reshapes_the_url(case):
+                    return
                 case.call_and_validate(headers=headers)
 
             try:
@@ -110,6 +112,14 @@ def test_server_conforms_to_its_openapi_document(api_schema, served: tuple[str, 
                                 f" {exc}")
     assert operations >= 8
     assert not failures, "\n\n".join(failures)
+
+
+def _reshapes_the_url(case) -> bool:
+    """A generated path parameter whose text schemathesis writes into the URL unescaped where it
+    would end the path ('?', '#'): the request then names another resource (seen: a POST to
+    /calls/[['x?...]]/answer reaching /calls/[['x, which answers 405), not this operation."""
+    return any(c in str(value) for value in (case.path_parameters or {}).values()
+               for c in "?#")
 
 
 def _only_throttled(exc: BaseException) -> bool:

@@ -27,8 +27,9 @@ if TYPE_CHECKING:
 AriEvent = dict[str, Any]
 #: (link, channel id) -> the party's number as call control knows it ("" if it does not)
 NumberOf = Callable[[str, str], str]
-_FOLLOWED = frozenset(("ChannelEnteredBridge", "StasisEnd", "ChannelDestroyed",
-                       "BridgeDestroyed"))
+#: the ARI events `Parties.before` reads (the tracker hands them on even where it reads none)
+FOLLOWED = frozenset(("ChannelEnteredBridge", "StasisEnd", "ChannelDestroyed",
+                      "BridgeDestroyed"))
 _NONE: list[CtiEvent] = []  # returned, never changed
 
 
@@ -45,7 +46,7 @@ class Parties:
     def before(self, link: str, event: AriEvent) -> list[CtiEvent]:
         """Follow bridge membership; a destroyed channel is a party leaving its conversation."""
         kind = event.get("type")
-        if kind not in _FOLLOWED:
+        if kind not in FOLLOWED:
             return _NONE
         channel = event.get("channel") or {}
         channel_id = channel.get("id", "")
@@ -56,18 +57,15 @@ class Parties:
                 self._members.get((link, old), set()).discard(channel_id)
             self._bridge_of[(link, channel_id)] = bridge
             self._members.setdefault((link, bridge), set()).add(channel_id)
-        elif kind == "StasisEnd":
+        elif kind in ("StasisEnd", "ChannelDestroyed"):
             # out of astcti's app is out of its conversation for good (hung up, or swapped out
-            # by a phone's transfer): said now, since astcti's reaction to this very event
-            # (the other party hung up, the bridge destroyed) can reach us before the
-            # channel's own ChannelDestroyed, which then finds it gone
+            # by a phone's transfer): said at StasisEnd, since astcti's reaction to it (the
+            # other party hung up, the bridge destroyed) can reach us before the channel's own
+            # ChannelDestroyed, which then finds it gone
             lines = self.tracker.lines_of(link, channel_id)
-            return self._left(link, channel, lines[0] if lines else None,
-                              event.get("timestamp", ""))
-        elif kind == "ChannelDestroyed":
-            lines = self.tracker.lines_of(link, channel_id)
-            for conn in lines:  # its connections clear now: keep them for the party fields
-                self._leaving[(conn.extension, conn.callid)] = conn
+            if kind == "ChannelDestroyed":
+                for conn in lines:  # its connections clear now: keep them for the party fields
+                    self._leaving[(conn.extension, conn.callid)] = conn
             return self._left(link, channel, lines[0] if lines else None,
                               event.get("timestamp", ""))
         elif kind == "BridgeDestroyed":

@@ -17,7 +17,7 @@ from astcti.cti.events import (
     Established, Failed, Held, Originated, Retrieved, ServiceInitiated, Transferred, cause_name,
 )
 from astcti.cti.model import Call, Connection, ConnectionState, Direction
-from astcti.cti.parties import Parties
+from astcti.cti.parties import FOLLOWED as PARTY_FOLLOWED, Parties
 from astcti.pbx.dialplan import CALLID_VAR, LINKEDID_VAR, USERDATA_VAR
 
 log = logging.getLogger(__name__)
@@ -123,7 +123,6 @@ class Tracker:
             "BridgeBlindTransfer": self._on_phone_transfer,
             "BridgeAttendedTransfer": self._on_phone_transfer,
             "BridgeDestroyed": self._on_bridge_destroyed,
-            "StasisEnd": self._on_stasis_end,
         }
 
     # -- queries --------------------------------------------------------------------------------
@@ -141,16 +140,15 @@ class Tracker:
 
     # -- events ---------------------------------------------------------------------------------
     def handle(self, link: str, event: AriEvent) -> list[CtiEvent]:
-        handler = self._handlers.get(event.get("type", ""))
-        if handler is None:
-            if event.get("type") == "BridgeDestroyed":
-                self.parties.before(link, event)
+        kind = event.get("type", "")
+        handler = self._handlers.get(kind)
+        if handler is None and kind not in PARTY_FOLLOWED:
             return []
         ts = event.get("timestamp")
         if ts and ts[-5] in "+-":  # ARI's +0000 -> ISO-8601 extended +00:00
             event["timestamp"] = f"{ts[:-2]}:{ts[-2:]}"
         left = self.parties.before(link, event)
-        out = handler(link, event)
+        out = handler(link, event) if handler is not None else []
         return self.parties.complete(left + out if left else out)
 
     def _conn(self, link: str, event: AriEvent) -> Connection | None:
@@ -725,10 +723,6 @@ class Tracker:
         return [ServiceInitiated(conn.extension, conn.callid, ts),
                 Originated(conn.extension, conn.callid, ts, calling=conn.extension,
                            called=conn.called, userdata=dict(conn.userdata))]
-
-    def _on_stasis_end(self, link: str, event: AriEvent) -> list[CtiEvent]:
-        """Nothing of the tracker's own: the party it leaves is told by `Parties.before`."""
-        return []
 
     def _on_bridge_destroyed(self, link: str, event: AriEvent) -> list[CtiEvent]:
         """A conversation astcti ended: lines of channels that go on with another call (held
